@@ -223,15 +223,17 @@ def format_time(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-def append_key(path: str | Path, key: TrustedKey) -> None:
+def append_key(path: str | Path, key: TrustedKey, *, dry_run: bool = False) -> None:
     """Add ``key`` to the trust store file at ``path`` (created if missing).
 
     The existing file is loaded first, so a broken file or a duplicate key id raises
-    ``ConfigError`` and nothing is written.
+    ``ConfigError`` and nothing is written. ``dry_run`` does the checks only.
     """
     path = Path(path)
     existing = TrustStore.load(path) if path.exists() else TrustStore(())
     TrustStore([*existing, key], source=str(path))  # rejects a duplicate key id
+    if dry_run:
+        return
     lines = [
         "",
         "[[keys]]",
