@@ -206,6 +206,8 @@ class Direction:
     onward_forwarding: bool = False
 
     def __post_init__(self) -> None:
+        if self.source == self.destination:
+            raise ValueError(f"direction {self.name}: source and destination are the same")
         forbidden = self.tlp - RELEASABLE_TLP
         if forbidden:
             raise ValueError(
@@ -228,6 +230,13 @@ class Policy:
 
     agencies: frozenset[str]
     directions: Mapping[tuple[str, str], Direction] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for (source, destination), direction in self.directions.items():
+            if (direction.source, direction.destination) != (source, destination):
+                raise ValueError(
+                    f"direction {direction.name} is filed under {source}->{destination}"
+                )
 
     def direction(self, source: str, destination: str) -> Direction | None:
         """The agreement for ``source -> destination``, or None when there is none (deny)."""
