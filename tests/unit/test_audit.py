@@ -1,0 +1,164 @@
+"""Audit records: built from a decision, single-object encoded, and readable back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bus.audit import (
+    AUDIT_RECORD,
+    DENIED,
+    FORWARDED,
+    SourcePosition,
+    audit_key,
+    audit_record,
+    decode_audit_record,
+    encode_audit_record,
+)
+from bus.codec import MARKER, default_store, schema_dir
+from bus.errors import BadMarker, EventError, UnknownFingerprint
+from bus.policy import Decision, Direction, Policy, ReleaseRequest, Rule
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+POSITION = SourcePosition(topic="intel.events", partition=3, offset=1234)
+EVENT_ID = "0b8e6c1e-4a52-4c3e-9b1a-7d0c7e5f2a10"
+POLICY = Policy(
+    agencies=frozenset({"interpol", "europol"}),
+    directions={
+        ("interpol", "europol"): Direction(
+            source="interpol",
+            destination="europol",
+            crime_areas=frozenset({"CYBERCRIME"}),
+            tlp=frozenset({"GREEN"}),
+        )
+    },
+)
+
+
+def _request(**changes: Any) -> ReleaseRequest:
+    fields: dict[str, Any] = {
+        "event_id": EVENT_ID,
+        "origin": "interpol",
+        "source": "interpol",
+        "destination": "europol",
+        "crime_area": "CYBERCRIME",
+        "tlp": "GREEN",
+        "releasable_to": frozenset({"europol"}),
+        "handling_codes": frozenset({"H0"}),
+        "onward_release_consent": False,
+        "expires_at": None,
+        "now": NOW,
+    }
+    fields.update(changes)
+    return ReleaseRequest(**fields)
+
+
+def test_forwarded_record_round_trips() -> None:
+    """An allowed decision becomes a FORWARDED record that decodes to the same fields."""
+    request = _request()
+    decision = POLICY.decide(request)
+    record = audit_record(decision, request, position=POSITION, bridge_id="interpol->europol/0")
+    value = encode_audit_record(record)
+    assert value.startswith(MARKER)
+    assert value[2:10] == default_store().latest(AUDIT_RECORD).fingerprint
+    decoded = decode_audit_record(value)
+    assert decoded["decision"] == FORWARDED
+    assert decoded["rule"] == "allowed"
+    assert str(decoded["event_id"]) == EVENT_ID
+    assert decoded["decided_at"] == NOW
+    assert (decoded["source_topic"], decoded["source_partition"], decoded["source_offset"]) == (
+        "intel.events",
+        3,
+        1234,
+    )
+    assert (decoded["origin"], decoded["source"], decoded["destination"]) == (
+        "interpol",
+        "interpol",
+        "europol",
+    )
+    assert decoded["bridge_id"] == "interpol->europol/0"
+
+
+def test_denied_record_names_rule_and_reason() -> None:
+    """A denial records DENIED, the rule that decided and its reason."""
+    request = _request(tlp="RED")
+    decision = POLICY.decide(request)
+    decoded = decode_audit_record(
+        encode_audit_record(audit_record(decision, request, position=POSITION, bridge_id="b"))
+    )
+    assert decoded["decision"] == DENIED
+    assert decoded["rule"] == "tlp"
+    assert decoded["reason"] == decision.reason
+
+
+def test_decided_at_can_be_given() -> None:
+    """decided_at defaults to the request's now, and an explicit instant wins."""
+    later = NOW + timedelta(minutes=1)
+    decision = Decision(allowed=False, rule=Rule.EXPIRED, reason="expired")
+    record = audit_record(decision, _request(), position=POSITION, bridge_id="b", decided_at=later)
+    assert decode_audit_record(encode_audit_record(record))["decided_at"] == later
+
+
+def test_key_is_the_event_id() -> None:
+    """Records are keyed by event id, so one event's decisions stay in one partition."""
+    record = audit_record(POLICY.decide(_request()), _request(), position=POSITION, bridge_id="b")
+    assert audit_key(record) == EVENT_ID.encode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "bridge_id", "message"),
+    [
+        ({"event_id": "not-a-uuid"}, "b", "intel.events/3@1234: event_id is not a UUID"),
+        ({}, "", "bridge_id"),
+    ],
+)
+def test_bad_inputs_are_event_errors(changes: dict[str, Any], bridge_id: str, message: str) -> None:
+    """A record that would not identify its event or its bridge is refused, naming where."""
+    request = _request(**changes)
+    decision = Decision(allowed=False, rule=Rule.TLP, reason="r")
+    with pytest.raises(EventError, match=message):
+        audit_record(decision, request, position=POSITION, bridge_id=bridge_id)
+
+
+def test_position_is_checked() -> None:
+    """Negative partitions or offsets are programming errors."""
+    with pytest.raises(ValueError, match="must not be negative"):
+        SourcePosition(topic="intel.events", partition=-1, offset=0)
+
+
+def test_decode_refuses_other_records() -> None:
+    """Only AuditRecord values decode; garbage and other schemas are wire errors."""
+    with pytest.raises(BadMarker):
+        decode_audit_record(b"{}0123456789")
+    other = default_store().encode(
+        "bus.intel.SignedEvent", {"event": b"x", "key_id": "k", "signature": b"s"}
+    )
+    with pytest.raises(UnknownFingerprint, match=r"expected a bus\.audit\.AuditRecord"):
+        decode_audit_record(other)
+
+
+def test_schema_documents_every_field() -> None:
+    """Every field of the audit schema carries a doc, and the decision enum has a default."""
+    schema = json.loads((schema_dir() / "AuditRecord.v1.avsc").read_text(encoding="utf-8"))
+    assert schema["namespace"] == "bus.audit"
+    names = [f["name"] for f in schema["fields"]]
+    assert names == [
+        "event_id",
+        "origin",
+        "source",
+        "destination",
+        "decision",
+        "rule",
+        "reason",
+        "decided_at",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "bridge_id",
+    ]
+    assert all(f.get("doc") for f in schema["fields"])
+    decision = next(f for f in schema["fields"] if f["name"] == "decision")
+    assert decision["type"]["default"] == "DENIED"
