@@ -1,0 +1,53 @@
+# Exchange Bus: the commands a developer and CI use. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install kafka up down status check test test-unit test-integration bench clean
+
+help:
+	@echo "make up     install everything, then start the local federation (one Kafka per agency)"
+	@echo "make test   install everything, lint, type-check, and run all tests against real Kafka"
+	@echo "make down   stop the local federation"
+	@echo "make bench  run the benchmarks in bench/"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The Apache Kafka jars, fetched once by Maven from deploy/kafka/pom.xml into a cache.
+kafka: install
+	$(BIN)/bus local install
+
+up: kafka
+	$(BIN)/bus local up
+
+down: install
+	$(BIN)/bus local down
+
+status: install
+	$(BIN)/bus local status
+
+check: install
+	$(BIN)/ruff check bus tests bench
+	$(BIN)/ruff format --check bus tests bench
+	$(BIN)/mypy
+
+test: check kafka
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+bench: kafka
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,47 @@
+"""What every command shares: how errors reach the terminal, and where the configuration is."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+
+from bus.config import Config, load_config
+from bus.errors import BusError
+
+__all__ = ["config_option", "fail_on_bus_error", "load_cli_config"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail_on_bus_error(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a BusError into one line on stderr and exit status 2 (1 is kept for 'no')."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except BusError as exc:
+            click.echo(f"bus: error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Configuration file (default: $BUS_CONFIG, else the local federation's bus.toml).",
+)
+
+
+def load_cli_config(path: Path | None) -> Config:
+    """The configuration a command runs with."""
+    return load_config(path)

@@ -1,0 +1,177 @@
+"""Every error the bus raises, in one tree.
+
+::
+
+    BusError
+    ├── ConfigError                 a configuration, key or policy file is wrong
+    │   └── PolicyError             a release-policy file is invalid
+    ├── LocalClusterError           a local Kafka node could not be installed, started or stopped
+    ├── TransportError              Kafka could not be reached or refused a request
+    │   └── PublishError            the cluster did not take an event
+    ├── EventError                  an event (JSON or decoded) breaks the event model
+    ├── SchemaError                 a schema is invalid, or an evolution is incompatible
+    └── RecordRejected              a record on a topic cannot be accepted: it goes to quarantine
+        ├── WireError               its bytes are not a record of ours
+        │   ├── TruncatedRecord
+        │   ├── OversizedRecord
+        │   ├── BadMarker
+        │   ├── UnknownFingerprint
+        │   └── MalformedDatum
+        └── VerificationError       its signature does not make it trustworthy
+            ├── BadSignature
+            ├── UnknownKey
+            ├── KeyAgencyMismatch   a key of one agency signed for another (origin spoofing)
+            ├── KeyNotValid         the key was not valid when the event was created
+            ├── KeyRevoked
+            └── EventRejected       verified, but the event itself is unacceptable
+
+Every ``RecordRejected`` carries a stable ``reason`` code: it is the value of the quarantine
+header ``bus_reason`` and the ``reason`` label of the quarantine metrics. Messages say what
+happened and where (topic/partition/offset, key id, file and key) and what to do; they never
+contain key material or payload contents.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BusError",
+    "ConfigError",
+    "PolicyError",
+    "LocalClusterError",
+    "TransportError",
+    "PublishError",
+    "EventError",
+    "SchemaError",
+    "RecordRejected",
+    "WireError",
+    "TruncatedRecord",
+    "OversizedRecord",
+    "BadMarker",
+    "UnknownFingerprint",
+    "MalformedDatum",
+    "VerificationError",
+    "BadSignature",
+    "UnknownKey",
+    "KeyAgencyMismatch",
+    "KeyNotValid",
+    "KeyRevoked",
+    "EventRejected",
+]
+
+
+class BusError(Exception):
+    """Root of every error raised by the bus."""
+
+
+class ConfigError(BusError):
+    """A configuration, key, trust-store or policy file is missing or wrong."""
+
+
+class PolicyError(ConfigError):
+    """A release-policy file is invalid: the message names the file and the entry."""
+
+
+class LocalClusterError(BusError):
+    """A Kafka node of the local federation could not be installed, started or stopped."""
+
+
+class TransportError(BusError):
+    """Kafka could not be reached, or refused a request."""
+
+
+class PublishError(TransportError):
+    """The cluster did not take an event; it was not published."""
+
+
+class EventError(BusError):
+    """An event breaks the event model (missing or mistyped field, unknown symbol, bad uuid)."""
+
+
+class SchemaError(BusError):
+    """A schema is invalid, or a schema change is not FULL_TRANSITIVE compatible."""
+
+
+class RecordRejected(BusError):
+    """A record cannot be accepted; it is quarantined with ``reason`` and never forwarded."""
+
+    reason: ClassVar[str] = "rejected"
+
+
+class WireError(RecordRejected):
+    """The record's bytes are not a single-object-encoded record of ours."""
+
+    reason: ClassVar[str] = "wire"
+
+
+class TruncatedRecord(WireError):
+    """The record ends before its header or its datum does."""
+
+    reason: ClassVar[str] = "truncated"
+
+
+class OversizedRecord(WireError):
+    """The record is larger than the configured maximum."""
+
+    reason: ClassVar[str] = "oversized"
+
+
+class BadMarker(WireError):
+    """The record does not start with the single-object marker ``C3 01``."""
+
+    reason: ClassVar[str] = "bad-marker"
+
+
+class UnknownFingerprint(WireError):
+    """No schema in the store has the record's writer-schema fingerprint."""
+
+    reason: ClassVar[str] = "unknown-fingerprint"
+
+
+class MalformedDatum(WireError):
+    """The Avro datum after the header cannot be read with its writer schema."""
+
+    reason: ClassVar[str] = "malformed-datum"
+
+
+class VerificationError(RecordRejected):
+    """The record's signature does not make it trustworthy."""
+
+    reason: ClassVar[str] = "verification"
+
+
+class BadSignature(VerificationError):
+    """The signature is malformed or does not match the signed bytes."""
+
+    reason: ClassVar[str] = "bad-signature"
+
+
+class UnknownKey(VerificationError):
+    """The key id is not in the trust store."""
+
+    reason: ClassVar[str] = "unknown-key"
+
+
+class KeyAgencyMismatch(VerificationError):
+    """The key belongs to another agency than the one named in the event's origin."""
+
+    reason: ClassVar[str] = "key-agency-mismatch"
+
+
+class KeyNotValid(VerificationError):
+    """The key was not yet, or no longer, valid when the event was created."""
+
+    reason: ClassVar[str] = "key-not-valid"
+
+
+class KeyRevoked(VerificationError):
+    """The key has been revoked."""
+
+    reason: ClassVar[str] = "key-revoked"
+
+
+class EventRejected(VerificationError):
+    """The signature verified, but the event itself is unacceptable (e.g. a replay)."""
+
+    reason: ClassVar[str] = "event-rejected"

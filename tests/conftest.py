@@ -1,0 +1,41 @@
+"""Session-wide fixtures: a federation of real Kafka clusters, one per agency.
+
+By default the tests start their own local federation through the same code as ``bus local
+up`` (in a temporary state folder, on free ports) and stop it at the end. To run against
+clusters you started yourself, give their bootstrap servers:
+``BUS_TEST_BOOTSTRAP_SERVERS="interpol=127.0.0.1:19092;europol=127.0.0.1:19094"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from bus import local
+from bus.config import java_home
+from tests.kafka import Federation, external_config, free_base_port, state_dir_marker
+
+TEST_AGENCIES = ("interpol", "europol")
+
+
+@pytest.fixture(scope="session")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Real Kafka clusters for the whole test session."""
+    external = external_config()
+    if external is not None:
+        yield Federation(config=external, spec=None)
+        return
+    spec = local.FederationSpec(
+        home=tmp_path_factory.mktemp(state_dir_marker()),
+        agencies=TEST_AGENCIES,
+        base_port=free_base_port(2 * len(TEST_AGENCIES)),
+        heap_mb=512,
+        java_home=java_home(),
+    )
+    try:
+        config = asyncio.run(local.up(spec))
+        yield Federation(config=config, spec=spec)
+    finally:
+        local.down(spec)
