@@ -17,6 +17,7 @@ _GROUPS = [
     ("bus.cli.local", "local"),
     ("bus.cli.keys", "keys"),
     ("bus.cli.event", "event"),
+    ("bus.cli.policy", "policy"),
 ]
 
 
