@@ -276,7 +276,7 @@ class Policy:
             allowed = ", ".join(sorted(direction.tlp))
             return _deny(
                 Rule.TLP,
-                f"TLP:{r.tlp} is not allowed {direction.name} (allowed: {allowed})",
+                f"TLP:{r.tlp} is not allowed for {direction.name} (allowed: {allowed})",
             )
         # Redundant with releasable-to today; kept so that AMBER stays bound to recipients
         # listed by name should releasable-to ever be relaxed (e.g. by a wildcard).
@@ -291,7 +291,7 @@ class Policy:
         if refused:
             return _deny(
                 Rule.HANDLING,
-                f"handling code {', '.join(sorted(refused))} is not accepted {direction.name}",
+                f"handling code {', '.join(sorted(refused))} is not accepted for {direction.name}",
             )
         if r.origin != r.source:
             if not direction.onward_forwarding:
