@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from bus.errors import EventError, PolicyError
@@ -158,28 +159,59 @@ class ReleaseRequest:
         policy needs.
         """
         event_id = str(event.get("event_id", "<no event_id>"))
+        where = f"event {event_id}"
         try:
-            origin = event["origin"]["agency"]
             return cls(
                 event_id=event_id,
-                origin=str(origin),
+                origin=_text(event["origin"]["agency"], where, "origin.agency"),
                 source=source,
                 destination=destination,
-                crime_area=str(event["crime_area"]),
-                tlp=str(event["tlp"]),
-                releasable_to=frozenset(event["releasable_to"]),
-                handling_codes=frozenset(event["handling_codes"]),
-                onward_release_consent=bool(event["onward_release_consent"]),
-                expires_at=event["expires_at"],
+                crime_area=_text(event["crime_area"], where, "crime_area"),
+                tlp=_text(event["tlp"], where, "tlp"),
+                releasable_to=_names(event["releasable_to"], where, "releasable_to"),
+                handling_codes=_names(event["handling_codes"], where, "handling_codes"),
+                onward_release_consent=_flag(
+                    event["onward_release_consent"], where, "onward_release_consent"
+                ),
+                expires_at=_moment(event["expires_at"], where, "expires_at"),
                 path=tuple(path),
                 now=now,
             )
-        except (KeyError, TypeError) as exc:
-            raise EventError(
-                f"event {event_id}: missing or mistyped field {exc} needed by the release policy"
-            ) from exc
+        except KeyError as exc:
+            raise EventError(f"{where}: missing field {exc} needed by the release policy") from exc
+        except TypeError as exc:
+            raise EventError(f"{where}: origin must be a record with an agency ({exc})") from exc
         except ValueError as exc:
             raise EventError(str(exc)) from exc
+
+
+def _text(value: Any, where: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise EventError(f"{where}: {name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _names(value: Any, where: str, name: str) -> frozenset[str]:
+    # A bare string would otherwise become a set of its characters.
+    if (
+        isinstance(value, str | bytes)
+        or not isinstance(value, Iterable)
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise EventError(f"{where}: {name} must be a list of strings")
+    return frozenset(value)
+
+
+def _flag(value: Any, where: str, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise EventError(f"{where}: {name} must be true or false, not {type(value).__name__}")
+    return value
+
+
+def _moment(value: Any, where: str, name: str) -> datetime | None:
+    if value is not None and not isinstance(value, datetime):
+        raise EventError(f"{where}: {name} must be a datetime or None, not {type(value).__name__}")
+    return value
 
 
 class ReleasePolicy(Protocol):
@@ -232,6 +264,8 @@ class Policy:
     directions: Mapping[tuple[str, str], Direction] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # A read-only copy: the policy must not change under a running bridge.
+        object.__setattr__(self, "directions", MappingProxyType(dict(self.directions)))
         for (source, destination), direction in self.directions.items():
             if (direction.source, direction.destination) != (source, destination):
                 raise ValueError(

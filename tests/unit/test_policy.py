@@ -304,6 +304,27 @@ def test_request_from_event_names_missing_field() -> None:
     assert event["event_id"] in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("releasable_to", "europol", "releasable_to must be a list of strings"),
+        ("releasable_to", 7, "releasable_to must be a list of strings"),
+        ("handling_codes", [1], "handling_codes must be a list of strings"),
+        ("onward_release_consent", "false", "onward_release_consent must be true or false"),
+        ("expires_at", 1_700_000_000, "expires_at must be a datetime or None"),
+        ("tlp", None, "tlp must be a string"),
+        ("origin", None, "origin must be a record with an agency"),
+        ("expires_at", datetime(2025, 1, 1), "expires_at must be timezone-aware"),
+    ],
+)
+def test_request_from_event_refuses_mistyped_fields(field: str, value: Any, message: str) -> None:
+    """Mistyped facts are EventErrors, never silently coerced (a string is not a list of ids)."""
+    with pytest.raises(EventError, match=message):
+        ReleaseRequest.from_event(
+            _event(**{field: value}), source="interpol", destination="europol", now=NOW
+        )
+
+
 # --- invariants -------------------------------------------------------------------------------
 
 AGENCIES = ["interpol", "europol", "fbi"]
