@@ -18,6 +18,8 @@ cost negligible next to Ed25519. Any other ``SignedEvent`` version goes through 
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -30,7 +32,7 @@ from bus.codec import (
     SchemaStore,
     default_store,
 )
-from bus.errors import MalformedDatum, OversizedRecord, TruncatedRecord
+from bus.errors import EventError, MalformedDatum, OversizedRecord, TruncatedRecord
 from bus.signing import Signer
 from bus.trust import KeyResolver
 
@@ -53,6 +55,7 @@ _FRAMED_LAYOUT: Final = (
     '{"name":"signature","type":"bytes"}]}'
 )
 _MAX_KEY_ID: Final = 256
+_UUID_TEXT: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +114,18 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _with_text_id(event: dict[str, Any]) -> dict[str, Any]:
+    event_id = event.get("event_id")
+    if isinstance(event_id, uuid.UUID):
+        return {**event, "event_id": str(event_id)}
+    if isinstance(event_id, str):
+        try:
+            return {**event, "event_id": str(uuid.UUID(event_id))}
+        except ValueError:
+            pass
+    raise EventError("event_id: must be a UUID (a uuid.UUID or its canonical text)")
+
+
 def seal(event: dict[str, Any], key: Signer, *, store: SchemaStore | None = None) -> bytes:
     """Encode ``event``, sign the encoding with ``key`` and return the Kafka value.
 
@@ -120,6 +135,9 @@ def seal(event: dict[str, Any], key: Signer, *, store: SchemaStore | None = None
     receivers reject the record.
     """
     framing = _framing(store or default_store())
+    event_id = event.get("event_id")
+    if type(event_id) is not str or not _UUID_TEXT.match(event_id):
+        event = _with_text_id(event)
     event_bytes = framing.store.encode(INTELLIGENCE_EVENT, event)
     signature = key.sign(event_bytes)
     if framing.hand_framed:

@@ -1,11 +1,11 @@
 """The JSON form of events, their validation, and example events.
 
 The JSON form is for people and tools (docs/event-json.md): a JSON object with every field of
-``IntelligenceEvent`` by name; enums as their symbol strings; ``event_id`` as a canonical UUID
-string; timestamps as RFC 3339 strings in UTC (``2026-03-01T09:30:00.000000Z``; any offset is
-accepted on input); ``bytes`` as standard base64 with padding; optional fields as ``null`` or the
-plain value (no Avro-JSON union wrapping). On input, fields with a schema default may be left
-out; unknown fields are errors.
+``IntelligenceEvent`` by name; enums as their symbol strings; ``event_id`` as a UUID string (any
+case on input, canonical lowercase in memory and on output); timestamps as RFC 3339 strings in
+UTC (``2026-03-01T09:30:00.000000Z``; any offset is accepted on input); ``bytes`` as standard
+base64 with padding; optional fields as ``null`` or the plain value (no Avro-JSON union
+wrapping). On input, fields with a schema default may be left out; unknown fields are errors.
 
 ``from_json`` returns the in-memory form that ``bus.envelope.seal`` takes (see ``bus.codec``),
 and raises ``EventError`` naming the field path (``subjects[1].kind``) of the first problem.
@@ -128,7 +128,7 @@ class _Walker:
                     f"{path}: {_show(value)} is not a UUID like "
                     "'0b7e4c8e-9f1d-4c8a-8d2e-3f0c6a1b2c3d'"
                 )
-            return uuid.UUID(value)
+            return str(uuid.UUID(value))
         if logical in ("timestamp-micros", "timestamp-millis"):
             return _load_time(value, path)
         if kind == "string":
@@ -437,7 +437,7 @@ def template(
     *,
     agency: str = "interpol",
     now: datetime | None = None,
-    event_id: uuid.UUID | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """A complete, valid example event (in-memory form) for ``area`` (a ``CrimeArea`` symbol)."""
     if area not in _EXAMPLES:
@@ -446,7 +446,7 @@ def template(
     peer = "europol" if agency != "europol" else "interpol"
     example = _EXAMPLES[area]
     event: dict[str, Any] = {
-        "event_id": event_id or uuid.uuid4(),
+        "event_id": event_id or str(uuid.uuid4()),
         "revision": 1,
         "origin": {"agency": agency, "unit": "operations-centre", "originator_ref": "CASE-0001"},
         "crime_area": area,
