@@ -169,7 +169,9 @@ def test_new_records_read_by_an_old_reader_with_enum_default(tmp_path: Path) -> 
         INTELLIGENCE_EVENT, {**events.template("OTHER"), "tlp": "BLACK", "language": "fr"}
     )
     assert store.decode(record)["tlp"] == "BLACK"
-    old = fastavro.schemaless_reader(io.BytesIO(record[HEADER_SIZE:]), v2.io_schema, v1.io_schema)
+    old: Any = fastavro.schemaless_reader(
+        io.BytesIO(record[HEADER_SIZE:]), v2.io_schema, v1.io_schema
+    )
     assert old["tlp"] == "RED"
     assert "language" not in old
 
