@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.config import AgencySettings, Config, TopicSettings
@@ -114,8 +114,11 @@ async def consume_all(
 
     Stops once ``expected`` records arrived, else after ``idle_ms`` without a new record.
     """
+    # No group: every partition of the topic is assigned to this consumer, nothing is committed.
     consumer = AIOKafkaConsumer(
+        topic,
         bootstrap_servers=bootstrap,
+        group_id=None,
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -123,10 +126,6 @@ async def consume_all(
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        await consumer.topics()  # fetches the whole cluster's metadata, fresh topics included
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        await consumer.seek_to_beginning()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
