@@ -18,6 +18,7 @@ _GROUPS = [
     ("bus.cli.keys", "keys"),
     ("bus.cli.event", "event"),
     ("bus.cli.policy", "policy"),
+    ("bus.cli.bridge", "bridge"),
 ]
 
 

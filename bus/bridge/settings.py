@@ -1,0 +1,101 @@
+"""What one bridge worker needs to know: which direction, which topics, how hard to try."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from bus.config import AgencySettings, Config, TopicSettings
+from bus.envelope import DEFAULT_MAX_SIZE
+from bus.errors import ConfigError
+
+__all__ = ["BridgeSettings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeSettings:
+    """One direction (source -> destination) of the bridge, for one worker process.
+
+    Several workers with the same source and destination share the source partitions (one
+    consumer group); each source partition has its own transactional producer.
+    """
+
+    source: AgencySettings
+    destination: AgencySettings
+    topics: TopicSettings
+    source_topics: tuple[str, ...]
+    """The source's topics to move (never a mirrored ``<agency>.`` topic)."""
+    bridge_id: str
+    """Names this worker in audit records, hop headers and quarantine headers."""
+    max_batch: int = 500
+    """Most records of one fetch; one destination transaction per partition per fetch."""
+    max_record_size: int = DEFAULT_MAX_SIZE
+    retry_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+    operation_timeout_s: float = 30.0
+    """Longest wait for one write or commit before it counts as failed (outcome unknown)."""
+    transaction_timeout_ms: int = 60_000
+    verify_threads: int = 0
+    """Threads that verify and decide (PyNaCl releases the GIL); 0 does it on the loop."""
+
+    def __post_init__(self) -> None:
+        if self.source.name == self.destination.name:
+            raise ConfigError(f"bridge {self.source.name}->{self.destination.name}: same agency")
+        if not self.source_topics:
+            raise ConfigError(f"bridge {self.name}: no source topic to move")
+        if self.max_batch < 1:
+            raise ConfigError(f"bridge {self.name}: max_batch must be at least 1")
+
+    @property
+    def name(self) -> str:
+        """``<source>-><destination>``."""
+        return f"{self.source.name}->{self.destination.name}"
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group every worker of this direction joins on the source cluster."""
+        return f"bus-bridge.{self.source.name}.{self.destination.name}"
+
+    def mirror_topic(self, topic: str) -> str:
+        """Where ``topic``'s released records land on the destination: ``<source>.<topic>``."""
+        return f"{self.source.name}.{topic}"
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        source: str,
+        destination: str,
+        topics: tuple[str, ...] = (),
+        bridge_id: str | None = None,
+        **options: float,
+    ) -> BridgeSettings:
+        """The settings of ``source -> destination`` from the federation's configuration.
+
+        Refuses to consume a mirrored topic: that, with the hop headers, keeps events from
+        looping between the clusters.
+        """
+        src = config.agency(source)
+        dst = config.agency(destination)
+        chosen = topics or (config.topics.events,)
+        for topic in chosen:
+            mirrored = [a for a in config.agencies if topic.startswith(f"{a}.")]
+            if mirrored or topic in (config.topics.quarantine, config.topics.audit):
+                raise ConfigError(
+                    f"bridge {source}->{destination}: topic {topic!r} is "
+                    + (
+                        f"a mirrored feed of {mirrored[0]}; a bridge never consumes a mirror"
+                        if mirrored
+                        else "a bus topic of the source cluster, not a feed of events"
+                    )
+                )
+        return cls(
+            source=src,
+            destination=dst,
+            topics=config.topics,
+            source_topics=tuple(chosen),
+            bridge_id=bridge_id or f"{source}->{destination}@{socket.gethostname()}:{os.getpid()}",
+            **options,  # type: ignore[arg-type]  # numeric tuning knobs, checked in __post_init__
+        )

@@ -1,0 +1,90 @@
+"""``bus bridge``: replicate released events from one agency's cluster to another's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from prometheus_client import CollectorRegistry
+
+from bus.bridge import BridgeSettings, Replicator
+from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
+from bus.errors import ConfigError
+from bus.policy import load_policy
+from bus.trust import TrustStore
+
+__all__ = ["bridge"]
+
+
+@click.group()
+def bridge() -> None:
+    """Replicate released events between the agencies' clusters."""
+
+
+@bridge.command()
+@click.option("--from", "source", required=True, help="Agency whose events are moved.")
+@click.option("--to", "destination", required=True, help="Agency that receives the mirror.")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    help="Source topic to move (repeatable; default: the events topic). Never a mirror.",
+)
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--bridge-id", default=None, help="Name of this worker (default: host and pid).")
+@click.option("--web-host", default="127.0.0.1", show_default=True)
+@click.option("--web-port", default=6066, show_default=True, type=int)
+@click.option("--verify-threads", default=0, show_default=True, type=int)
+@click.option("--max-batch", default=500, show_default=True, type=int)
+@click.option("--loglevel", default="info", show_default=True)
+@config_option
+@fail_on_bus_error
+def run(
+    source: str,
+    destination: str,
+    topics: tuple[str, ...],
+    policy_path: Path | None,
+    trust_path: Path | None,
+    bridge_id: str | None,
+    web_host: str,
+    web_port: int,
+    verify_threads: int,
+    max_batch: int,
+    loglevel: str,
+    config_path: Path | None,
+) -> None:
+    """Run one worker of the SOURCE->DESTINATION bridge until SIGTERM or SIGINT.
+
+    Serves /metrics and /healthz on the web port. Run more workers of the same direction to
+    share the partitions.
+    """
+    config = load_cli_config(config_path)
+    settings = BridgeSettings.from_config(
+        config,
+        source=source,
+        destination=destination,
+        topics=topics,
+        bridge_id=bridge_id,
+        verify_threads=verify_threads,
+        max_batch=max_batch,
+    )
+    policy_file = policy_path or config.policy_file
+    if policy_file is None:
+        raise ConfigError(f"{config.path}: no [policy] file configured; pass --policy FILE")
+    trust_file = trust_path or settings.source.trust_store
+    if trust_file is None:
+        raise ConfigError(
+            f"{config.path}: agencies.{source}.trust_store is not set; pass --trust FILE"
+        )
+    # Loaded before the worker starts, so that a bad file fails here with its name.
+    policy = load_policy(policy_file)
+    trust = TrustStore.load(trust_file)
+    registry = CollectorRegistry()
+    replicator = Replicator(settings, trust=trust, policy=policy, registry=registry)
+
+    # Faust is imported only here: the rest of the CLI stays quick to start.
+    from bus.bridge.app import create_app, run_worker
+
+    app = create_app(settings, replicator, registry=registry, web_host=web_host, web_port=web_port)
+    run_worker(app, replicator, loglevel=loglevel)
