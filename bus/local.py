@@ -8,9 +8,15 @@ State lives under one home folder (``bus.config.default_home()``)::
 
     local.toml                 the federation's shape: agencies, ports, heap (for later commands)
     bus.toml                   the configuration every bus command reads (bus.config)
+    keys/                      a signing key per agency and trust.toml, made on first start
+    policy.toml                the release policy between the agencies (bus._provisioning)
     nodes/<agency>/            server.properties, log4j2.properties, node.pid
     nodes/<agency>/data/       the KRaft metadata and topic logs (survive down/up)
     nodes/<agency>/logs/       server.log (the broker's log) and console.log (the JVM's output)
+
+Keys are valid from a day before they were made (``bus.keyring.BACKDATE``), so that events
+written just before ``up`` still verify. Keys are never replaced; a later ``up`` with more
+agencies adds keys for the new ones, and rewrites the policy only if nobody edited it.
 
 Starting waits for an admin call to succeed on every node (never a sleep), then creates the bus
 topics. Stopping sends SIGTERM and waits, so Kafka shuts down cleanly; nothing is left running.
@@ -35,6 +41,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bus._kafka_install import ensure_jars, find_java, kafka_version
+from bus._node_files import HOST, java_command, log4j_properties, server_properties
+from bus._provisioning import ensure_keys, ensure_policy
 from bus.config import AgencySettings, Config, TopicSettings, default_jar_cache, render_toml
 from bus.errors import LocalClusterError
 
@@ -53,7 +61,6 @@ __all__ = [
 DEFAULT_AGENCIES = ("interpol", "europol")
 _STARTUP_TIMEOUT_S = 90.0
 _STOP_TIMEOUT_S = 60.0
-_HOST = "127.0.0.1"
 
 Log = Callable[[str], None]
 
@@ -96,6 +103,14 @@ class FederationSpec:
         return self.home / "bus.toml"
 
     @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def policy_file(self) -> Path:
+        return self.home / "policy.toml"
+
+    @property
     def jar_dir(self) -> Path:
         return self.jars or default_jar_cache(kafka_version())
 
@@ -123,7 +138,7 @@ class Node:
 
     @property
     def bootstrap(self) -> str:
-        return f"{_HOST}:{self.broker_port}"
+        return f"{HOST}:{self.broker_port}"
 
     @property
     def properties_file(self) -> Path:
@@ -249,7 +264,7 @@ def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((_HOST, port))
+            sock.bind((HOST, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return False
@@ -260,7 +275,7 @@ def _port_free(port: int) -> bool:
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((_HOST, port)) == 0
+        return sock.connect_ex((HOST, port)) == 0
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -291,57 +306,6 @@ def _diagnose(node: Node) -> str:
 # --- node files ---------------------------------------------------------------------------
 
 
-def _properties(node: Node) -> str:
-    return f"""\
-# Written by `bus local up`: a single-node KRaft cluster for agency {node.agency}.
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers={_HOST}:{node.controller_port}
-listeners=PLAINTEXT://{_HOST}:{node.broker_port},CONTROLLER://{_HOST}:{node.controller_port}
-advertised.listeners=PLAINTEXT://{_HOST}:{node.broker_port}
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={node.data_dir}
-auto.create.topics.enable=false
-num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=4
-"""
-
-
-def _log4j(node: Node) -> str:
-    return f"""\
-# Written by `bus local up`: the node logs to a file, never to the terminal.
-status = error
-appender.file.type = RollingFile
-appender.file.name = FILE
-appender.file.fileName = {node.log_file}
-appender.file.filePattern = {node.log_file}.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 20MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-logger.state.name = state.change.logger
-logger.state.level = WARN
-"""
-
-
 def _cluster_id() -> str:
     # Kafka's Uuid as its tools print it: url-safe base64 of 16 random bytes, never leading '-'.
     while True:
@@ -350,29 +314,14 @@ def _cluster_id() -> str:
             return value
 
 
-def _java_command(java: Path, spec: FederationSpec, node: Node, main: Sequence[str]) -> list[str]:
-    return [
-        str(java),
-        f"-Xmx{spec.heap_mb}m",
-        f"-Xms{min(spec.heap_mb, 256)}m",
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={node.log4j_file}",
-        "-cp",
-        f"{spec.jar_dir}/*",
-        *main,
-    ]
-
-
 def _prepare(java: Path, spec: FederationSpec, node: Node) -> None:
     """Write the node's files and format its storage on first start."""
     node.log_file.parent.mkdir(parents=True, exist_ok=True)
-    node.properties_file.write_text(_properties(node), encoding="utf-8")
-    node.log4j_file.write_text(_log4j(node), encoding="utf-8")
+    node.properties_file.write_text(server_properties(node), encoding="utf-8")
+    node.log4j_file.write_text(log4j_properties(node), encoding="utf-8")
     if (node.data_dir / "meta.properties").exists():
         return
-    command = _java_command(
+    command = java_command(
         java,
         spec,
         node,
@@ -398,13 +347,13 @@ def _start(java: Path, spec: FederationSpec, node: Node) -> int:
     for port in (node.broker_port, node.controller_port):
         if not _port_free(port):
             raise LocalClusterError(
-                f"cannot start {node.agency}: port {port} on {_HOST} is already in use by "
+                f"cannot start {node.agency}: port {port} on {HOST} is already in use by "
                 "another process; stop it, or start the federation on other ports with "
                 "`bus local up --base-port N`"
             )
     with node.console_file.open("ab") as console:
         process = subprocess.Popen(
-            _java_command(java, spec, node, ["kafka.Kafka", str(node.properties_file)]),
+            java_command(java, spec, node, ["kafka.Kafka", str(node.properties_file)]),
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
@@ -482,8 +431,8 @@ async def _ensure_topics(spec: FederationSpec, node: Node) -> None:
 
 
 def _write_config(spec: FederationSpec) -> Config:
-    keys = spec.home / "keys"
-    policy = spec.home / "policy.toml"
+    keys = spec.keys_dir
+    policy = spec.policy_file
     agencies = {}
     for node in spec.nodes():
         signing_key = keys / f"{node.agency}.key.pem"
@@ -520,6 +469,8 @@ async def up(spec: FederationSpec, *, log: Log = lambda _: None) -> Config:
     ensure_jars(spec.jar_dir, log=log)
     spec.home.mkdir(parents=True, exist_ok=True)
     _save_spec(spec)
+    ensure_keys(spec.keys_dir, spec.agencies, log=log)
+    ensure_policy(spec.policy_file, spec.agencies, log=log)
     started: dict[str, int] = {}
     nodes = spec.nodes()
     try:

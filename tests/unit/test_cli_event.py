@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from bus.cli import main
 from bus.codec import default_store
+from bus.trust import TrustStore
 
 
 @pytest.fixture
@@ -48,6 +50,39 @@ def test_keys_generate_writes_keys_and_trust(keys: Path) -> None:
     }
     assert stat.S_IMODE((keys / "interpol.key.pem").stat().st_mode) == 0o600
     assert (keys / "trust.toml").read_text().count("[[keys]]") == 2
+
+
+def test_keys_generate_backdates_the_key_by_default_and_honours_the_options(
+    tmp_path: Path, keys: Path
+) -> None:
+    """Backdated, so that an event templated before its key was made still verifies."""
+    store = TrustStore.load(keys / "trust.toml")
+    [trusted] = store.for_agency("interpol")
+    assert trusted.not_before <= datetime.now(UTC) - timedelta(hours=23)
+    result = CliRunner().invoke(
+        main,
+        [
+            *("keys", "generate", "ecb", "--dir", str(keys)),
+            *("--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [ecb] = TrustStore.load(keys / "trust.toml").for_agency("ecb")
+    assert ecb.key_id == result.stdout.strip()
+    assert (ecb.not_before, ecb.not_after) == (
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_keys_generate_rejects_a_time_without_offset(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["keys", "generate", "ecb", "--dir", str(tmp_path), "--not-before", "2026-01-01"],
+    )
+    assert result.exit_code == 2
+    assert "--not-before" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_keys_generate_never_overwrites(keys: Path) -> None:
