@@ -10,7 +10,12 @@ Layers, lowest first (a module imports only from layers below it):
 6. ``local``: real Kafka nodes on this machine; ``cli``: the ``bus`` command.
 """
 
+# Importing ``bus`` loads the pure core (fastavro, cryptography, PyNaCl) but never aiokafka or
+# faust: the transport layers re-exported here import them lazily or not at all.
+from bus.audit import SourcePosition, audit_record, decode_audit_record, encode_audit_record
+from bus.codec import SchemaStore, default_store
 from bus.config import AgencySettings, Config, TlsSettings, TopicSettings, load_config
+from bus.envelope import UnverifiedEvent, VerifiedEvent, open_, peek, seal
 from bus.errors import (
     BadMarker,
     BadSignature,
@@ -35,8 +40,46 @@ from bus.errors import (
     VerificationError,
     WireError,
 )
+from bus.events import from_json, template, to_json, validate
+from bus.keyring import generate_agency_key
+from bus.policy import Decision, Policy, ReleaseRequest, Rule, load_policy
+from bus.signing import PublicKey, SigningKey
+from bus.trust import TrustedKey, TrustStore
+
+# transport: ``bus.publisher`` and ``bus.subscriber`` are re-exported here once they are done.
 
 __all__ = [
+    # events: JSON form, templates, validation
+    "from_json",
+    "template",
+    "to_json",
+    "validate",
+    # schemas and the single-object codec
+    "SchemaStore",
+    "default_store",
+    # keys and trust
+    "PublicKey",
+    "SigningKey",
+    "TrustStore",
+    "TrustedKey",
+    "generate_agency_key",
+    # the signed envelope: the Kafka value
+    "UnverifiedEvent",
+    "VerifiedEvent",
+    "open_",
+    "peek",
+    "seal",
+    # release policy and the audit trail
+    "Decision",
+    "Policy",
+    "ReleaseRequest",
+    "Rule",
+    "load_policy",
+    "SourcePosition",
+    "audit_record",
+    "decode_audit_record",
+    "encode_audit_record",
+    # transport (publisher, subscriber): added here when they are done
     # configuration
     "AgencySettings",
     "Config",
