@@ -340,7 +340,7 @@ def validate(event: Mapping[str, Any]) -> None:
             )
     if event.get("revision", 1) < 1:
         raise EventError("revision: must be 1 or more")
-    codes = list(event.get("handling_codes", ["H0"]))
+    codes = list(event.get("handling_codes", ["H2"]))  # the schema's default: restrictive
     if not codes:
         raise EventError("handling_codes: give at least one code (H0 if nothing restricts use)")
     if len(set(codes)) != len(codes):

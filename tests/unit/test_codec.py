@@ -226,3 +226,43 @@ def test_incompatible_new_version_is_refused_on_load(tmp_path: Path) -> None:
 def test_missing_directory() -> None:
     with pytest.raises(SchemaError, match="not a directory"):
         SchemaStore.load("/nonexistent/schemas")
+
+
+def _with_symbol(schema: Any, enum: str, symbol: str) -> Any:
+    """``schema`` with ``symbol`` added to the enum named ``enum`` (a future writer's schema)."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "enum" and schema.get("name") == enum:
+            return {**schema, "symbols": [*schema["symbols"], symbol]}
+        return {k: _with_symbol(v, enum, symbol) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_with_symbol(item, enum, symbol) for item in schema]
+    return schema
+
+
+def test_unknown_handling_code_and_tlp_read_as_the_most_restrictive() -> None:
+    """A reader meets H4 or a new TLP level: it reads H2 and RED, never H0 or CLEAR."""
+    raw = _raw("IntelligenceEvent.v1.avsc")
+    future = _with_symbol(_with_symbol(raw, "HandlingCode", "H4"), "Tlp", "TLP_PURPLE")
+    event = events.template("CYBERCRIME")
+    event["handling_codes"] = ["H4", "H1"]
+    event["tlp"] = "TLP_PURPLE"
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(future), event)
+    buffer.seek(0)
+    read: Any = fastavro.schemaless_reader(
+        buffer, fastavro.parse_schema(future), fastavro.parse_schema(raw)
+    )
+    assert read["handling_codes"] == ["H2", "H1"]
+    assert read["tlp"] == "RED"
+
+
+def test_security_relevant_enum_defaults_are_restrictive() -> None:
+    """Unknown symbols and left-out fields read as the most restrictive marking (decision 0004)."""
+    fields = {f["name"]: f for f in _raw("IntelligenceEvent.v1.avsc")["fields"]}
+    assert fields["handling_codes"]["type"]["items"]["default"] == "H2"
+    assert fields["handling_codes"]["default"] == ["H2"]
+    assert fields["tlp"]["type"]["default"] == "RED"
+    assert fields["tlp"]["default"] == "RED"
+    assert fields["crime_area"]["type"]["default"] == "OTHER"  # in no agreement: never released
+    assert fields["releasable_to"]["default"] == []
+    assert fields["onward_release_consent"]["default"] is False

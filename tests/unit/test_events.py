@@ -46,6 +46,13 @@ def test_offsets_are_converted_to_utc_and_defaults_filled() -> None:
     assert event["revision"] == 1
 
 
+def test_left_out_handling_codes_read_as_h2() -> None:
+    """H2 (no further dissemination without the origin's consent), not H0: decision 0004."""
+    value = _json()
+    del value["handling_codes"]
+    assert events.from_jsonable(value)["handling_codes"] == ["H2"]
+
+
 def test_uuid_is_canonicalised() -> None:
     event = events.from_jsonable(_json(event_id="0B7E4C8E-9F1D-4C8A-8D2E-3F0C6A1B2C3D"))
     assert event["event_id"] == "0b7e4c8e-9f1d-4c8a-8d2e-3f0c6a1b2c3d"
