@@ -1,0 +1,5 @@
+"""``python -m bus``: the same as the ``bus`` command."""
+
+from bus.cli import main
+
+main()

@@ -1,0 +1,295 @@
+"""The bridge against real clusters: exactly the released events cross, each once, whatever fails.
+
+Every test moves a source topic of its own, so the tests do not see each other's records.
+Counts are taken by event id with an independent ``read_committed`` reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bus import local
+from bus.audit import decode_audit_record
+from bus.bridge._hops import HOP, PATH
+from bus.quarantine import read_quarantined
+from tests.bridge import (
+    BridgeProcess,
+    EventPlan,
+    Federated,
+    audit_by_event_id,
+    count_by_event_id,
+    federated_config,
+    publish_plan,
+)
+from tests.kafka import Federation, consume_all, create_topic, unique_topic
+
+pytestmark = pytest.mark.integration
+
+SOURCE, DESTINATION = "interpol", "europol"
+PARTITIONS = 3
+
+
+@pytest.fixture
+def federated(federation: Federation, tmp_path: Path) -> Federated:
+    return federated_config(federation, tmp_path / "config")
+
+
+@pytest.fixture
+def bridges(federated: Federated, tmp_path: Path) -> Iterator[list[BridgeProcess]]:
+    """Bridge processes a test starts; all are killed at the end whatever happened."""
+    started: list[BridgeProcess] = []
+    yield started
+    for bridge in started:
+        bridge.kill()
+
+
+async def _source_topic(federation: Federation) -> str:
+    topic = unique_topic("feed")
+    await create_topic(federation.bootstrap(SOURCE), topic, partitions=PARTITIONS)
+    return topic
+
+
+def _bridge(
+    federated: Federated, topic: str, tmp_path: Path, name: str = "bridge"
+) -> BridgeProcess:
+    return BridgeProcess(
+        federated,
+        source=SOURCE,
+        destination=DESTINATION,
+        topics=[topic],
+        log_dir=tmp_path,
+        name=name,
+    )
+
+
+async def _assert_exactly_released(
+    federation: Federation, federated: Federated, topic: str, plan: EventPlan
+) -> None:
+    """The destination's mirror holds each released event once and nothing else; the source's
+    audit topic holds one decision (or repeats of the same decision) per event."""
+    mirror = f"{SOURCE}.{topic}"
+    counts = await count_by_event_id(
+        federation.bootstrap(DESTINATION), mirror, expected=len(plan.released)
+    )
+    duplicates = {event_id: n for event_id, n in counts.items() if n > 1}
+    assert duplicates == {}
+    assert set(counts) == plan.released
+    audit = await audit_by_event_id(
+        federation.bootstrap(SOURCE), federated.config.topics.audit, topic
+    )
+    assert set(audit) == set(plan.ids)
+    for event_id, decisions in audit.items():
+        expected = "FORWARDED" if event_id in plan.released else "DENIED"
+        assert set(decisions) == {expected}, event_id
+
+
+async def _wait_until_moved(
+    federation: Federation, topic: str, plan: EventPlan, bridge: BridgeProcess
+) -> None:
+    """Wait until the mirror holds as many records as the plan releases."""
+    mirror = f"{SOURCE}.{topic}"
+    for _ in range(120):
+        records = await consume_all(
+            federation.bootstrap(DESTINATION), mirror, expected=len(plan.released), idle_ms=500
+        )
+        if len(records) >= len(plan.released):
+            return
+        assert bridge.process is not None
+        assert bridge.process.poll() is None, bridge.tail()
+        await asyncio.sleep(1)
+    raise AssertionError(f"the bridge did not catch up: {bridge.tail()}")
+
+
+async def test_released_events_cross_byte_for_byte_and_every_decision_is_audited(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    topic = await _source_topic(federation)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=600, garbage_every=100)
+    await publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE])
+    bridge = _bridge(federated, topic, tmp_path)
+    bridges.append(bridge)
+    bridge.start()
+    await bridge.wait_assigned()
+    await _wait_until_moved(federation, topic, plan, bridge)
+    await _assert_exactly_released(federation, federated, topic, plan)
+
+    # Byte for byte: value, key, timestamp and partition as on the source, plus the hop headers.
+    source = {
+        (r.partition, r.value): r
+        for r in await consume_all(federation.bootstrap(SOURCE), topic, idle_ms=1000)
+    }
+    mirrored = await consume_all(
+        federation.bootstrap(DESTINATION), f"{SOURCE}.{topic}", idle_ms=1000
+    )
+    for copy in mirrored:
+        original = source[(copy.partition, copy.value)]
+        assert (copy.key, copy.timestamp) == (original.key, original.timestamp)
+        headers = dict(copy.headers)
+        assert headers[PATH] == SOURCE.encode()
+        assert headers[HOP].startswith(f"{SOURCE}->{DESTINATION} bridge-1".encode())
+
+    # The garbage went to the source's quarantine, with where it came from.
+    quarantined = [
+        read_quarantined(r)
+        for r in await consume_all(
+            federation.bootstrap(SOURCE), federated.config.topics.quarantine, idle_ms=1000
+        )
+    ]
+    ours = [q for q in quarantined if q.source_topic == topic]
+    assert len(ours) == plan.count // plan.garbage_every
+    assert {q.reason for q in ours} == {"bad-marker"}
+
+    assert bridge.metric("bus_bridge_forwarded_total") == len(plan.released)
+    assert bridge.metric("bus_bridge_denied_total", rule="releasable-to") > 0
+    assert bridge.metric("bus_bridge_quarantined_total", reason="bad-marker") == len(ours)
+    assert bridge.terminate() == 0
+
+
+async def test_a_bridge_killed_again_and_again_loses_and_repeats_nothing(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    topic = await _source_topic(federation)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=3000)
+    rng = random.Random(20261129)
+    bridge = _bridge(federated, topic, tmp_path)
+    bridges.append(bridge)
+    publishing = asyncio.create_task(
+        publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE], rate=250)
+    )
+    try:
+        for _ in range(3):
+            bridge.start()
+            await bridge.wait_assigned()
+            await asyncio.sleep(rng.uniform(0.5, 3.0))
+            bridge.kill()
+    finally:
+        await publishing
+    bridge.start()
+    await bridge.wait_assigned()
+    await _wait_until_moved(federation, topic, plan, bridge)
+    await _assert_exactly_released(federation, federated, topic, plan)
+
+
+async def test_the_destination_restarting_while_events_flow_loses_and_repeats_nothing(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    if federation.spec is None:
+        pytest.skip("external clusters cannot be restarted by the tests")
+    spec = federation.spec
+    topic = await _source_topic(federation)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=1500)
+    bridge = _bridge(federated, topic, tmp_path)
+    bridges.append(bridge)
+    bridge.start()
+    await bridge.wait_assigned()
+    publishing = asyncio.create_task(
+        publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE], rate=300)
+    )
+    try:
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(local.down, spec, only=[DESTINATION])
+        await asyncio.sleep(3)  # events keep arriving on the source meanwhile
+        await local.up(spec)
+    finally:
+        await publishing
+    await _wait_until_moved(federation, topic, plan, bridge)
+    await _assert_exactly_released(federation, federated, topic, plan)
+    assert bridge.process is not None
+    assert bridge.process.poll() is None  # it rode out the outage: nothing escaped
+
+
+async def test_the_source_restarting_loses_and_repeats_nothing(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    if federation.spec is None:
+        pytest.skip("external clusters cannot be restarted by the tests")
+    spec = federation.spec
+    topic = await _source_topic(federation)
+    first = EventPlan(origin=SOURCE, destination=DESTINATION, count=600)
+    await publish_plan(federation.bootstrap(SOURCE), topic, first, federated.keys[SOURCE])
+    bridge = _bridge(federated, topic, tmp_path)
+    bridges.append(bridge)
+    bridge.start()
+    await bridge.wait_assigned()
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(local.down, spec, only=[SOURCE])
+    await asyncio.sleep(2)
+    await local.up(spec)
+    second = EventPlan(origin=SOURCE, destination=DESTINATION, count=600)
+    await publish_plan(federation.bootstrap(SOURCE), topic, second, federated.keys[SOURCE])
+    both = EventPlan(
+        origin=SOURCE,
+        destination=DESTINATION,
+        count=first.count + second.count,
+        ids=first.ids + second.ids,
+        released=first.released | second.released,
+        denied=first.denied | second.denied,
+    )
+    await _wait_until_moved(federation, topic, both, bridge)
+    await _assert_exactly_released(federation, federated, topic, both)
+
+
+async def test_two_workers_share_the_partitions_and_one_dying_loses_nothing(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    topic = await _source_topic(federation)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=2000)
+    first = _bridge(federated, topic, tmp_path, name="first")
+    second = _bridge(federated, topic, tmp_path, name="second")
+    bridges += [first, second]
+    first.start()
+    await first.wait_assigned()
+    publishing = asyncio.create_task(
+        publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE], rate=400)
+    )
+    try:
+        second.start()
+        await second.wait_assigned()
+        shares = [len((b.health() or {}).get("partitions", [])) for b in (first, second)]
+        for _ in range(50):
+            if sum(shares) == PARTITIONS and min(shares) > 0:
+                break
+            await asyncio.sleep(0.2)
+            shares = [len((b.health() or {}).get("partitions", [])) for b in (first, second)]
+        assert min(shares) > 0, shares
+        await asyncio.sleep(1)
+        first.kill()  # its partitions move to the second worker mid-stream
+    finally:
+        await publishing
+    await _wait_until_moved(federation, topic, plan, second)
+    await _assert_exactly_released(federation, federated, topic, plan)
+
+
+async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    topic = await _source_topic(federation)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=40)
+    await publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE])
+    bridge = _bridge(federated, topic, tmp_path)
+    bridges.append(bridge)
+    bridge.start()
+    await _wait_until_moved(federation, topic, plan, bridge)
+    records = await consume_all(
+        federation.bootstrap(SOURCE), federated.config.topics.audit, idle_ms=1500
+    )
+    audits = [decode_audit_record(r.value) for r in records if r.value is not None]
+    ours = [a for a in audits if a["source_topic"] == topic]
+    assert len(ours) == plan.count
+    for audit in ours:
+        assert audit["source"] == SOURCE
+        assert audit["destination"] == DESTINATION
+        assert audit["origin"] == SOURCE
+        assert audit["bridge_id"] == "bridge-1"
+        assert 0 <= audit["source_partition"] < PARTITIONS
+        if audit["event_id"] in plan.released:
+            assert (audit["decision"], audit["rule"]) == ("FORWARDED", "allowed")
+        else:
+            assert audit["decision"] == "DENIED"
+            assert audit["rule"] in {"releasable-to", "tlp"}
+            assert audit["reason"]
