@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from bus import local
-from bus.config import java_home
+from bus.config import Config, java_home
 from tests.kafka import Federation, external_config, free_base_port, state_dir_marker
+from tests.signed import signed_config
 
 TEST_AGENCIES = ("interpol", "europol")
 
@@ -39,3 +40,12 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         yield Federation(config=config, spec=spec)
     finally:
         local.down(spec)
+
+
+@pytest.fixture(scope="session")
+def signed_federation(federation: Federation, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The federation's configuration with a signing key per agency and a shared trust store.
+
+    It is also written to disk (``config.path``) for the CLI and child processes.
+    """
+    return signed_config(federation.config, tmp_path_factory.mktemp("keys"))

@@ -1,0 +1,169 @@
+"""Kafka record headers: CloudEvents binary mode on events, reason headers on quarantine records.
+
+Events (CloudEvents Kafka protocol binding 1.0, binary content mode). The Kafka value is the
+event data (the signed, single-object-encoded ``SignedEvent``); the attributes are headers:
+
+===================  ======================================================================
+``ce_specversion``   ``1.0``
+``ce_id``            the event's ``event_id`` (canonical UUID text)
+``ce_source``        ``/agencies/<origin.agency>/units/<origin.unit>``
+``ce_type``          ``int.exchangebus.intel.v1`` (the ``IntelligenceEvent`` major version)
+``ce_time``          ``created_at`` in RFC 3339, UTC, with microseconds
+``content-type``     ``application/avro`` (Avro single-object encoding, see wire-format.md)
+===================  ======================================================================
+
+Values are UTF-8. Headers are routing hints and observability only: nothing reads them to make
+a security decision, and a bridge copies them as they are.
+
+Quarantine records keep the original record's key, value, timestamp and headers (in their
+original order), then add ours, all prefixed ``bus_``:
+
+===========================  ================================================================
+``bus_reason``               the ``RecordRejected.reason`` code (``bad-signature``, ...)
+``bus_error``                the error message (names where; never payload or key material)
+``bus_source_topic``         topic of the rejected record
+``bus_source_partition``     its partition (decimal)
+``bus_source_offset``        its offset (decimal)
+``bus_quarantined_at``       when it was quarantined, RFC 3339 UTC
+``bus_consumer``             who quarantined it (consumer group or bridge name); optional
+===========================  ================================================================
+
+An original header whose name is one of those is renamed ``bus_original_<name>``, so that the
+quarantine headers are always the last word and appear exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+__all__ = [
+    "Headers",
+    "CE_SPECVERSION",
+    "CE_ID",
+    "CE_SOURCE",
+    "CE_TYPE",
+    "CE_TIME",
+    "CONTENT_TYPE",
+    "SPEC_VERSION",
+    "EVENT_TYPE",
+    "AVRO_CONTENT_TYPE",
+    "REASON",
+    "ERROR",
+    "SOURCE_TOPIC",
+    "SOURCE_PARTITION",
+    "SOURCE_OFFSET",
+    "QUARANTINED_AT",
+    "CONSUMER",
+    "QUARANTINE_HEADERS",
+    "ORIGINAL_PREFIX",
+    "MAX_ERROR_LENGTH",
+    "event_headers",
+    "event_source",
+    "quarantine_headers",
+    "header_value",
+    "rfc3339",
+]
+
+Headers = Sequence[tuple[str, bytes]]
+"""Kafka record headers as aiokafka gives and takes them: ``(name, value)`` pairs, in order."""
+
+CE_SPECVERSION: Final = "ce_specversion"
+CE_ID: Final = "ce_id"
+CE_SOURCE: Final = "ce_source"
+CE_TYPE: Final = "ce_type"
+CE_TIME: Final = "ce_time"
+CONTENT_TYPE: Final = "content-type"
+
+SPEC_VERSION: Final = "1.0"
+EVENT_TYPE: Final = "int.exchangebus.intel.v1"
+AVRO_CONTENT_TYPE: Final = "application/avro"
+
+REASON: Final = "bus_reason"
+ERROR: Final = "bus_error"
+SOURCE_TOPIC: Final = "bus_source_topic"
+SOURCE_PARTITION: Final = "bus_source_partition"
+SOURCE_OFFSET: Final = "bus_source_offset"
+QUARANTINED_AT: Final = "bus_quarantined_at"
+CONSUMER: Final = "bus_consumer"
+
+QUARANTINE_HEADERS: Final = frozenset(
+    {REASON, ERROR, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, QUARANTINED_AT, CONSUMER}
+)
+"""The names of the headers a quarantine record gets on top of the original ones."""
+
+ORIGINAL_PREFIX: Final = "bus_original_"
+"""Prefix given to an original header that has the name of a quarantine header."""
+
+MAX_ERROR_LENGTH: Final = 1000
+"""``bus_error`` is cut to this many characters (a record's headers must stay small)."""
+
+
+def rfc3339(moment: datetime) -> str:
+    """``moment`` in RFC 3339, UTC, microseconds, ``Z``: ``2026-03-01T09:30:00.000000Z``."""
+    if moment.tzinfo is None:
+        raise ValueError("rfc3339 needs a timezone-aware datetime")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def event_source(event: Mapping[str, Any]) -> str:
+    """The CloudEvents ``source`` of an event: ``/agencies/<agency>/units/<unit>``."""
+    origin = event["origin"]
+    return f"/agencies/{origin['agency']}/units/{origin['unit']}"
+
+
+def event_headers(event: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """The CloudEvents binary-mode headers of an in-memory event (see the module docstring)."""
+    return [
+        (CE_SPECVERSION, b"1.0"),
+        (CE_ID, str(event["event_id"]).encode()),
+        (CE_SOURCE, event_source(event).encode()),
+        (CE_TYPE, EVENT_TYPE.encode()),
+        (CE_TIME, rfc3339(event["created_at"]).encode()),
+        (CONTENT_TYPE, AVRO_CONTENT_TYPE.encode()),
+    ]
+
+
+def quarantine_headers(
+    original: Iterable[tuple[str, bytes]] | None,
+    *,
+    reason: str,
+    error: str,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    quarantined_at: datetime,
+    consumer: str | None = None,
+) -> list[tuple[str, bytes]]:
+    """The headers of a quarantine record: the original ones, then the reason headers.
+
+    An original header named like a quarantine header is renamed with ``ORIGINAL_PREFIX``.
+    ``error`` is cut to ``MAX_ERROR_LENGTH`` characters.
+    """
+    headers = [
+        (ORIGINAL_PREFIX + name if name in QUARANTINE_HEADERS else name, value)
+        for name, value in original or ()
+    ]
+    if len(error) > MAX_ERROR_LENGTH:
+        error = error[: MAX_ERROR_LENGTH - 3] + "..."
+    headers += [
+        (REASON, reason.encode()),
+        (ERROR, error.encode()),
+        (SOURCE_TOPIC, source_topic.encode()),
+        (SOURCE_PARTITION, str(source_partition).encode()),
+        (SOURCE_OFFSET, str(source_offset).encode()),
+        (QUARANTINED_AT, rfc3339(quarantined_at).encode()),
+    ]
+    if consumer is not None:
+        headers.append((CONSUMER, consumer.encode()))
+    return headers
+
+
+def header_value(headers: Iterable[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    """The value of the last header called ``name``, or ``None``."""
+    found = None
+    for key, value in headers or ():
+        if key == name:
+            found = value
+    return found

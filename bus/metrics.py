@@ -1,0 +1,112 @@
+"""Prometheus metrics of the bus: ``bus_`` prefix, labelled by agency and topic.
+
+Each component has a small metrics class whose metrics live on one ``CollectorRegistry``;
+``PublisherMetrics.on(registry)`` (and the others) return the one instance for that registry,
+creating it on first use, so any number of publishers in a process share the same series and
+a test can pass a registry of its own. ``registry=None`` means prometheus-client's global
+``REGISTRY``, which the default ``/metrics`` exposition serves. A new component (the bridge)
+adds its own class the same way: subclass ``ComponentMetrics`` and create its metrics in
+``__init__``.
+
+Metrics:
+
+- ``bus_published_total{agency, topic, outcome}``: events handed to ``publish``; ``outcome`` is
+  ``ok`` (the cluster acknowledged it) or ``error``.
+- ``bus_publish_latency_seconds{agency, topic}``: from sending an event to its acknowledgement.
+- ``bus_consumed_total{agency, topic, outcome}``: records a subscriber read; ``outcome`` is
+  ``delivered`` (verified, handed to the consumer's code), ``duplicate`` (skipped by
+  de-duplication) or ``rejected`` (could not be accepted; see the quarantine metric).
+- ``bus_quarantined_total{agency, topic, reason}``: records written to ``bus.quarantine``;
+  ``topic`` is the record's source topic, ``reason`` the ``RecordRejected.reason`` code.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import ClassVar, Self
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+__all__ = [
+    "ComponentMetrics",
+    "PublisherMetrics",
+    "SubscriberMetrics",
+    "QuarantineMetrics",
+    "LATENCY_BUCKETS",
+]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Histogram buckets (seconds) for delivery latencies: a loopback ack is ~1-5 ms."""
+
+_lock = threading.Lock()
+
+
+class ComponentMetrics:
+    """Base of the per-component metric sets; one instance per (class, registry)."""
+
+    _instances: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, ComponentMetrics]]
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls._instances = weakref.WeakKeyDictionary()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry | None = None) -> Self:
+        """This component's metrics on ``registry`` (default: the global registry)."""
+        registry = REGISTRY if registry is None else registry
+        with _lock:
+            instance = cls._instances.get(registry)
+            if instance is None:
+                instance = cls._instances[registry] = cls(registry)
+        assert isinstance(instance, cls)
+        return instance
+
+
+class PublisherMetrics(ComponentMetrics):
+    """``bus_published_total`` and ``bus_publish_latency_seconds``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.published = Counter(
+            "bus_published_total",
+            "Events handed to a publisher, by outcome (ok: acknowledged by the cluster).",
+            ["agency", "topic", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "bus_publish_latency_seconds",
+            "Time from sending an event to the cluster's acknowledgement.",
+            ["agency", "topic"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class SubscriberMetrics(ComponentMetrics):
+    """``bus_consumed_total``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.consumed = Counter(
+            "bus_consumed_total",
+            "Records read by subscribers, by outcome (delivered, duplicate, rejected).",
+            ["agency", "topic", "outcome"],
+            registry=registry,
+        )
+
+
+class QuarantineMetrics(ComponentMetrics):
+    """``bus_quarantined_total``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.quarantined = Counter(
+            "bus_quarantined_total",
+            "Records written to the quarantine topic, by source topic and reason code.",
+            ["agency", "topic", "reason"],
+            registry=registry,
+        )

@@ -1,0 +1,448 @@
+"""The subscriber: verified, decoded events for stream processors, committed only once handled.
+
+::
+
+    async with open_subscriber(config, "interpol", group_id="case-indexer") as subscriber:
+        async for delivery in subscriber:
+            await index(delivery.event)          # if this raises, `delivery` is not committed
+
+    await run_subscriber(config, "interpol", handler, group_id="case-indexer")  # the same
+
+The commit rule (at-least-once): a delivery counts as handled when the loop asks for the next
+one (the body of ``async for`` completed), or when ``subscriber.done(delivery)`` is called
+(use it before ``break``). Handled offsets are committed in batches: before each fetch from the
+cluster, at least every ``commit_interval_s`` while handling, when partitions are revoked, and
+when the subscriber closes (also after an exception:
+everything handled before the failing delivery is committed, the failing one is not). So a
+subscriber that crashes or is killed re-delivers, at its next start, at most what it fetched
+since its last commit, and never loses an event.
+
+Records are read with ``read_committed`` isolation and no auto-commit. Each is verified and
+decoded by ``bus.envelope.open_`` against the trust store. A record that is rejected (any
+``RecordRejected``; a record without a value is ``TruncatedRecord``) is written to the
+quarantine topic of the same cluster with its original bytes and the reason headers
+(``bus.quarantine``), counted, reported to ``on_rejected`` if given, and committed past only
+after the cluster acknowledged the quarantine record. Then the subscriber goes on.
+
+Without a ``group_id`` the subscriber reads every partition of its topics by itself, commits
+nothing and, by default, quarantines nothing (it is a viewer, like ``bus tail`` without
+``--group``): rejected records are only reported.
+
+With ``dedup_capacity > 0``, an event whose ``(event_id, revision)`` was handled among the last
+``dedup_capacity`` handled events is skipped (and committed past). A later revision of an event
+is not a duplicate.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import CollectorRegistry
+
+from bus import envelope
+from bus.config import Config
+from bus.envelope import VerifiedEvent
+from bus.errors import ConfigError, RecordRejected, TransportError, TruncatedRecord
+from bus.metrics import SubscriberMetrics
+from bus.quarantine import Quarantine, Quarantined, SourceRecord
+from bus.trust import KeyResolver, TrustStore
+
+__all__ = [
+    "Delivery",
+    "Rejection",
+    "Subscriber",
+    "open_subscriber",
+    "run_subscriber",
+]
+
+Record = SourceRecord
+"""A fetched record (aiokafka's ``ConsumerRecord``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """A verified event and where it was read."""
+
+    verified: VerifiedEvent
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = field(repr=False)
+    headers: tuple[tuple[str, bytes], ...] = field(repr=False)
+    timestamp: int
+    """The record's Kafka timestamp, milliseconds since the epoch."""
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The decoded ``IntelligenceEvent`` (in-memory form)."""
+        return self.verified.event
+
+    @property
+    def event_id(self) -> str:
+        """The event's id."""
+        return str(self.verified.event["event_id"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejection:
+    """A record the subscriber could not accept."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    """The ``RecordRejected.reason`` code."""
+    error: str
+    """What was wrong, naming where (never the payload)."""
+    quarantined: Quarantined | None
+    """Where it was quarantined; ``None`` when this subscriber does not quarantine."""
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, subscriber: Subscriber) -> None:
+        self._subscriber = subscriber
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        await self._subscriber._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        pass
+
+
+class Subscriber:
+    """Async iterator of ``Delivery``; get one from ``open_subscriber``."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        agency: str,
+        group_id: str | None,
+        trust: KeyResolver,
+        quarantine: Quarantine | None,
+        dedup_capacity: int,
+        on_rejected: Callable[[Rejection], None] | None,
+        max_records: int,
+        commit_interval_s: float,
+        registry: CollectorRegistry | None,
+    ) -> None:
+        self._consumer = consumer
+        self.agency = agency
+        self.group_id = group_id
+        self._trust = trust
+        self._quarantine = quarantine
+        self._dedup_capacity = dedup_capacity
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._on_rejected = on_rejected
+        self._max_records = max_records
+        self._metrics = SubscriberMetrics.on(registry)
+        self._buffer: deque[Record] = deque()
+        self._current: Delivery | None = None
+        self._handled: dict[TopicPartition, int] = {}
+        self._commit_interval = commit_interval_s
+        self._last_commit = time.monotonic()
+        self._state = _State.OPEN
+
+    def __aiter__(self) -> Subscriber:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        if self._state is _State.CLOSED:
+            raise StopAsyncIteration
+        if self._current is not None:
+            self.done(self._current)
+        if self._handled and time.monotonic() - self._last_commit >= self._commit_interval:
+            await self.commit()
+        while True:
+            if not self._buffer:
+                await self.commit()
+                await self._fetch()
+                continue
+            record = self._buffer.popleft()
+            delivery = await self._accept(record)
+            if delivery is not None:
+                self._current = delivery
+                return delivery
+
+    def done(self, delivery: Delivery) -> None:
+        """Mark ``delivery`` (and everything before it on its partition) as handled.
+
+        The next commit includes it. Iterating on marks the previous delivery automatically.
+        """
+        if delivery is self._current:
+            self._current = None
+        if self._dedup_capacity:
+            self._remember((delivery.event_id, int(delivery.event.get("revision", 1))))
+        self._mark(TopicPartition(delivery.topic, delivery.partition), delivery.offset)
+
+    def _mark(self, tp: TopicPartition, offset: int) -> None:
+        if self.group_id is not None and tp not in self._consumer.assignment():
+            return  # revoked meanwhile: its new owner re-delivers from the last commit
+        if offset + 1 > self._handled.get(tp, -1):
+            self._handled[tp] = offset + 1
+
+    def _remember(self, key: tuple[str, int]) -> None:
+        self._seen[key] = None
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._dedup_capacity:
+            self._seen.popitem(last=False)
+
+    async def commit(self) -> None:
+        """Commit every handled offset now (a no-op without a consumer group)."""
+        self._last_commit = time.monotonic()
+        if self.group_id is None or not self._handled:
+            self._handled.clear()
+            return
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in self._handled.items() if tp in assigned}
+        self._handled.clear()
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced under us: the partitions' new owners re-deliver from the
+            # last commit (at-least-once); nothing is lost.
+            return
+        except KafkaError as exc:
+            where = ", ".join(f"{tp.topic}/{tp.partition}@{o}" for tp, o in offsets.items())
+            raise TransportError(
+                f"group {self.group_id} on {self.agency}'s cluster could not commit {where}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Still a member with these partitions: commit what was handled of them, then forget
+        # what was fetched but not handled; the next owner reads it again.
+        offsets = {tp: o for tp, o in self._handled.items() if tp in revoked}
+        if offsets and self.group_id is not None:
+            try:
+                await self._consumer.commit(offsets)
+            except CommitFailedError:
+                pass  # already out of the generation: re-delivered, not lost
+            except KafkaError:
+                pass  # the same: at-least-once covers it; the new owner reads it again
+        for tp in revoked:
+            self._handled.pop(tp, None)
+        self._buffer = deque(
+            r for r in self._buffer if TopicPartition(r.topic, r.partition) not in revoked
+        )
+
+    async def _fetch(self) -> None:
+        try:
+            batch = await self._consumer.getmany(timeout_ms=1000, max_records=self._max_records)
+        except KafkaError as exc:
+            raise TransportError(
+                f"reading {', '.join(sorted(self._consumer.subscription() or ()))} on "
+                f"{self.agency}'s cluster failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        for records in batch.values():
+            self._buffer.extend(records)
+
+    async def _accept(self, record: Record) -> Delivery | None:
+        """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
+        try:
+            if record.value is None:
+                raise TruncatedRecord("record has no value (null)")
+            verified = envelope.open_(record.value, self._trust)
+        except RecordRejected as exc:
+            await self._reject(record, exc)
+            return None
+        delivery = Delivery(
+            verified=verified,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            headers=tuple(record.headers),
+            timestamp=record.timestamp,
+        )
+        if self._dedup_capacity:
+            key = (delivery.event_id, int(verified.event.get("revision", 1)))
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                self._metrics.consumed.labels(self.agency, record.topic, "duplicate").inc()
+                self._mark(TopicPartition(record.topic, record.partition), record.offset)
+                return None
+        self._metrics.consumed.labels(self.agency, record.topic, "delivered").inc()
+        return delivery
+
+    async def _reject(self, record: Record, error: RecordRejected) -> None:
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        quarantined = None
+        if self._quarantine is not None:
+            quarantined = await self._quarantine.put(record, error)
+        self._metrics.consumed.labels(self.agency, record.topic, "rejected").inc()
+        if self._on_rejected is not None:
+            self._on_rejected(
+                Rejection(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=error.reason,
+                    error=f"{where}: {error}",
+                    quarantined=quarantined,
+                )
+            )
+        self._mark(TopicPartition(record.topic, record.partition), record.offset)
+
+    async def aclose(self) -> None:
+        """Stop fetching, commit what was handled, close. Safe to call twice."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        self._buffer.clear()
+        try:
+            await self.commit()
+        finally:
+            await self._consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str], agency: str) -> list[Any]:
+    await consumer.topics()  # refreshes metadata for the whole cluster, new topics included
+    partitions = []
+    for topic in topics:
+        found = consumer.partitions_for_topic(topic)
+        if not found:
+            raise ConfigError(f"topic {topic!r} does not exist on {agency}'s cluster")
+        partitions += [TopicPartition(topic, p) for p in sorted(found)]
+    return partitions
+
+
+@asynccontextmanager
+async def open_subscriber(
+    config: Config,
+    agency: str,
+    *,
+    group_id: str | None,
+    topics: Sequence[str] | None = None,
+    from_beginning: bool = False,
+    trust: KeyResolver | None = None,
+    quarantine: bool | None = None,
+    dedup_capacity: int = 0,
+    on_rejected: Callable[[Rejection], None] | None = None,
+    max_records: int = 500,
+    commit_interval_s: float = 5.0,
+    consumer_options: dict[str, Any] | None = None,
+    registry: CollectorRegistry | None = None,
+) -> AsyncIterator[Subscriber]:
+    """A started ``Subscriber`` of ``topics`` (default: the events topic) on ``agency``'s cluster.
+
+    ``group_id`` names the consumer group whose offsets are committed (``None``: no group, no
+    commits). ``from_beginning`` starts a group without committed offsets (or a group-less
+    subscriber) at the oldest records instead of new ones only. ``trust`` defaults to the
+    agency's ``trust_store`` from the configuration. ``quarantine`` defaults to ``True`` with
+    a group and ``False`` without. ``consumer_options`` go to ``AIOKafkaConsumer`` as they are
+    (e.g. ``session_timeout_ms``, ``group_instance_id``).
+    """
+    settings = config.agency(agency)
+    if trust is None:
+        if settings.trust_store is None:
+            raise ConfigError(
+                f"{config.path or 'configuration'}: agencies.{agency}.trust_store is not set; "
+                "a subscriber needs a trust store to verify events"
+            )
+        trust = TrustStore.load(settings.trust_store)
+    if dedup_capacity < 0:
+        raise ConfigError(f"dedup_capacity {dedup_capacity}: give 0 (off) or more")
+    topics = tuple(topics or (config.topics.events,))
+    if quarantine is None:
+        quarantine = group_id is not None
+    options = settings.kafka_options()
+    async with AsyncExitStack() as stack:
+        consumer = AIOKafkaConsumer(
+            **options,
+            group_id=group_id,
+            client_id=f"bus-subscriber-{agency}",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            **(consumer_options or {}),
+        )
+        quarantine_writer = None
+        try:
+            if quarantine:
+                producer = AIOKafkaProducer(
+                    **options,
+                    acks="all",
+                    enable_idempotence=True,
+                    client_id=f"bus-quarantine-{agency}",
+                )
+                stack.push_async_callback(producer.stop)
+                await producer.start()
+                quarantine_writer = Quarantine(
+                    producer,
+                    topic=config.topics.quarantine,
+                    agency=agency,
+                    consumer=group_id,
+                    registry=registry,
+                )
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise TransportError(
+                f"cannot connect a subscriber to {agency}'s cluster at "
+                f"{', '.join(settings.bootstrap_servers)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        subscriber = Subscriber(
+            consumer,
+            agency=agency,
+            group_id=group_id,
+            trust=trust,
+            quarantine=quarantine_writer,
+            dedup_capacity=dedup_capacity,
+            on_rejected=on_rejected,
+            max_records=max_records,
+            commit_interval_s=commit_interval_s,
+            registry=registry,
+        )
+        # Closing order: the subscriber (stop fetching, commit, close the consumer) first, then
+        # the quarantine producer (flushed by stop): the stack unwinds in reverse.
+        stack.push_async_callback(subscriber.aclose)
+        try:
+            if group_id is None:
+                assigned = await _partitions(consumer, topics, agency)
+                consumer.assign(assigned)
+                if from_beginning:
+                    await consumer.seek_to_beginning(*assigned)
+                else:
+                    await consumer.seek_to_end(*assigned)
+            else:
+                consumer.subscribe(list(topics), listener=_Listener(subscriber))
+        except KafkaError as exc:
+            raise TransportError(
+                f"cannot read {', '.join(topics)} on {agency}'s cluster: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        yield subscriber
+
+
+async def run_subscriber(
+    config: Config,
+    agency: str,
+    handler: Callable[[Delivery], Awaitable[None]],
+    **options: Any,
+) -> None:
+    """Call ``await handler(delivery)`` for every event, committing each after it returned.
+
+    Runs until cancelled. If ``handler`` raises, the exception propagates, everything handled
+    before is committed and the failing event is not: the next start delivers it again.
+    ``options`` are those of ``open_subscriber``.
+    """
+    async with open_subscriber(config, agency, **options) as subscriber:
+        async for delivery in subscriber:
+            await handler(delivery)
