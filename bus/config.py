@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.errors import ConfigError
+from bus.trust import AGENCY_ID
 
 __all__ = [
     "AgencySettings",
@@ -53,8 +54,6 @@ __all__ = [
     "load_config",
     "render_toml",
 ]
-
-_AGENCY_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,10 +235,10 @@ class _Reader:
 
     def agency(self, name: str, raw: Any) -> AgencySettings:
         where = f"agencies.{name}"
-        if not _AGENCY_ID.match(name):
+        if not AGENCY_ID.match(name):
             raise self._fail(
                 f"[{where}]",
-                "agency ids are lowercase letters, digits, '-' and '_' (at most 32, "
+                "agency ids are lowercase letters, digits, '-' and '_' (at most 63, "
                 "starting with a letter)",
             )
         if not isinstance(raw, dict):

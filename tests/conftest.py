@@ -18,7 +18,8 @@ from bus.config import Config, java_home
 from tests.kafka import Federation, external_config, free_base_port, state_dir_marker
 from tests.signed import signed_config
 
-TEST_AGENCIES = ("interpol", "europol")
+# A third agency, so that onward forwarding and loops between three clusters are tested.
+TEST_AGENCIES = ("interpol", "europol", "ameripol")
 
 
 @pytest.fixture(scope="session")

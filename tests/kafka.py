@@ -23,6 +23,7 @@ __all__ = [
     "external_config",
     "free_base_port",
     "produce",
+    "produce_records",
     "unique_topic",
 ]
 
@@ -97,6 +98,21 @@ async def produce(bootstrap: str, topic: str, values: Iterable[bytes], **send: o
     await producer.start()
     try:
         futures = [await producer.send(topic, value, **send) for value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_records(
+    bootstrap: str, topic: str, records: Iterable[ConsumerRecord[bytes, bytes]]
+) -> None:
+    """Re-publish ``records`` (key, value and headers as they are) onto ``topic``."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, r.value, key=r.key, headers=list(r.headers)) for r in records
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

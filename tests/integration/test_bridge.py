@@ -10,12 +10,14 @@ import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bus import local
 from bus.audit import decode_audit_record
 from bus.bridge._hops import HOP, PATH
+from bus.envelope import seal
 from bus.quarantine import read_quarantined
 from tests.bridge import (
     BridgeProcess,
@@ -26,7 +28,14 @@ from tests.bridge import (
     federated_config,
     publish_plan,
 )
-from tests.kafka import Federation, consume_all, create_topic, unique_topic
+from tests.kafka import (
+    Federation,
+    consume_all,
+    create_topic,
+    produce,
+    produce_records,
+    unique_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -293,3 +302,91 @@ async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
             assert audit["decision"] == "DENIED"
             assert audit["rule"] in {"releasable-to", "tlp"}
             assert audit["reason"]
+
+
+async def test_three_agencies_both_directions_no_loops_and_no_event_twice(
+    federation: Federation, tmp_path: Path, bridges: list[BridgeProcess]
+) -> None:
+    """interpol->europol, europol->interpol and europol->ameripol at once. Europol re-shares
+    some interpol events on its own feed: they never go back to interpol, and reach ameripol
+    only under onward forwarding (H2 only with the origin's consent)."""
+    if "ameripol" not in federation.agencies:
+        pytest.skip("needs a third agency")
+    a, b, c = "interpol", "europol", "ameripol"
+    federated = federated_config(federation, tmp_path / "config", onward=[(b, c)])
+    topic_a, topic_b = unique_topic("feed-a"), unique_topic("feed-b")
+    await create_topic(federation.bootstrap(a), topic_a, partitions=2)
+    await create_topic(federation.bootstrap(b), topic_b, partitions=2)
+    for source, destination, topic in ((a, b, topic_a), (b, a, topic_b), (b, c, topic_b)):
+        bridge = BridgeProcess(
+            federated,
+            source=source,
+            destination=destination,
+            topics=[topic],
+            log_dir=tmp_path,
+            name=f"{source}-{destination}",
+        )
+        bridges.append(bridge)
+        bridge.start()
+    for bridge in bridges:
+        await bridge.wait_assigned()
+
+    def everywhere(event: dict[str, Any], i: int) -> dict[str, Any]:
+        event["releasable_to"] = [x for x in (a, b, c) if x != event["origin"]["agency"]]
+        event["tlp"] = "GREEN"
+        event["handling_codes"] = ["H2"] if i % 3 == 0 else ["H0"]
+        event["onward_release_consent"] = i % 6 == 0
+        return event
+
+    events_a = [
+        everywhere(EventPlan(origin=a, destination=b, count=1).event(i), i) for i in range(60)
+    ]
+    events_b = [
+        everywhere(EventPlan(origin=b, destination=a, count=1).event(i), i) for i in range(40)
+    ]
+    await produce(
+        federation.bootstrap(a),
+        topic_a,
+        [seal(e, federated.keys[a]) for e in events_a],
+    )
+    await produce(
+        federation.bootstrap(b),
+        topic_b,
+        [seal(e, federated.keys[b]) for e in events_b],
+    )
+    # Europol's own system re-shares interpol's events from the mirror, headers and all.
+    mirror_a_on_b = await consume_all(
+        federation.bootstrap(b), f"{a}.{topic_a}", expected=len(events_a)
+    )
+    assert len(mirror_a_on_b) == len(events_a)
+    await produce_records(federation.bootstrap(b), topic_b, mirror_a_on_b)
+
+    onward = {
+        e["event_id"]
+        for e in events_a
+        if e["handling_codes"] == ["H0"] or e["onward_release_consent"]
+    }
+    ids_a = {e["event_id"] for e in events_a}
+    ids_b = {e["event_id"] for e in events_b}
+    on_c = f"{b}.{topic_b}"
+    counts_c = await count_by_event_id(
+        federation.bootstrap(c), on_c, expected=len(ids_b) + len(onward)
+    )
+    counts_a = await count_by_event_id(federation.bootstrap(a), on_c, expected=len(ids_b))
+    counts_b = await count_by_event_id(
+        federation.bootstrap(b), f"{a}.{topic_a}", expected=len(ids_a)
+    )
+    for counts in (counts_a, counts_b, counts_c):
+        assert max(counts.values()) == 1
+    assert set(counts_b) == ids_a
+    assert set(counts_a) == ids_b  # interpol's own events never came back to interpol
+    assert set(counts_c) == ids_b | onward
+    # The re-shared interpol events were refused on the way back, by the origin rule.
+    audit = await consume_all(federation.bootstrap(b), federated.config.topics.audit, idle_ms=1500)
+    back = [
+        d
+        for d in (decode_audit_record(r.value) for r in audit if r.value is not None)
+        if d["source_topic"] == topic_b and d["destination"] == a and d["origin"] == a
+    ]
+    assert len(back) == len(events_a)
+    assert {(d["decision"], d["rule"]) for d in back} == {("DENIED", "loop-origin")}
