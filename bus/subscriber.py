@@ -35,6 +35,7 @@ is not a duplicate.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections import OrderedDict, deque
@@ -313,14 +314,21 @@ class Subscriber:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str], agency: str) -> list[Any]:
-    await consumer.topics()  # refreshes metadata for the whole cluster, new topics included
-    partitions = []
-    for topic in topics:
-        found = consumer.partitions_for_topic(topic)
-        if not found:
-            raise ConfigError(f"topic {topic!r} does not exist on {agency}'s cluster")
-        partitions += [TopicPartition(topic, p) for p in sorted(found)]
-    return partitions
+    """Every partition of ``topics``, waiting briefly for a just-created topic's leaders."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while True:
+        # ``consumer.topics()`` fetches fresh metadata but does not store it where
+        # ``partitions_for_topic`` looks, so read the fresh metadata directly.
+        cluster = await consumer._client.fetch_all_metadata()
+        found = {topic: cluster.partitions_for_topic(topic) for topic in topics}
+        if all(found.values()) or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    missing = [topic for topic, partitions in found.items() if not partitions]
+    if missing:
+        raise ConfigError(f"topic {missing[0]!r} does not exist on {agency}'s cluster")
+    return [TopicPartition(t, p) for t in topics for p in sorted(found[t])]
 
 
 @asynccontextmanager

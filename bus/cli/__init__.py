@@ -18,6 +18,8 @@ _GROUPS = [
     ("bus.cli.keys", "keys"),
     ("bus.cli.event", "event"),
     ("bus.cli.policy", "policy"),
+    ("bus.cli.pubsub", "publish"),
+    ("bus.cli.pubsub", "tail"),
     ("bus.cli.bridge", "bridge"),
 ]
 

@@ -1,0 +1,247 @@
+"""``bus publish`` and ``bus tail``: put events on an agency's cluster and watch them arrive.
+
+``bus publish --agency A [--topic T] FILE|-`` reads events in the JSON form
+(docs/event-json.md), one per line (blank lines are skipped), signs each with A's key from
+the configuration and publishes it. Each event must be complete and valid; nothing is filled
+in. It prints one JSON line per acknowledged event: ``{"event_id", "topic", "partition",
+"offset"}``. Events are sent in chunks; an invalid line stops the command with status 2 after
+the events before it were published (and printed).
+
+``bus tail --agency A [--topic T] [--from-beginning] [--count N] [--group G]`` prints every
+verified event as one line of JSON (the JSON form, so its output can be fed to ``bus
+publish``). A record that cannot be accepted is reported as one line on stderr with its reason
+code. Without ``--group`` tail is a viewer: it reads every partition, commits nothing and
+writes nothing. With ``--group`` it is a real consumer of that group: it commits what it
+printed and quarantines rejected records (as every subscriber of a group does).
+
+``bus tail --topic bus.quarantine`` (the configured quarantine topic) prints the quarantine
+records instead: one JSON line each with the reason, the message, the source topic, partition
+and offset, and when and by whom it was quarantined; never the record's contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from bus import events
+from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
+from bus.config import Config
+from bus.errors import ConfigError, EventError, TransportError
+from bus.publisher import COMPRESSION_TYPES, open_publisher
+from bus.quarantine import read_quarantined
+from bus.subscriber import Rejection, open_subscriber
+
+__all__ = ["publish", "tail"]
+
+_CHUNK = 1000
+_EXIT_INTERRUPTED = 130
+
+
+def _read_chunk(stream: BinaryIO, size: int) -> list[bytes]:
+    lines = []
+    for _ in range(size):
+        line = stream.readline()
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
+@click.command()
+@click.option("--agency", required=True, help="The agency whose key signs and whose cluster.")
+@click.option("--topic", default=None, help="Topic (default: the configured events topic).")
+@click.option(
+    "--compression", type=click.Choice(COMPRESSION_TYPES), default=None, help="Batch compression."
+)
+@config_option
+@click.argument("source", type=click.File("rb"), default="-")
+@fail_on_bus_error
+def publish(
+    agency: str,
+    topic: str | None,
+    compression: str | None,
+    config_path: Path | None,
+    source: BinaryIO,
+) -> None:
+    """Sign and publish the events of SOURCE (JSON lines; - for stdin).
+
+    Prints {"event_id", "topic", "partition", "offset"} per event once the cluster has it.
+    """
+    config = load_cli_config(config_path)
+    name = getattr(source, "name", "-")
+    name = "<stdin>" if name in ("-", "<stdin>") else name
+    _run(_publish(config, agency, topic, compression, source, name))
+
+
+async def _publish(
+    config: Config,
+    agency: str,
+    topic: str | None,
+    compression: str | None,
+    source: BinaryIO,
+    name: str,
+) -> None:
+    line_number = 0
+    async with open_publisher(config, agency, topic=topic, compression=compression) as publisher:
+        while lines := await asyncio.to_thread(_read_chunk, source, _CHUNK):
+            chunk: list[dict[str, Any]] = []
+            failure: EventError | None = None
+            for line in lines:
+                line_number += 1
+                if not line.strip():
+                    continue
+                try:
+                    chunk.append(events.from_json(line))
+                except EventError as exc:
+                    failure = EventError(f"{name}:{line_number}: {exc}")
+                    break
+            for published in await publisher.publish_many(chunk):
+                click.echo(
+                    json.dumps(
+                        {
+                            "event_id": published.event_id,
+                            "topic": published.topic,
+                            "partition": published.partition,
+                            "offset": published.offset,
+                        }
+                    )
+                )
+            if failure is not None:
+                raise failure
+
+
+@click.command()
+@click.option("--agency", required=True, help="The agency whose cluster to read.")
+@click.option("--topic", default=None, help="Topic (default: the configured events topic).")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest records.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N events.")
+@click.option("--group", default=None, help="Consume as this group: commit and quarantine.")
+@config_option
+@fail_on_bus_error
+def tail(
+    agency: str,
+    topic: str | None,
+    from_beginning: bool,
+    count: int | None,
+    group: str | None,
+    config_path: Path | None,
+) -> None:
+    """Print verified events as JSON lines; report rejected records on stderr."""
+    config = load_cli_config(config_path)
+    topic = topic or config.topics.events
+    if topic == config.topics.quarantine:
+        if group is not None:
+            raise ConfigError("--group: the quarantine topic is only viewed, never consumed")
+        _run(_tail_quarantine(config, agency, topic, from_beginning, count))
+    else:
+        _run(_tail(config, agency, topic, from_beginning, count, group))
+
+
+def _report(rejection: Rejection) -> None:
+    where = ""
+    if rejection.quarantined is not None:
+        q = rejection.quarantined
+        where = f" (quarantined at {q.topic}/{q.partition}@{q.offset})"
+    click.echo(f"bus: rejected: {rejection.reason}: {rejection.error}{where}", err=True)
+
+
+async def _tail(
+    config: Config,
+    agency: str,
+    topic: str,
+    from_beginning: bool,
+    count: int | None,
+    group: str | None,
+) -> None:
+    printed = 0
+    async with open_subscriber(
+        config,
+        agency,
+        group_id=group,
+        topics=[topic],
+        from_beginning=from_beginning,
+        on_rejected=_report,
+    ) as subscriber:
+        async for delivery in subscriber:
+            click.echo(events.to_json(delivery.event, indent=None))
+            printed += 1
+            if count is not None and printed >= count:
+                subscriber.done(delivery)
+                break
+
+
+async def _tail_quarantine(
+    config: Config, agency: str, topic: str, from_beginning: bool, count: int | None
+) -> None:
+    settings = config.agency(agency)
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_options(),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        client_id=f"bus-tail-{agency}",
+    )
+    try:
+        await consumer.start()
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            raise ConfigError(f"topic {topic!r} does not exist on {agency}'s cluster")
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        printed = 0
+        while count is None or printed < count:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        q = read_quarantined(record)
+                    except ValueError as exc:
+                        click.echo(f"bus: not a quarantine record: {exc}", err=True)
+                        continue
+                    line = {
+                        "reason": q.reason,
+                        "error": q.error,
+                        "source_topic": q.source_topic,
+                        "source_partition": q.source_partition,
+                        "source_offset": q.source_offset,
+                        "quarantined_at": q.quarantined_at.isoformat().replace("+00:00", "Z"),
+                        "consumer": q.consumer,
+                        "size": len(q.value or b""),
+                        "topic": q.topic,
+                        "partition": q.partition,
+                        "offset": q.offset,
+                    }
+                    click.echo(json.dumps(line))
+                    printed += 1
+                    if count is not None and printed >= count:
+                        return
+    except KafkaError as exc:
+        raise TransportError(
+            f"reading {topic} on {agency}'s cluster failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        await consumer.stop()
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; Ctrl-C ends it cleanly (context managers close) with status 130."""
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        sys.exit(_EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # `bus tail | head`: the reader left; nothing more to say.
+        sys.stderr.close()
+        sys.exit(0)
