@@ -61,6 +61,7 @@ __all__ = [
     "Delivery",
     "Rejection",
     "Subscriber",
+    "assign_all",
     "open_subscriber",
     "run_subscriber",
 ]
@@ -313,8 +314,13 @@ class Subscriber:
             await self._consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str], agency: str) -> list[Any]:
-    """Every partition of ``topics``, waiting briefly for a just-created topic's leaders."""
+async def assign_all(
+    consumer: AIOKafkaConsumer, topics: Sequence[str], agency: str, *, from_beginning: bool
+) -> None:
+    """Assign every partition of ``topics`` to a group-less consumer, at the start or the end.
+
+    Waits briefly for a just-created topic's leaders; ``ConfigError`` if a topic does not exist.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 5.0
     while True:
@@ -328,7 +334,12 @@ async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str], agency:
     missing = [topic for topic, partitions in found.items() if not partitions]
     if missing:
         raise ConfigError(f"topic {missing[0]!r} does not exist on {agency}'s cluster")
-    return [TopicPartition(t, p) for t in topics for p in sorted(found[t])]
+    assigned = [TopicPartition(t, p) for t in topics for p in sorted(found[t])]
+    consumer.assign(assigned)
+    if from_beginning:
+        await consumer.seek_to_beginning(*assigned)
+    else:
+        await consumer.seek_to_end(*assigned)
 
 
 @asynccontextmanager
@@ -423,12 +434,7 @@ async def open_subscriber(
         stack.push_async_callback(subscriber.aclose)
         try:
             if group_id is None:
-                assigned = await _partitions(consumer, topics, agency)
-                consumer.assign(assigned)
-                if from_beginning:
-                    await consumer.seek_to_beginning(*assigned)
-                else:
-                    await consumer.seek_to_end(*assigned)
+                await assign_all(consumer, topics, agency, from_beginning=from_beginning)
             else:
                 consumer.subscribe(list(topics), listener=_Listener(subscriber))
         except KafkaError as exc:

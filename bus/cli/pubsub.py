@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from bus import events
@@ -38,7 +38,7 @@ from bus.config import Config
 from bus.errors import ConfigError, EventError, TransportError
 from bus.publisher import COMPRESSION_TYPES, open_publisher
 from bus.quarantine import read_quarantined
-from bus.subscriber import Rejection, open_subscriber
+from bus.subscriber import Rejection, assign_all, open_subscriber
 
 __all__ = ["publish", "tail"]
 
@@ -191,15 +191,7 @@ async def _tail_quarantine(
     )
     try:
         await consumer.start()
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            raise ConfigError(f"topic {topic!r} does not exist on {agency}'s cluster")
-        consumer.assign(partitions)
-        if from_beginning:
-            await consumer.seek_to_beginning(*partitions)
-        else:
-            await consumer.seek_to_end(*partitions)
+        await assign_all(consumer, [topic], agency, from_beginning=from_beginning)
         printed = 0
         while count is None or printed < count:
             batch = await consumer.getmany(timeout_ms=1000)

@@ -1,0 +1,192 @@
+"""Publisher and subscriber throughput against raw aiokafka clients, on real Kafka.
+
+Run ``python -m bench.bench_pubsub [--quick] [--events N] [--rounds R]``. Starts its own
+one-node Kafka (KRaft) federation in a temporary folder on free ports, then measures, for
+realistic ~1 KB events:
+
+- publishing: a raw ``AIOKafkaProducer`` sending already-sealed values (same bytes, keys and
+  headers, same producer settings: idempotent, ``acks=all``, linger 5 ms, 256 KiB batches)
+  against ``Publisher.publish_many`` on the events (which validates, encodes and signs each);
+- consuming: a raw ``AIOKafkaConsumer`` (``read_committed``, ``getmany``) against a
+  ``Subscriber`` yielding verified, decoded events, without a group and with one (commits).
+
+Each figure is the best of ``--rounds`` interleaved rounds. The target is each bus client at
+>= 0.7 of its raw counterpart; the gap is the Ed25519 and Avro work per event, which
+``bench.bench_core`` measures alone. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.bench_core import realistic_event
+from bus import envelope, local
+from bus.config import Config, java_home
+from bus.headers import event_headers
+from bus.publisher import open_publisher
+from bus.signing import SigningKey
+from bus.subscriber import open_subscriber
+from tests.kafka import create_topic, free_base_port
+from tests.signed import signed_config
+
+__all__ = ["main"]
+
+AGENCY = "interpol"
+PARTITIONS = 3
+_PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batch_size": 262144}
+
+
+def _events(count: int) -> list[dict[str, Any]]:
+    template = realistic_event()
+    return [
+        {**template, "event_id": str(uuid.uuid4()), "correlation_id": f"case-{i % 64}"}
+        for i in range(count)
+    ]
+
+
+async def _raw_produce(bootstrap: str, topic: str, records: list[Any], window: int) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **_PRODUCER)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        pending: list[asyncio.Future[Any]] = []
+        for key, value, headers in records:
+            pending.append(await producer.send(topic, value, key=key, headers=headers))
+            if len(pending) >= window:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        return len(records) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def _publish(config: Config, topic: str, batch: list[dict[str, Any]], window: int) -> float:
+    async with open_publisher(config, AGENCY, topic=topic, max_in_flight=window) as publisher:
+        started = time.perf_counter()
+        await publisher.publish_many(batch)
+        return len(batch) / (time.perf_counter() - started)
+
+
+async def _raw_consume(bootstrap: str, topic: str, count: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+    )
+    await consumer.start()
+    try:
+        consumer.subscribe([topic])
+        seen = 0
+        started: float | None = None
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+            if started is None and batch:
+                started = time.perf_counter()  # group join excluded, as for the subscriber
+            for records in batch.values():
+                seen += len(records)
+        assert started is not None
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def _subscribe(config: Config, topic: str, count: int, *, group: bool) -> float:
+    async with open_subscriber(
+        config,
+        AGENCY,
+        group_id=f"bench-sub-{uuid.uuid4().hex[:8]}" if group else None,
+        topics=[topic],
+        from_beginning=True,
+    ) as subscriber:
+        seen = 0
+        started: float | None = None
+        async for delivery in subscriber:
+            if started is None:
+                started = time.perf_counter()
+            seen += 1
+            if seen == count:
+                subscriber.done(delivery)
+                break
+        assert started is not None
+        # The first delivery is excluded from the count as it starts the clock.
+        return (count - 1) / (time.perf_counter() - started)
+
+
+async def _bench(config: Config, count: int, rounds: int, window: int) -> None:
+    bootstrap = ",".join(config.agency(AGENCY).bootstrap_servers)
+    key_path = config.agency(AGENCY).signing_key
+    assert key_path is not None
+    key = SigningKey.load(key_path)
+    rates: dict[str, float] = {}
+
+    def best(name: str, rate: float) -> None:
+        rates[name] = max(rates.get(name, 0.0), rate)
+
+    for round_ in range(rounds):
+        batch = _events(count)
+        records = [
+            (e["correlation_id"].encode(), envelope.seal(e, key), event_headers(e)) for e in batch
+        ]
+        raw_topic, bus_topic = f"bench.raw.{round_}", f"bench.bus.{round_}"
+        await create_topic(bootstrap, raw_topic, PARTITIONS)
+        await create_topic(bootstrap, bus_topic, PARTITIONS)
+        best("raw producer", await _raw_produce(bootstrap, raw_topic, records, window))
+        best("publisher", await _publish(config, bus_topic, batch, window))
+        best("raw consumer", await _raw_consume(bootstrap, bus_topic, count))
+        best("subscriber, no group", await _subscribe(config, bus_topic, count, group=False))
+        best("subscriber, group", await _subscribe(config, bus_topic, count, group=True))
+        print(f"  round {round_ + 1}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in rates.items()))
+    print(f"best of {rounds} rounds, {count} events each, {PARTITIONS} partitions:")
+    for name, rate in rates.items():
+        print(f"  {name:24} {rate:>10,.0f} events/s")
+    publish_ratio = rates["publisher"] / rates["raw producer"]
+    print(f"publisher / raw producer          {publish_ratio:5.2f}  (target >= 0.7)")
+    for name in ("subscriber, no group", "subscriber, group"):
+        ratio = rates[name] / rates["raw consumer"]
+        print(f"{name + ' / raw consumer':33} {ratio:5.2f}  (target >= 0.7)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Start a federation, measure, print, stop."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_pubsub", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer events and rounds")
+    parser.add_argument("--events", type=int, help="events per run")
+    parser.add_argument("--rounds", type=int, help="rounds (best of)")
+    parser.add_argument("--window", type=int, default=10_000, help="max events in flight")
+    args = parser.parse_args(argv)
+    count = args.events or (5000 if args.quick else 20000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    print(f"python {platform.python_version()}, {os.cpu_count()} cores; Kafka on loopback")
+    with tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp:
+        spec = local.FederationSpec(
+            home=Path(tmp) / "federation",
+            agencies=(AGENCY,),
+            base_port=free_base_port(2),
+            heap_mb=512,
+            partitions=PARTITIONS,
+            java_home=java_home(),
+        )
+        try:
+            config = asyncio.run(local.up(spec))
+            config = signed_config(config, Path(tmp) / "keys")
+            asyncio.run(_bench(config, count, rounds, args.window))
+        finally:
+            local.down(spec)
+
+
+if __name__ == "__main__":
+    main()
