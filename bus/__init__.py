@@ -10,6 +10,9 @@ Layers, lowest first (a module imports only from layers below it):
 6. ``local``: real Kafka nodes on this machine; ``cli``: the ``bus`` command.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 # Importing ``bus`` loads the pure core (fastavro, cryptography, PyNaCl) but never aiokafka or
 # faust: the transport layers re-exported here import them lazily or not at all.
 from bus.audit import SourcePosition, audit_record, decode_audit_record, encode_audit_record
@@ -46,7 +49,33 @@ from bus.policy import Decision, Policy, ReleaseRequest, Rule, load_policy
 from bus.signing import PublicKey, SigningKey
 from bus.trust import TrustedKey, TrustStore
 
-# transport: ``bus.publisher`` and ``bus.subscriber`` are re-exported here once they are done.
+# transport: imported on first use (module ``__getattr__``), so ``import bus`` stays Kafka-free.
+_TRANSPORT = {
+    "Published": "bus.publisher",
+    "Publisher": "bus.publisher",
+    "open_publisher": "bus.publisher",
+    "Delivery": "bus.subscriber",
+    "Rejection": "bus.subscriber",
+    "Subscriber": "bus.subscriber",
+    "open_subscriber": "bus.subscriber",
+    "run_subscriber": "bus.subscriber",
+    "Quarantine": "bus.quarantine",
+    "QuarantinedRecord": "bus.quarantine",
+    "read_quarantined": "bus.quarantine",
+}
+
+if TYPE_CHECKING:
+    from bus.publisher import Published, Publisher, open_publisher
+    from bus.quarantine import Quarantine, QuarantinedRecord, read_quarantined
+    from bus.subscriber import Delivery, Rejection, Subscriber, open_subscriber, run_subscriber
+
+
+def __getattr__(name: str) -> Any:
+    module = _TRANSPORT.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bus' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     # events: JSON form, templates, validation
@@ -79,7 +108,18 @@ __all__ = [
     "audit_record",
     "decode_audit_record",
     "encode_audit_record",
-    # transport (publisher, subscriber): added here when they are done
+    # transport (publisher, subscriber, quarantine): imported on first use
+    "Published",
+    "Publisher",
+    "open_publisher",
+    "Delivery",
+    "Rejection",
+    "Subscriber",
+    "open_subscriber",
+    "run_subscriber",
+    "Quarantine",
+    "QuarantinedRecord",
+    "read_quarantined",
     # configuration
     "AgencySettings",
     "Config",

@@ -38,6 +38,18 @@ EXPECTED = [
     "audit_record",
     "decode_audit_record",
     "encode_audit_record",
+    # transport (imported on first use)
+    "Published",
+    "Publisher",
+    "open_publisher",
+    "Delivery",
+    "Rejection",
+    "Subscriber",
+    "open_subscriber",
+    "run_subscriber",
+    "Quarantine",
+    "QuarantinedRecord",
+    "read_quarantined",
     # configuration
     "AgencySettings",
     "Config",
