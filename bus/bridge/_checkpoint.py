@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Checkpoint", "checkpoint_key", "checkpoint_topic", "transactional_id"]
+__all__ = [
+    "Checkpoint",
+    "audit_checkpoint_topic",
+    "checkpoint_key",
+    "checkpoint_topic",
+    "transactional_id",
+]
 
 
 def checkpoint_topic(source: str, topic: str) -> str:
@@ -27,13 +33,19 @@ def checkpoint_topic(source: str, topic: str) -> str:
     return f"bus.checkpoints.{source}.{topic}"
 
 
+def audit_checkpoint_topic(destination: str, topic: str) -> str:
+    """The source's topic that holds how far the decisions about ``topic`` are audited."""
+    return f"bus.checkpoints.audit.{destination}.{topic}"
+
+
 def checkpoint_key(source: str, topic: str, partition: int) -> bytes:
     return f"{source}/{topic}/{partition}".encode()
 
 
-def transactional_id(source: str, destination: str, topic: str, partition: int) -> str:
-    """One transactional id per source partition: a new owner fences any zombie of the old."""
-    return f"bus-bridge.{source}.{destination}.{topic}.{partition}"
+def transactional_id(source: str, destination: str, topic: str, partition: int, log: str) -> str:
+    """One transactional id per source partition and log (``mirror`` on the destination,
+    ``audit`` on the source): a new owner fences any zombie of the old."""
+    return f"bus-bridge.{source}.{destination}.{topic}.{partition}.{log}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,25 +1,25 @@
 """The replication hot path: source partitions -> the destination's mirrored topic, exactly once.
 
 One aiokafka consumer (group ``bus-bridge.<source>.<destination>``) reads the source topics
-with ``read_committed``. Each assigned source partition is a *lane* with its own
-transactional producer on the destination (transactional id per source partition, so a new
-owner fences any zombie of the old one). For every fetched batch of a lane:
+with ``read_committed``. Each assigned source partition is a *lane* with two transactional logs
+(``_txlog.TxLog``), each with a transactional id of that partition, so that a new owner fences
+any zombie of the old one:
 
-1. each record is verified, decoded and judged (``_verdict.judge``): forward, deny or
-   quarantine;
-2. quarantined records and the audit record of every decision are written to the source
-   cluster and acknowledged (at least once: a retry after a crash may repeat them; each
-   carries the source offset and the bridge id);
-3. one destination transaction writes the forwarded records, byte for byte with a hop header,
-   to the same partition of ``<source>.<topic>``, and the checkpoint (the next source offset)
-   to ``bus.checkpoints.<source>.<topic>``; then commits.
+- the *source log* writes the audit record of every decision and the quarantined records to the
+  source cluster, with a checkpoint ``audited_until`` in the same transaction;
+- the *destination log* writes the released records, byte for byte with hop headers, to the
+  same partition of ``<source>.<topic>`` on the destination, with the checkpoint
+  ``next_offset`` in the same transaction.
 
-A lane starts at its checkpoint, read after its producer's ``init_transactions`` has fenced
-any earlier owner. Errors never escape a lane: a failed write or commit closes and recreates
-the producer (never an abort after a commit timed out: its outcome is unknown), re-reads the
-checkpoint to learn whether the commit landed, and retries with backoff, consuming nothing
-meanwhile. So the destination holds each released source record exactly once, whatever
-crashes, across restarts of either cluster and rebalances between workers.
+For every fetched batch of a lane: judge each record (verify the bytes, decode, decide:
+``_verdict.judge``), commit the source log for the records not yet audited, then commit the
+destination log. A lane starts at the destination's checkpoint and skips the audit of records
+below the source's, so both the mirror and the audit trail hold each record exactly once.
+
+Errors never escape a lane: a failed or unknown commit reopens that log (never an abort after a
+commit timed out), whose re-read checkpoint tells whether the commit landed, then retries with
+backoff, consuming nothing meanwhile. So the destination holds each released source record
+exactly once across crashes, restarts of either cluster and rebalances between workers.
 """
 
 from __future__ import annotations
@@ -34,43 +34,47 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, ProducerFenced
 from prometheus_client import CollectorRegistry
 
-from bus.bridge._checkpoint import Checkpoint, checkpoint_key, checkpoint_topic, transactional_id
+from bus import headers as h
+from bus.bridge._checkpoint import (
+    audit_checkpoint_topic,
+    checkpoint_key,
+    checkpoint_topic,
+    transactional_id,
+)
 from bus.bridge._hops import forwarded_headers
 from bus.bridge._metrics import BridgeMetrics
+from bus.bridge._txlog import RETRYABLE, Fenced, Outgoing, TxFailed, TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
-from bus.errors import PublishError, TransportError
+from bus.errors import TransportError
 from bus.policy import ReleasePolicy
-from bus.quarantine import Quarantine
 from bus.trust import KeyResolver
 
 __all__ = ["Replicator"]
 
 log = logging.getLogger("bus.bridge")
 
-_RETRYABLE = (KafkaError, TransportError, TimeoutError, OSError)
 _FENCED_GRACE_S = 20.0
 """How long a fenced lane waits for its revocation before it takes its partition back."""
 
 
 @dataclass(slots=True, kw_only=True)
 class _Lane:
-    """One source partition this worker moves, with its destination producer."""
+    """One source partition this worker moves, with its two transactional logs."""
 
     tp: TopicPartition
-    producer: AIOKafkaProducer
-    next_offset: int
+    source_log: TxLog
+    destination_log: TxLog
+    next_offset: int = 0
+    """The destination's checkpoint: the first source offset not yet moved."""
+    audited_until: int = 0
+    """The source's checkpoint: the first source offset whose decision is not yet audited."""
     checkpointed_at: float = field(default_factory=time.monotonic)
     failing_since: float | None = None
-
-
-class _Failed(Exception):
-    """A write or commit failed; the lane must be reopened before trying again."""
 
 
 class Replicator:
@@ -98,8 +102,6 @@ class Replicator:
         self._revoking = False
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
-        self._source_producer: AIOKafkaProducer | None = None
-        self._quarantine: Quarantine | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.started = asyncio.Event()
 
@@ -132,13 +134,6 @@ class Replicator:
         """Replicate until cancelled or stopped. Shutdown: stop fetching, finish, close."""
         s = self.settings
         self._pool = ThreadPoolExecutor(s.verify_threads) if s.verify_threads > 0 else None
-        self._source_producer = AIOKafkaProducer(
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            client_id=f"{s.bridge_id}/source",
-            **s.source.kafka_options(),
-        )
         self._consumer = AIOKafkaConsumer(
             group_id=s.group_id,
             client_id=s.bridge_id,
@@ -149,15 +144,7 @@ class Replicator:
             **s.source.kafka_options(),
         )
         try:
-            await self._retrying("start", self._ensure_destination_topics)
-            await self._retrying("start", self._source_producer.start)
-            self._quarantine = Quarantine(
-                self._source_producer,
-                topic=s.topics.quarantine,
-                agency=s.source.name,
-                consumer=s.bridge_id,
-                registry=self._registry,
-            )
+            await self._retrying("start", self._ensure_topics)
             await self._retrying("start", self._consumer.start)
             self._consumer.subscribe(list(s.source_topics), listener=_Listener(self))
             self.started.set()
@@ -184,20 +171,15 @@ class Replicator:
     async def _shutdown(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            with contextlib.suppress(*_RETRYABLE):
+            with contextlib.suppress(*RETRYABLE):
                 await self._commit_source_offsets(consumer)
         async with self._lock:
             for lane in list(self._lanes.values()):
                 await self._close_lane(lane)
             self._lanes.clear()
         if consumer is not None:
-            with contextlib.suppress(*_RETRYABLE):
+            with contextlib.suppress(*RETRYABLE):
                 await asyncio.wait_for(consumer.stop(), self.settings.operation_timeout_s)
-        if self._source_producer is not None:
-            with contextlib.suppress(*_RETRYABLE):
-                await asyncio.wait_for(
-                    self._source_producer.stop(), self.settings.operation_timeout_s
-                )
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._metrics.assigned.labels(*self._labels).set(0)
@@ -208,7 +190,7 @@ class Replicator:
         while True:
             try:
                 await asyncio.wait_for(action(), self.settings.operation_timeout_s)
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 attempt += 1
                 self._metrics.retries.labels(*self._labels, stage).inc()
                 log.warning("bridge %s: %s failed (%s); retrying", self.settings.name, stage, exc)
@@ -220,62 +202,54 @@ class Replicator:
         s = self.settings
         return float(min(s.max_backoff_s, s.retry_backoff_s * 2 ** min(attempt, 10)))
 
-    # --- destination topics -------------------------------------------------------------
+    # --- topics -------------------------------------------------------------------------
 
-    async def _ensure_destination_topics(self) -> None:
-        """Create each mirrored topic (same partition count as its source) and checkpoints."""
+    async def _ensure_topics(self) -> None:
+        """Create each mirrored topic (with its source's partition count) and the checkpoints."""
         s = self.settings
+        compacted = {
+            "cleanup.policy": "compact",
+            "segment.ms": "3600000",
+            "min.cleanable.dirty.ratio": "0.1",
+        }
         source_admin = AIOKafkaAdminClient(**s.source.kafka_options())
-        dest_admin = AIOKafkaAdminClient(**s.destination.kafka_options())
         await source_admin.start()
         try:
-            await dest_admin.start()
-            try:
-                described = await source_admin.describe_topics(list(s.source_topics))
-                existing = set(await dest_admin.list_topics())
-                wanted = []
-                for info in described:
-                    if info["error_code"] != 0:
-                        raise TransportError(
-                            f"bridge {s.name}: source topic {info['topic']!r} is not available "
-                            f"on {s.source.name} (error {info['error_code']})"
-                        )
-                    partitions = len(info["partitions"])
-                    mirror = s.mirror_topic(info["topic"])
-                    checkpoints = checkpoint_topic(s.source.name, info["topic"])
-                    if mirror not in existing:
-                        wanted.append(NewTopic(mirror, partitions, 1))
-                    if checkpoints not in existing:
-                        wanted.append(
-                            NewTopic(
-                                checkpoints,
-                                partitions,
-                                1,
-                                topic_configs={
-                                    "cleanup.policy": "compact",
-                                    "segment.ms": "3600000",
-                                    "min.cleanable.dirty.ratio": "0.1",
-                                },
-                            )
-                        )
-                if wanted:
-                    response = await dest_admin.create_topics(wanted)
-                    for name, code, *_ in response.topic_errors:
-                        if code not in (0, 36):  # 36: created meanwhile by another worker
-                            raise TransportError(
-                                f"bridge {s.name}: creating {name!r} on {s.destination.name} "
-                                f"failed with error {code}"
-                            )
-                    log.info(
-                        "bridge %s: created %s on %s",
-                        s.name,
-                        ", ".join(t.name for t in wanted),
-                        s.destination.name,
+            described = await source_admin.describe_topics(list(s.source_topics))
+            partitions: dict[str, int] = {}
+            for info in described:
+                if info["error_code"] != 0:
+                    raise TransportError(
+                        f"bridge {s.name}: source topic {info['topic']!r} is not available "
+                        f"on {s.source.name} (error {info['error_code']})"
                     )
-            finally:
-                await dest_admin.close()
+                partitions[info["topic"]] = len(info["partitions"])
+            await _create_missing(
+                source_admin,
+                s.source.name,
+                [
+                    NewTopic(
+                        audit_checkpoint_topic(s.destination.name, t), n, 1, topic_configs=compacted
+                    )
+                    for t, n in partitions.items()
+                ],
+            )
         finally:
             await source_admin.close()
+        dest_admin = AIOKafkaAdminClient(**s.destination.kafka_options())
+        await dest_admin.start()
+        try:
+            wanted = []
+            for topic, count in partitions.items():
+                wanted.append(NewTopic(s.mirror_topic(topic), count, 1))
+                wanted.append(
+                    NewTopic(
+                        checkpoint_topic(s.source.name, topic), count, 1, topic_configs=compacted
+                    )
+                )
+            await _create_missing(dest_admin, s.destination.name, wanted)
+        finally:
+            await dest_admin.close()
 
     # --- lanes --------------------------------------------------------------------------
 
@@ -316,101 +290,75 @@ class Replicator:
                 consumer.resume(tp)
                 self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
             log.info(
-                "bridge %s: moving %s/%d from offset %d",
+                "bridge %s: moving %s/%d from offset %d (audited until %d)",
                 self.settings.name,
                 tp.topic,
                 tp.partition,
                 lane.next_offset,
+                lane.audited_until,
             )
 
+    def _new_lane(self, tp: TopicPartition) -> _Lane:
+        s = self.settings
+        src, dst = s.source.name, s.destination.name
+        common = {
+            "partition": tp.partition,
+            "timeout_s": s.operation_timeout_s,
+            "transaction_timeout_ms": s.transaction_timeout_ms,
+        }
+        return _Lane(
+            tp=tp,
+            source_log=TxLog(
+                cluster=s.source,
+                transactional_id=transactional_id(src, dst, tp.topic, tp.partition, "audit"),
+                checkpoint_topic=audit_checkpoint_topic(dst, tp.topic),
+                checkpoint_key=checkpoint_key(src, tp.topic, tp.partition),
+                client_id=f"{s.bridge_id}/audit/{tp.topic}/{tp.partition}",
+                **common,
+            ),
+            destination_log=TxLog(
+                cluster=s.destination,
+                transactional_id=transactional_id(src, dst, tp.topic, tp.partition, "mirror"),
+                checkpoint_topic=checkpoint_topic(src, tp.topic),
+                checkpoint_key=checkpoint_key(src, tp.topic, tp.partition),
+                client_id=f"{s.bridge_id}/mirror/{tp.topic}/{tp.partition}",
+                **common,
+            ),
+        )
+
     async def _open_lane(self, tp: TopicPartition) -> _Lane | None:
-        """A started transactional producer for ``tp`` and the checkpoint it fenced into place."""
+        """Both logs of ``tp`` opened (every earlier owner fenced) and their checkpoints read."""
+        lane = self._new_lane(tp)
         attempt = 0
         while tp in self._pending and not self._stopping.is_set():
-            producer = self._new_producer(tp)
             try:
-                await asyncio.wait_for(producer.start(), self.settings.operation_timeout_s)
-                checkpoint = await self._read_checkpoint(tp)
-            except _RETRYABLE as exc:
-                await self._stop_producer(producer)
+                lane.audited_until = await lane.source_log.open()
+                lane.next_offset = await lane.destination_log.open()
+            except RETRYABLE as exc:
+                await self._close_lane(lane)
                 attempt += 1
-                self._metrics.retries.labels(*self._labels, "destination").inc()
+                self._metrics.retries.labels(*self._labels, "open").inc()
                 log.warning(
-                    "bridge %s: cannot open %s/%d on %s (%s); retrying",
+                    "bridge %s: cannot open %s/%d (%s); retrying",
                     self.settings.name,
                     tp.topic,
                     tp.partition,
-                    self.settings.destination.name,
                     exc,
                 )
                 await asyncio.sleep(self._backoff(attempt))
                 continue
-            return _Lane(tp=tp, producer=producer, next_offset=checkpoint)
+            return lane
+        await self._close_lane(lane)
         return None
 
-    def _new_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
-        s = self.settings
-        return AIOKafkaProducer(
-            transactional_id=transactional_id(
-                s.source.name, s.destination.name, tp.topic, tp.partition
-            ),
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
-            max_batch_size=512 * 1024,
-            transaction_timeout_ms=s.transaction_timeout_ms,
-            request_timeout_ms=int(s.operation_timeout_s * 1000),
-            client_id=f"{s.bridge_id}/{tp.topic}/{tp.partition}",
-            **s.destination.kafka_options(),
-        )
-
-    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
-        # A producer of an unreachable cluster may never finish stopping: bound the wait.
-        with contextlib.suppress(*_RETRYABLE):
-            await asyncio.wait_for(producer.stop(), 5.0)
-
     async def _close_lane(self, lane: _Lane) -> None:
-        await self._stop_producer(lane.producer)
+        await lane.source_log.close()
+        await lane.destination_log.close()
         labels = (*self._labels, lane.tp.topic, str(lane.tp.partition))
         with contextlib.suppress(KeyError):
             self._metrics.lag.remove(*labels)
         with contextlib.suppress(KeyError):
             self._metrics.checkpoint_age.remove(*labels)
-
-    async def _read_checkpoint(self, tp: TopicPartition) -> int:
-        """The next source offset of ``tp``, from the destination (0 when none was written)."""
-        s = self.settings
-        topic = checkpoint_topic(s.source.name, tp.topic)
-        key = checkpoint_key(s.source.name, tp.topic, tp.partition)
-        where = TopicPartition(topic, tp.partition)
-        reader = AIOKafkaConsumer(
-            group_id=None,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            request_timeout_ms=int(s.operation_timeout_s * 1000),
-            **s.destination.kafka_options(),
-        )
-        await asyncio.wait_for(reader.start(), s.operation_timeout_s)
-        try:
-            reader.assign([where])
-            end = (await reader.end_offsets([where]))[where]
-            found: Checkpoint | None = None
-            if end > 0:
-                await reader.seek_to_beginning(where)
-                deadline = time.monotonic() + s.operation_timeout_s
-                while await reader.position(where) < end:
-                    if time.monotonic() > deadline:
-                        raise TransportError(f"reading checkpoint {topic}/{tp.partition} timed out")
-                    batch = await reader.getmany(where, timeout_ms=500)
-                    for record in batch.get(where, []):
-                        if record.key == key and record.value is not None:
-                            found = Checkpoint.decode(
-                                record.value, where=f"{topic}/{tp.partition}@{record.offset}"
-                            )
-            return found.next_offset if found is not None else 0
-        finally:
-            await reader.stop()
 
     # --- one batch ----------------------------------------------------------------------
 
@@ -435,8 +383,7 @@ class Replicator:
 
         if self._pool is None or len(records) < 64:
             return run(records)
-        threads = s.verify_threads
-        size = -(-len(records) // threads)
+        size = -(-len(records) // s.verify_threads)
         loop = asyncio.get_running_loop()
         chunks = [records[i : i + size] for i in range(0, len(records), size)]
         results = await asyncio.gather(*(loop.run_in_executor(self._pool, run, c) for c in chunks))
@@ -450,44 +397,34 @@ class Replicator:
         started = time.monotonic()
         verdicts = await self._judge_all(records)
         next_offset = records[-1].offset + 1
-        source_written = False
         attempt = 0
         while True:
+            log_ = lane.source_log
             try:
-                if not source_written:
-                    await self._write_source(verdicts)
-                    source_written = True
-                await self._write_destination(lane, verdicts, next_offset)
+                if lane.audited_until < next_offset:
+                    await self._commit_audit(lane, verdicts, next_offset)
+                    lane.audited_until = next_offset
+                log_ = lane.destination_log
+                await self._commit_mirror(lane, verdicts, next_offset)
                 break
-            except ProducerFenced:
-                # Another worker owns this partition now (its revocation is on the way), or our
-                # transaction outlived its timeout. Never write with this producer again, and
-                # give the group time to revoke before taking the partition back.
-                self._metrics.aborts.labels(*self._labels).inc()
-                log.warning(
-                    "bridge %s: fenced on %s/%d",
-                    self.settings.name,
-                    lane.tp.topic,
-                    lane.tp.partition,
-                )
-                if await self._revoked_within(_FENCED_GRACE_S):
-                    return
-            except _Failed as exc:
+            except TxFailed as exc:
                 self._metrics.aborts.labels(*self._labels).inc()
                 log.warning("bridge %s: %s", self.settings.name, exc)
-            except PublishError as exc:
-                self._metrics.retries.labels(*self._labels, "source").inc()
-                log.warning("bridge %s: %s; retrying", self.settings.name, exc)
-            if lane.failing_since is None:
-                lane.failing_since = time.monotonic()
-            attempt += 1
-            if await self._revoked_within(self._backoff(attempt)):
-                return
-            if not source_written:
+                if lane.failing_since is None:
+                    lane.failing_since = time.monotonic()
+                # Fenced: another worker owns the partition now (its revocation is on the way)
+                # or the transaction outlived its timeout. Give the group time to revoke
+                # before taking the partition back.
+                wait = _FENCED_GRACE_S if isinstance(exc, Fenced) else self._backoff(attempt)
+                attempt += 1
+                if await self._revoked_within(wait):
+                    return
+            checkpoint = await self._reopen(log_)
+            if checkpoint is None:
+                return  # revoked or stopping while the cluster was unavailable
+            if log_ is lane.source_log:
+                lane.audited_until = checkpoint
                 continue
-            checkpoint = await self._reopen(lane)
-            if checkpoint < 0:
-                return  # revoked or stopping while the destination was unavailable
             if checkpoint >= next_offset:
                 break  # the commit had landed after all: its outcome was only unknown to us
             if checkpoint != lane.next_offset:
@@ -510,90 +447,85 @@ class Replicator:
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         return self._revoking or self._stopping.is_set()
 
-    async def _reopen(self, lane: _Lane) -> int:
-        """Recreate the lane's producer (fencing the old one) and return the checkpoint."""
-        await self._stop_producer(lane.producer)
+    async def _reopen(self, txlog: TxLog) -> int | None:
+        """Reopen ``txlog`` (fencing its old producer); its checkpoint, or None if given up."""
+        attempt = 0
         while True:
-            lane.producer = self._new_producer(lane.tp)
             try:
-                await asyncio.wait_for(lane.producer.start(), self.settings.operation_timeout_s)
-                return await self._read_checkpoint(lane.tp)
-            except _RETRYABLE as exc:
-                await self._stop_producer(lane.producer)
-                self._metrics.retries.labels(*self._labels, "destination").inc()
-                log.warning("bridge %s: destination unavailable (%s)", self.settings.name, exc)
-                if await self._revoked_within(self._backoff(3)):
-                    return -1
+                return await txlog.open()
+            except RETRYABLE as exc:
+                attempt += 1
+                self._metrics.retries.labels(*self._labels, "reopen").inc()
+                log.warning(
+                    "bridge %s: cannot reopen %s (%s)", self.settings.name, txlog.where, exc
+                )
+                if await self._revoked_within(self._backoff(attempt)):
+                    await txlog.close()
+                    return None
 
-    async def _write_source(self, verdicts: Sequence[Verdict]) -> None:
-        """Quarantine and audit records on the source cluster, acknowledged."""
-        s = self.settings
-        producer, quarantine = self._source_producer, self._quarantine
-        assert producer is not None
-        assert quarantine is not None
-        futures = []
-        try:
-            for v in verdicts:
-                if v.outcome is Outcome.QUARANTINE:
-                    assert v.error is not None
-                    await asyncio.wait_for(quarantine.put(v.record, v.error), s.operation_timeout_s)
-                else:
-                    futures.append(
-                        await producer.send(s.topics.audit, v.audit_value, key=v.audit_key)
-                    )
-            await asyncio.wait_for(asyncio.gather(*futures), s.operation_timeout_s)
-        except (KafkaError, TimeoutError) as exc:
-            for future in futures:
-                future.cancel()
-            raise PublishError(
-                f"writing audit records to {s.topics.audit} on {s.source.name} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-
-    async def _write_destination(
+    async def _commit_audit(
         self, lane: _Lane, verdicts: Sequence[Verdict], next_offset: int
     ) -> None:
-        """One transaction: the forwarded records and the checkpoint after them."""
+        """The audit record of each decision and each quarantined record, on the source."""
         s = self.settings
-        tp = lane.tp
-        producer = lane.producer
-        mirror = s.mirror_topic(tp.topic)
-        checkpoint = Checkpoint(
-            next_offset=next_offset, bridge_id=s.bridge_id, written_at=self._clock()
-        )
-        try:
-            await producer.begin_transaction()
-            for v in verdicts:
-                if v.outcome is Outcome.FORWARD:
-                    r = v.record
-                    await producer.send(
-                        mirror,
-                        r.value,
-                        key=r.key,
-                        partition=tp.partition,
+        now = self._clock()
+        records = []
+        for v in verdicts:
+            r = v.record
+            if r.offset < lane.audited_until:
+                continue  # audited before a crash or a failover: exactly once
+            if v.outcome is Outcome.QUARANTINE:
+                assert v.error is not None
+                records.append(
+                    Outgoing(
+                        topic=s.topics.quarantine,
+                        value=r.value,
+                        key=r.key if r.key is not None or r.value is not None else b"",
                         timestamp_ms=r.timestamp if r.timestamp >= 0 else None,
-                        headers=forwarded_headers(
+                        headers=h.quarantine_headers(
                             r.headers,
-                            source=s.source.name,
-                            destination=s.destination.name,
-                            bridge_id=s.bridge_id,
+                            reason=v.error.reason,
+                            error=str(v.error),
+                            source_topic=r.topic,
+                            source_partition=r.partition,
+                            source_offset=r.offset,
+                            quarantined_at=now,
+                            consumer=s.bridge_id,
                         ),
                     )
-            await producer.send(
-                checkpoint_topic(s.source.name, tp.topic),
-                checkpoint.encode(),
-                key=checkpoint_key(s.source.name, tp.topic, tp.partition),
-                partition=tp.partition,
+                )
+            else:
+                records.append(Outgoing(topic=s.topics.audit, value=v.audit_value, key=v.audit_key))
+        await lane.source_log.commit(
+            records, next_offset=next_offset, bridge_id=s.bridge_id, now=now
+        )
+
+    async def _commit_mirror(
+        self, lane: _Lane, verdicts: Sequence[Verdict], next_offset: int
+    ) -> None:
+        """The released records, byte for byte with the hop headers, on the destination."""
+        s = self.settings
+        mirror = s.mirror_topic(lane.tp.topic)
+        records = [
+            Outgoing(
+                topic=mirror,
+                value=v.record.value,
+                key=v.record.key,
+                partition=lane.tp.partition,
+                timestamp_ms=v.record.timestamp if v.record.timestamp >= 0 else None,
+                headers=forwarded_headers(
+                    v.record.headers,
+                    source=s.source.name,
+                    destination=s.destination.name,
+                    bridge_id=s.bridge_id,
+                ),
             )
-            await asyncio.wait_for(producer.commit_transaction(), s.operation_timeout_s)
-        except ProducerFenced:
-            raise
-        except (KafkaError, TimeoutError) as exc:
-            raise _Failed(
-                f"transaction for {tp.topic}/{tp.partition} (up to offset {next_offset - 1}) on "
-                f"{s.destination.name} failed or has an unknown outcome: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            for v in verdicts
+            if v.outcome is Outcome.FORWARD
+        ]
+        await lane.destination_log.commit(
+            records, next_offset=next_offset, bridge_id=s.bridge_id, now=self._clock()
+        )
 
     # --- accounting ---------------------------------------------------------------------
 
@@ -634,8 +566,20 @@ class Replicator:
         """For operators' lag tools only: the checkpoint on the destination is the truth."""
         offsets = {tp: lane.next_offset for tp, lane in self._lanes.items() if lane.next_offset}
         if offsets:
-            with contextlib.suppress(*_RETRYABLE):
+            with contextlib.suppress(*RETRYABLE):
                 await consumer.commit(offsets)
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, agency: str, topics: list[NewTopic]) -> None:
+    existing = set(await admin.list_topics())
+    wanted = [t for t in topics if t.name not in existing]
+    if not wanted:
+        return
+    response = await admin.create_topics(wanted)
+    for name, code, *_ in response.topic_errors:
+        if code not in (0, 36):  # 36: created meanwhile by another worker
+            raise TransportError(f"creating topic {name!r} on {agency} failed with error {code}")
+    log.info("created %s on %s", ", ".join(t.name for t in wanted), agency)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's base is untyped

@@ -1,0 +1,175 @@
+"""A transactional log on one cluster: records written together with a checkpoint, atomically.
+
+The bridge keeps two per source partition:
+
+- on the destination, the mirrored records and the next source offset they account for;
+- on the source, the audit and quarantine records and the next source offset they account for.
+
+Each has its own transactional id, so opening it (``init_transactions``) fences whichever
+process wrote it before and aborts that process's open transaction; only then is its
+checkpoint read, and it is exact: the last committed checkpoint record of its partition.
+A write whose commit failed or timed out has an unknown outcome: the log is reopened (never
+aborted) and the re-read checkpoint tells whether the commit landed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from bus.bridge._checkpoint import Checkpoint
+from bus.config import AgencySettings
+from bus.errors import TransportError
+
+__all__ = ["Fenced", "Outgoing", "TxFailed", "TxLog"]
+
+RETRYABLE = (KafkaError, TransportError, TimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """One record to write in a transaction."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    partition: int | None = None
+    timestamp_ms: int | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+class TxFailed(Exception):
+    """A transaction failed or its outcome is unknown; reopen the log before writing again."""
+
+
+class Fenced(TxFailed):
+    """Another producer with the same transactional id took over (or the transaction timed
+    out on the broker): this producer must never write again."""
+
+
+class TxLog:
+    """A transactional producer on one cluster and the checkpoint it commits with its records."""
+
+    def __init__(
+        self,
+        *,
+        cluster: AgencySettings,
+        transactional_id: str,
+        checkpoint_topic: str,
+        checkpoint_key: bytes,
+        partition: int,
+        client_id: str,
+        timeout_s: float,
+        transaction_timeout_ms: int,
+    ) -> None:
+        self.cluster = cluster
+        self.transactional_id = transactional_id
+        self.checkpoint_topic = checkpoint_topic
+        self.checkpoint_key = checkpoint_key
+        self.partition = partition
+        self._client_id = client_id
+        self._timeout_s = timeout_s
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.checkpoint_topic}/{self.partition} on {self.cluster.name}"
+
+    async def open(self) -> int:
+        """Start a new producer (fencing every earlier one) and read the checkpoint (0: none)."""
+        await self.close()
+        producer = AIOKafkaProducer(
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            transaction_timeout_ms=self._transaction_timeout_ms,
+            request_timeout_ms=int(self._timeout_s * 1000),
+            client_id=self._client_id,
+            **self.cluster.kafka_options(),
+        )
+        self._producer = producer
+        await asyncio.wait_for(producer.start(), self._timeout_s)
+        return await self._read_checkpoint()
+
+    async def close(self) -> None:
+        """Stop the producer; bounded, since a producer of an unreachable cluster may hang."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(*RETRYABLE):
+                await asyncio.wait_for(producer.stop(), 5.0)
+
+    async def commit(
+        self, records: Sequence[Outgoing], *, next_offset: int, bridge_id: str, now: datetime
+    ) -> None:
+        """Write ``records`` and the checkpoint ``next_offset`` in one transaction."""
+        producer = self._producer
+        if producer is None:
+            raise TxFailed(f"{self.where}: the log is not open")
+        checkpoint = Checkpoint(next_offset=next_offset, bridge_id=bridge_id, written_at=now)
+        try:
+            await producer.begin_transaction()
+            for r in records:
+                await producer.send(
+                    r.topic,
+                    r.value,
+                    key=r.key,
+                    partition=r.partition,
+                    timestamp_ms=r.timestamp_ms,
+                    headers=list(r.headers),
+                )
+            await producer.send(
+                self.checkpoint_topic,
+                checkpoint.encode(),
+                key=self.checkpoint_key,
+                partition=self.partition,
+            )
+            await asyncio.wait_for(producer.commit_transaction(), self._timeout_s)
+        except ProducerFenced as exc:
+            raise Fenced(f"{self.where}: fenced ({exc})") from exc
+        except (KafkaError, TimeoutError) as exc:
+            raise TxFailed(
+                f"transaction up to source offset {next_offset - 1} with checkpoint "
+                f"{self.where} failed or has an unknown outcome: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _read_checkpoint(self) -> int:
+        where = TopicPartition(self.checkpoint_topic, self.partition)
+        reader = AIOKafkaConsumer(
+            group_id=None,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=int(self._timeout_s * 1000),
+            **self.cluster.kafka_options(),
+        )
+        await asyncio.wait_for(reader.start(), self._timeout_s)
+        try:
+            reader.assign([where])
+            # The last stable offset: with every earlier writer fenced, nothing is pending.
+            end = (await reader.end_offsets([where]))[where]
+            found: Checkpoint | None = None
+            if end > 0:
+                await reader.seek_to_beginning(where)
+                deadline = time.monotonic() + self._timeout_s
+                while await reader.position(where) < end:
+                    if time.monotonic() > deadline:
+                        raise TransportError(f"reading checkpoint {self.where} timed out")
+                    batch = await reader.getmany(where, timeout_ms=500)
+                    for record in batch.get(where, []):
+                        if record.key == self.checkpoint_key and record.value is not None:
+                            found = Checkpoint.decode(
+                                record.value, where=f"{self.where}@{record.offset}"
+                            )
+            return found.next_offset if found is not None else 0
+        finally:
+            await reader.stop()
