@@ -26,6 +26,7 @@ original order), then add ours, all prefixed ``bus_``:
 ``bus_source_offset``        its offset (decimal)
 ``bus_quarantined_at``       when it was quarantined, RFC 3339 UTC
 ``bus_consumer``             who quarantined it (consumer group or bridge name); optional
+``bus_value_omitted``        the original value's size, when it was too large to copy
 ===========================  ================================================================
 
 An original header whose name is one of those is renamed ``bus_original_<name>``, so that the
@@ -56,6 +57,7 @@ __all__ = [
     "SOURCE_OFFSET",
     "QUARANTINED_AT",
     "CONSUMER",
+    "VALUE_OMITTED",
     "QUARANTINE_HEADERS",
     "ORIGINAL_PREFIX",
     "MAX_ERROR_LENGTH",
@@ -87,9 +89,19 @@ SOURCE_PARTITION: Final = "bus_source_partition"
 SOURCE_OFFSET: Final = "bus_source_offset"
 QUARANTINED_AT: Final = "bus_quarantined_at"
 CONSUMER: Final = "bus_consumer"
+VALUE_OMITTED: Final = "bus_value_omitted"
 
 QUARANTINE_HEADERS: Final = frozenset(
-    {REASON, ERROR, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, QUARANTINED_AT, CONSUMER}
+    {
+        REASON,
+        ERROR,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        QUARANTINED_AT,
+        CONSUMER,
+        VALUE_OMITTED,
+    }
 )
 """The names of the headers a quarantine record gets on top of the original ones."""
 
@@ -135,11 +147,13 @@ def quarantine_headers(
     source_offset: int,
     quarantined_at: datetime,
     consumer: str | None = None,
+    value_omitted: int | None = None,
 ) -> list[tuple[str, bytes]]:
     """The headers of a quarantine record: the original ones, then the reason headers.
 
     An original header named like a quarantine header is renamed with ``ORIGINAL_PREFIX``.
-    ``error`` is cut to ``MAX_ERROR_LENGTH`` characters.
+    ``error`` is cut to ``MAX_ERROR_LENGTH`` characters. ``value_omitted`` is the size of a
+    value that was too large to copy into the quarantine record.
     """
     headers = [
         (ORIGINAL_PREFIX + name if name in QUARANTINE_HEADERS else name, value)
@@ -157,6 +171,8 @@ def quarantine_headers(
     ]
     if consumer is not None:
         headers.append((CONSUMER, consumer.encode()))
+    if value_omitted is not None:
+        headers.append((VALUE_OMITTED, str(value_omitted).encode()))
     return headers
 
 

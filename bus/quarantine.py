@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
 from bus import headers as h
@@ -93,12 +93,8 @@ class Quarantine:
         self._consumer = consumer
         self._metrics = QuarantineMetrics.on(registry)
 
-    async def put(self, record: SourceRecord, error: RecordRejected) -> Quarantined:
-        """Write ``record`` with the reason of ``error``; return once the cluster has it.
-
-        Raises ``PublishError`` naming the source record if the cluster does not take it: then
-        the caller must not commit past the record.
-        """
+    async def _send(self, record: SourceRecord, error: RecordRejected, *, omit_value: bool) -> Any:
+        value = None if omit_value else record.value
         headers = h.quarantine_headers(
             record.headers,
             reason=error.reason,
@@ -108,15 +104,29 @@ class Quarantine:
             source_offset=record.offset,
             quarantined_at=datetime.now(UTC),
             consumer=self._consumer,
+            value_omitted=len(record.value or b"") if omit_value else None,
         )
         # A record with neither key nor value (possible on the wire) still needs a record here.
-        key = record.key if record.key is not None or record.value is not None else b""
+        key = record.key if record.key is not None or value is not None else b""
         timestamp = record.timestamp if record.timestamp >= 0 else None
+        future = await self._producer.send(
+            self.topic, value, key=key, timestamp_ms=timestamp, headers=headers
+        )
+        return await future
+
+    async def put(self, record: SourceRecord, error: RecordRejected) -> Quarantined:
+        """Write ``record`` with the reason of ``error``; return once the cluster has it.
+
+        A value too large for the quarantine topic together with the reason headers (an
+        ``OversizedRecord``, say) is left out, and ``bus_value_omitted`` gives its size: the
+        original stays in the source topic for its retention. Raises ``PublishError`` naming the
+        source record if the cluster does not take it: then the caller must not commit past it.
+        """
         try:
-            future = await self._producer.send(
-                self.topic, record.value, key=key, timestamp_ms=timestamp, headers=headers
-            )
-            metadata = await future
+            try:
+                metadata = await self._send(record, error, omit_value=False)
+            except MessageSizeTooLargeError:
+                metadata = await self._send(record, error, omit_value=True)
         except KafkaError as exc:
             raise PublishError(
                 f"could not quarantine {record.topic}/{record.partition}@{record.offset} "
@@ -145,6 +155,8 @@ class QuarantinedRecord:
     source_offset: int
     quarantined_at: datetime
     consumer: str | None
+    value_omitted: int | None
+    """The original value's size when it was too large to copy (then ``value`` is None)."""
     key: bytes | None = field(repr=False)
     value: bytes | None = field(repr=False)
     timestamp: int
@@ -186,6 +198,7 @@ def read_quarantined(record: SourceRecord) -> QuarantinedRecord:
         partition = int(values[h.SOURCE_PARTITION])
         offset = int(values[h.SOURCE_OFFSET])
         quarantined_at = datetime.fromisoformat(values[h.QUARANTINED_AT])
+        omitted = int(values[h.VALUE_OMITTED]) if h.VALUE_OMITTED in values else None
     except ValueError as exc:
         raise ValueError(f"{where}: malformed quarantine header: {exc}") from None
     return QuarantinedRecord(
@@ -196,6 +209,7 @@ def read_quarantined(record: SourceRecord) -> QuarantinedRecord:
         source_offset=offset,
         quarantined_at=quarantined_at,
         consumer=values.get(h.CONSUMER),
+        value_omitted=omitted,
         key=record.key,
         value=record.value,
         timestamp=record.timestamp,

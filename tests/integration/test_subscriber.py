@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from bus import envelope
@@ -173,6 +174,45 @@ async def test_garbage_and_forged_records_are_quarantined_and_valid_events_still
         "bus_quarantined_total", {"agency": AGENCY, "topic": topic, "reason": "truncated"}
     )
     assert sample == 2
+
+
+async def test_an_oversized_record_is_quarantined_without_its_value_and_the_reader_goes_on(
+    signed_federation: Config,
+) -> None:
+    bootstrap = _bootstrap(signed_federation)
+    topic = unique_topic("sub-big")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "3000000"})]
+        )
+    finally:
+        await admin.close()
+    key = SigningKey.load(signed_federation.agency(AGENCY).signing_key)  # type: ignore[arg-type]
+    after = make_event(AGENCY)
+    big = b"\xc3\x01" + bytes(2_000_000)
+    raw = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=3_000_000)
+    await raw.start()
+    try:
+        await raw.send_and_wait(topic, big)
+        await raw.send_and_wait(topic, envelope.seal(after, key))
+    finally:
+        await raw.stop()
+    rejections: list[Rejection] = []
+    async with open_subscriber(
+        signed_federation,
+        AGENCY,
+        group_id=_group(),
+        topics=[topic],
+        from_beginning=True,
+        on_rejected=rejections.append,
+    ) as subscriber:
+        [delivery] = await _take(subscriber, 1)
+    assert delivery.event_id == after["event_id"]
+    assert [r.reason for r in rejections] == ["oversized"]
+    [quarantined] = await _quarantined(signed_federation, topic, 1)
+    assert (quarantined.value, quarantined.value_omitted) == (None, len(big))
 
 
 async def test_a_handler_that_raises_does_not_commit_its_event_and_a_restart_delivers_it(

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
 from bus import headers as h
-from bus.errors import BadSignature, PublishError, TruncatedRecord
+from bus.errors import BadSignature, OversizedRecord, PublishError, TruncatedRecord
 from bus.quarantine import Quarantine, read_quarantined
 
 
@@ -38,9 +38,12 @@ class _Producer:
     """Records what is sent and acknowledges it (or fails with ``error``)."""
 
     error: Exception | None = None
+    max_value: int | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
 
     async def send(self, topic: str, value: bytes | None, **kwargs: Any) -> asyncio.Future[Any]:
+        if self.max_value is not None and len(value or b"") > self.max_value:
+            raise MessageSizeTooLargeError()
         self.sent.append({"topic": topic, "value": value, **kwargs})
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.error is not None:
@@ -84,6 +87,18 @@ async def test_a_record_without_key_and_value_still_gets_a_quarantine_record() -
     assert producer.sent[0]["key"] == b""
 
 
+async def test_a_value_too_large_to_copy_is_left_out_and_its_size_recorded() -> None:
+    producer = _Producer(max_value=100)
+    quarantine = Quarantine(producer, topic="q", agency="interpol")
+    record = _Record(value=b"\xc3\x01" + bytes(500))
+    await quarantine.put(record, OversizedRecord("record is 502 bytes"))
+    [sent] = producer.sent
+    assert sent["value"] is None
+    assert sent["key"] == record.key
+    assert h.header_value(sent["headers"], h.VALUE_OMITTED) == b"502"
+    assert h.header_value(sent["headers"], h.REASON) == b"oversized"
+
+
 async def test_a_refused_quarantine_write_is_a_publish_error_naming_the_source_record() -> None:
     producer = _Producer(error=KafkaTimeoutError())
     quarantine = Quarantine(producer, topic="q", agency="interpol")
@@ -114,6 +129,7 @@ def test_read_quarantined_gives_back_reason_source_and_original_headers() -> Non
     )
     assert q.quarantined_at == datetime(2026, 3, 1, tzinfo=UTC)
     assert q.consumer == "g"
+    assert q.value_omitted is None
     assert q.original_headers == (("bus_reason", b"x"), ("ce_id", b"abc"))
     assert (q.topic, q.partition, q.offset) == ("bus.quarantine", 0, 5)
 
