@@ -333,3 +333,53 @@ async def test_a_subscriber_killed_at_random_moments_loses_nothing(
     records = await consume_all(_bootstrap(signed_federation), topic, expected=len(batch))
     ends = Counter(r.partition for r in records)
     assert committed == [ends[p] for p in range(3)], f"seed {seed}"
+
+
+async def test_a_second_member_joining_mid_stream_rebalances_without_losing_events(
+    signed_federation: Config,
+) -> None:
+    topic = unique_topic("sub-rebalance")
+    await create_topic(_bootstrap(signed_federation), topic, partitions=4)
+    batch = [make_event(AGENCY, correlation_id=f"case-{i % 16}") for i in range(1200)]
+    async with open_publisher(signed_federation, AGENCY, topic=topic) as publisher:
+        await publisher.publish_many(batch)
+    group, expected = _group(), {e["event_id"] for e in batch}
+    handled: Counter[str] = Counter()
+    options = {"heartbeat_interval_ms": 300, "session_timeout_ms": 6000}
+
+    halfway, everything = asyncio.Event(), asyncio.Event()
+
+    async def member() -> None:
+        async with open_subscriber(
+            signed_federation,
+            AGENCY,
+            group_id=group,
+            topics=[topic],
+            from_beginning=True,
+            consumer_options=options,
+            max_records=50,
+        ) as subscriber:
+            async for delivery in subscriber:
+                handled[delivery.event_id] += 1
+                await asyncio.sleep(0.002)
+                if len(handled) >= 200:
+                    halfway.set()
+                if expected <= set(handled):
+                    everything.set()
+
+    async with asyncio.timeout(90), asyncio.TaskGroup() as members:
+        first = members.create_task(member())
+        await halfway.wait()
+        second = members.create_task(member())
+        await everything.wait()
+        first.cancel()
+        second.cancel()
+    assert first.cancelled()
+    assert second.cancelled()
+    assert expected <= set(handled)
+    # One member may stop while the other still holds handled-but-uncommitted offsets for a
+    # moment; once both closed, everything handled is committed and nothing is left behind.
+    committed = await _committed(signed_federation, group, topic, 4)
+    records = await consume_all(_bootstrap(signed_federation), topic, expected=len(batch))
+    ends = Counter(r.partition for r in records)
+    assert all(c is not None and c <= ends[p] for p, c in enumerate(committed))
