@@ -1,0 +1,906 @@
+"""Throughput, latency and profile of the bridge on real Apache Kafka, against its ceilings.
+
+Run ``python -m bench.bench_bridge`` (``--quick`` for a short run). Starts a fresh two-agency
+local federation (``bus.local``, a temporary home, free ports), stops it at the end (also on
+error), and measures with ~1 KB signed events (``tests.bridge.EventPlan`` events with a padded
+summary; about 69% released, the rest denied: not releasable or TLP RED):
+
+1. Throughput (source events per second) moving N pre-published events from interpol's topic
+   (6 partitions) to europol:
+
+   a. a raw aiokafka pass-through, no verification: ``getmany`` -> idempotent producer on the
+      other cluster, same partition, delivery awaited per fetch (the Python ceiling);
+   b. the same with a transactional producer per partition and one transaction (records and a
+      small checkpoint) per partition per fetch, committed one partition after the other as the
+      replicator does; and the same with the partitions' transactions committed concurrently;
+   c. the ``Replicator`` in-process with ``verify_threads=0``, then ``verify_threads=2``
+      (verification, policy, audit records, transactions, checkpoints);
+   d. two ``Replicator`` workers (separate processes) sharing the partitions;
+   e. MirrorMaker 2 from the same Kafka jars, counted with end offsets of the mirrored topic.
+
+   Each rate is taken from the first event seen on the destination to the last one, so start-up
+   (group join, ``init_transactions``, MM2's connectors) is left out.
+2. End-to-end latency, ``created_at`` -> committed on the destination (a ``read_committed``
+   consumer compares arrival with ``created_at``), at fixed publish rates, for the replicator
+   and the raw pass-through (each in a process of its own; the publisher too).
+3. A cProfile of an in-process replicator run (``verify_threads=0``, so that all work is on the
+   profiled thread), own time grouped by what it does, and wall time per stage of a batch.
+
+Figures are printed, never asserted: tests do not time things.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import logging
+import multiprocessing
+import os
+import platform
+import pstats
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+
+from bus import local
+from bus._kafka_install import find_java, kafka_version
+from bus.bridge import BridgeSettings, Replicator
+from bus.config import Config, java_home, load_config
+from bus.envelope import peek, seal
+from bus.policy import load_policy
+from bus.signing import SigningKey
+from bus.trust import TrustStore
+from tests.bridge import EventPlan, federated_config
+from tests.kafka import Federation, free_base_port
+
+__all__ = ["main"]
+
+SOURCE = "interpol"
+DESTINATION = "europol"
+PARTITIONS = 6
+_PAD = (
+    " Corroborated by two liaison officers; travel pattern matches earlier transits through the "
+    "same hub, with tickets bought in cash a day before departure and a different name on each "
+    "booking. Request: discreet check at the border, no arrest without prior consultation of the "
+    "originating unit, and report of any accompanying persons, luggage and onward connections. "
+    "Handling as marked; do not forward outside the receiving agency without written consent of "
+    "the originator. Further details on request through the usual liaison channel."
+)
+_PROCESSED = {
+    "bus_bridge_forwarded_total",
+    "bus_bridge_denied_total",
+    "bus_bridge_quarantined_total",
+}
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+def _slug(name: str) -> str:
+    """``name`` as a piece of a topic name or client id."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+
+
+def _released(i: int) -> bool:
+    """EventPlan's rule: event ``i`` is denied if i % 5 == 0 (not releasable) or i % 7 == 0."""
+    return i % 5 != 0 and i % 7 != 0
+
+
+def _sealed(
+    count: int, key: SigningKey, created_at: Callable[[int], datetime] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """``count`` signed ~1 KB events as (key, value), ``created_at(i)`` if given, else now."""
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=count)
+    out = []
+    for i in range(count):
+        event = plan.event(i)
+        event["summary"] += _PAD
+        if created_at is not None:
+            event["created_at"] = created_at(i)
+            event["expires_at"] = event["created_at"] + timedelta(days=1)
+        out.append((event["correlation_id"].encode(), seal(event, key)))
+    return out
+
+
+# --- small Kafka helpers -----------------------------------------------------------------
+
+
+async def _create_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, topic: str, values: Sequence[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> int:
+    """Sum of the end offsets of ``topic`` (0 while it does not exist)."""
+    if topic not in await consumer.topics():
+        return 0
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    return sum(ends.values())
+
+
+async def _rate(
+    name: str, count: Callable[[], Awaitable[int]], total: int, *, timeout_s: float
+) -> float:
+    """Events per second from the first event counted to the last (start-up left out)."""
+    deadline = time.monotonic() + timeout_s
+    first_at: float | None = None
+    first = 0
+    while True:
+        done = await count()
+        now = time.monotonic()
+        if first_at is None and done > 0:
+            first_at, first = now, done
+        if done >= total:
+            break
+        if now > deadline:
+            raise TimeoutError(f"{name}: {done} of {total} events after {timeout_s:.0f} s")
+        await asyncio.sleep(0.02)
+    assert first_at is not None
+    elapsed = now - first_at
+    rate = (total - first) / elapsed if elapsed > 0 else float("inf")
+    print(f"  {name:44} {rate:>9,.0f} events/s  ({total - first} events in {elapsed:.2f} s)")
+    return rate
+
+
+def _processed(registry: CollectorRegistry) -> int:
+    """Source records the replicator has finished with (forwarded, denied or quarantined)."""
+    return int(
+        sum(
+            sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if sample.name in _PROCESSED
+        )
+    )
+
+
+# --- the raw pass-through ----------------------------------------------------------------
+
+
+class PassThrough:
+    """A plain consume -> produce loop between the clusters: no verification, no policy."""
+
+    def __init__(
+        self,
+        source: str,
+        destination: str,
+        topic: str,
+        mirror: str,
+        *,
+        transactional: bool = False,
+        concurrent: bool = False,
+    ) -> None:
+        self.source, self.destination = source, destination
+        self.topic, self.mirror = topic, mirror
+        self.transactional, self.concurrent = transactional, concurrent
+        self.done = 0
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+
+    def _producer(self, partition: int | None) -> AIOKafkaProducer:
+        options: dict[str, Any] = {}
+        if partition is not None:
+            options["transactional_id"] = f"bench.{self.mirror}.{partition}"
+        return AIOKafkaProducer(
+            bootstrap_servers=self.destination,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            **options,
+        )
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.source,
+            group_id=None,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        if self.transactional:
+            producers = {p: self._producer(p) for p in range(PARTITIONS)}
+        else:
+            shared = self._producer(None)
+            producers = dict.fromkeys(range(PARTITIONS), shared)
+        started: list[Any] = []
+        try:
+            for client in (consumer, *set(producers.values())):
+                await client.start()
+                started.append(client)
+            consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])
+            self.ready.set()
+            while not self.stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                if not self.transactional:
+                    futures = [
+                        await shared.send(
+                            self.mirror,
+                            r.value,
+                            key=r.key,
+                            partition=tp.partition,
+                            timestamp_ms=r.timestamp,
+                            headers=list(r.headers),
+                        )
+                        for tp, records in batches.items()
+                        for r in records
+                    ]
+                    await asyncio.gather(*futures)
+                    self.done += len(futures)
+                elif self.concurrent:
+                    await asyncio.gather(
+                        *(
+                            self._transaction(producers[tp.partition], tp, rs)
+                            for tp, rs in batches.items()
+                        )
+                    )
+                else:
+                    for tp, records in batches.items():
+                        await self._transaction(producers[tp.partition], tp, records)
+        finally:
+            for client in reversed(started):
+                with contextlib.suppress(Exception):
+                    await client.stop()
+
+    async def _transaction(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, records: Sequence[Any]
+    ) -> None:
+        await producer.begin_transaction()
+        for r in records:
+            await producer.send(
+                self.mirror,
+                r.value,
+                key=r.key,
+                partition=tp.partition,
+                timestamp_ms=r.timestamp,
+                headers=list(r.headers),
+            )
+        # A checkpoint in the same transaction, as the replicator writes one.
+        await producer.send(
+            f"{self.mirror}.checkpoints",
+            f'{{"next_offset":{records[-1].offset + 1}}}'.encode(),
+            key=f"{tp.topic}/{tp.partition}".encode(),
+            partition=tp.partition,
+        )
+        await producer.commit_transaction()
+        self.done += len(records)
+
+
+# --- child processes (spawned: each has its own interpreter and event loop) --------------
+
+
+def _quiet() -> None:
+    """aiokafka's retry warnings (a new topic's leader, a group settling) are noise here."""
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+
+def _replicator_child(
+    config_path: str,
+    topic: str,
+    bridge_id: str,
+    verify_threads: int,
+    progress: Any,
+    assigned: Any,
+    stop: Any,
+) -> None:
+    """One replicator worker; reports progress and assigned partitions until ``stop``."""
+    _quiet()
+
+    async def work() -> None:
+        config = load_config(Path(config_path))
+        replicator, registry = _replicator(config, topic, bridge_id, verify_threads)
+        task = asyncio.ensure_future(replicator.run())
+        while not stop.is_set() and not task.done():
+            progress.value = _processed(registry)
+            assigned.value = len(replicator.health()["partitions"])
+            await asyncio.sleep(0.02)
+        replicator.stop()
+        await asyncio.wait_for(task, 60)
+
+    asyncio.run(work())
+
+
+def _passthrough_child(
+    source: str, destination: str, topic: str, mirror: str, ready: Any, stop: Any
+) -> None:
+    """The raw pass-through until ``stop``."""
+    _quiet()
+
+    async def work() -> None:
+        passthrough = PassThrough(source, destination, topic, mirror)
+        task = asyncio.ensure_future(passthrough.run())
+        await passthrough.ready.wait()
+        ready.set()
+        while not stop.is_set() and not task.done():  # noqa: ASYNC110  # a process's event
+            await asyncio.sleep(0.05)
+        passthrough.stopping.set()
+        await asyncio.wait_for(task, 60)
+
+    asyncio.run(work())
+
+
+def _publisher_child(bootstrap: str, topic: str, key_path: str, rate: float, count: int) -> None:
+    """Publish ``count`` events at ``rate``/s; each ``created_at`` is its scheduled send time.
+
+    Sealing costs about as much as a core can do at 2,000/s, so the events are sealed first,
+    stamped with the times they will be sent at, then sent on schedule.
+    """
+    key = SigningKey.load(Path(key_path))
+    probe = time.perf_counter()
+    _sealed(50, key)
+    per_event = (time.perf_counter() - probe) / 50
+    start = time.time() + per_event * count * 1.5 + 1.0
+    values = _sealed(count, key, lambda i: datetime.fromtimestamp(start + i / rate, UTC))
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+        )
+        await producer.start()
+        try:
+            futures = []
+            await asyncio.sleep(max(0.0, start - time.time()))
+            for i, (k, v) in enumerate(values):
+                ahead = start + i / rate - time.time()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                futures.append(await producer.send(topic, v, key=k))
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+# --- the bench ---------------------------------------------------------------------------
+
+
+def _replicator(
+    config: Config, topic: str, bridge_id: str, verify_threads: int
+) -> tuple[Replicator, CollectorRegistry]:
+    settings = BridgeSettings.from_config(
+        config,
+        source=SOURCE,
+        destination=DESTINATION,
+        topics=(topic,),
+        bridge_id=bridge_id,
+        verify_threads=verify_threads,
+        max_batch=500,
+    )
+    trust_file = settings.source.trust_store
+    assert trust_file is not None
+    assert config.policy_file is not None
+    registry = CollectorRegistry()
+    replicator = Replicator(
+        settings,
+        trust=TrustStore.load(trust_file),
+        policy=load_policy(config.policy_file),
+        registry=registry,
+    )
+    return replicator, registry
+
+
+@dataclass(slots=True, kw_only=True)
+class Bench:
+    config: Config
+    config_path: Path
+    key_path: Path
+    jars: Path
+    home: Path
+    events: int
+    seconds: float
+    values: list[tuple[bytes, bytes]]
+
+    @property
+    def src(self) -> str:
+        return ",".join(self.config.agency(SOURCE).bootstrap_servers)
+
+    @property
+    def dst(self) -> str:
+        return ",".join(self.config.agency(DESTINATION).bootstrap_servers)
+
+    async def topic(self, kind: str, *, publish: bool = True) -> str:
+        name = f"bench.{_slug(kind)}.{uuid.uuid4().hex[:6]}"
+        await _create_topic(self.src, name)
+        if publish:
+            await _produce(self.src, name, self.values)
+        return name
+
+    # 1a, 1b
+    async def passthrough(self, name: str, **options: bool) -> float:
+        topic = await self.topic(name)
+        mirror = f"{SOURCE}.{topic}"
+        await _create_topic(self.dst, mirror)
+        if options.get("transactional"):
+            await _create_topic(self.dst, f"{mirror}.checkpoints")
+        loop = PassThrough(self.src, self.dst, topic, mirror, **options)
+        task = asyncio.ensure_future(loop.run())
+
+        async def count() -> int:
+            if task.done():
+                task.result()
+            return loop.done
+
+        try:
+            return await _rate(name, count, self.events, timeout_s=300)
+        finally:
+            loop.stopping.set()
+            await task
+
+    # 1c
+    async def replicator(self, name: str, verify_threads: int) -> float:
+        topic = await self.topic(name)
+        replicator, registry = _replicator(
+            self.config, topic, f"bench-{_slug(name)}", verify_threads
+        )
+        task = asyncio.ensure_future(replicator.run())
+
+        async def count() -> int:
+            if task.done():
+                task.result()
+            return _processed(registry)
+
+        try:
+            return await _rate(name, count, self.events, timeout_s=300)
+        finally:
+            replicator.stop()
+            await task
+
+    # 1d
+    async def workers(self, name: str, count: int, verify_threads: int) -> float:
+        topic = await self.topic(name, publish=False)
+        ctx = multiprocessing.get_context("spawn")
+        stop = ctx.Event()
+        progress = [ctx.Value("q", 0) for _ in range(count)]
+        assigned = [ctx.Value("q", 0) for _ in range(count)]
+        children = [
+            ctx.Process(
+                target=_replicator_child,
+                args=(
+                    str(self.config_path),
+                    topic,
+                    f"bench-{_slug(name)}-{i}",
+                    verify_threads,
+                    progress[i],
+                    assigned[i],
+                    stop,
+                ),
+            )
+            for i in range(count)
+        ]
+        for child in children:
+            child.start()
+        try:
+            deadline = time.monotonic() + 120
+            # Every worker owns partitions (group settled) before the events are published.
+            while not (
+                all(a.value > 0 for a in assigned) and sum(a.value for a in assigned) == PARTITIONS
+            ):
+                if time.monotonic() > deadline or not all(c.is_alive() for c in children):
+                    raise RuntimeError(f"{name}: workers never shared the partitions")
+                await asyncio.sleep(0.1)
+            print(f"    partitions per worker: {[a.value for a in assigned]}")
+            publishing = asyncio.ensure_future(_produce(self.src, topic, self.values))
+
+            async def done() -> int:
+                return sum(p.value for p in progress)
+
+            rate = await _rate(name, done, self.events, timeout_s=300)
+            await publishing
+            return rate
+        finally:
+            stop.set()
+            for child in children:
+                child.join(60)
+                if child.is_alive():
+                    child.terminate()
+                    child.join(10)
+
+    # 1e
+    async def mirrormaker(self, name: str) -> float:
+        topic = await self.topic(name)
+        folder = self.home / "mm2"
+        folder.mkdir(exist_ok=True)
+        properties = folder / "mm2.properties"
+        properties.write_text(_mm2_properties(self.src, self.dst, topic), encoding="utf-8")
+        log4j = folder / "log4j2.properties"
+        log4j.write_text(_MM2_LOG4J.format(log=folder / "mm2.log"), encoding="utf-8")
+        java = find_java(java_home())
+        command = [
+            str(java),
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            f"{self.jars}/*",
+            "org.apache.kafka.connect.mirror.MirrorMaker",
+            str(properties),
+        ]
+        with (folder / "console.log").open("wb") as console:
+            process = subprocess.Popen(  # noqa: ASYNC220  # returns at once
+                command, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.dst, group_id=None)
+        await consumer.start()
+        started = time.monotonic()
+        try:
+
+            async def count() -> int:
+                if process.poll() is not None:
+                    raise RuntimeError(f"MirrorMaker exited with {process.returncode}")
+                return await _end_offsets(consumer, f"{SOURCE}.{topic}")
+
+            rate = await _rate(name, count, self.events, timeout_s=240)
+            print(f"    (MM2 start to last event: {time.monotonic() - started:.1f} s)")
+            return rate
+        finally:
+            await consumer.stop()
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+    # 2
+    async def latency(self, name: str, rate: float, *, replicator: bool) -> None:
+        count = int(rate * self.seconds)
+        topic = await self.topic(f"{name}-{int(rate)}", publish=False)
+        mirror = f"{SOURCE}.{topic}"
+        ctx = multiprocessing.get_context("spawn")
+        stop, ready = ctx.Event(), ctx.Event()
+        if replicator:
+            assigned, progress = ctx.Value("q", 0), ctx.Value("q", 0)
+            child = ctx.Process(
+                target=_replicator_child,
+                args=(
+                    str(self.config_path),
+                    topic,
+                    f"bench-{_slug(name)}",
+                    0,
+                    progress,
+                    assigned,
+                    stop,
+                ),
+            )
+            expected = sum(1 for i in range(count) if _released(i))
+        else:
+            await _create_topic(self.dst, mirror)
+            child = ctx.Process(
+                target=_passthrough_child, args=(self.src, self.dst, topic, mirror, ready, stop)
+            )
+            expected = count
+        child.start()
+        publisher = None
+        try:
+            deadline = time.monotonic() + 120
+            while not (ready.is_set() or (replicator and assigned.value == PARTITIONS)):
+                if time.monotonic() > deadline or not child.is_alive():
+                    raise RuntimeError(f"{name}: never ready")
+                await asyncio.sleep(0.05)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.dst,
+                group_id=None,
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            try:
+                consumer.assign([TopicPartition(mirror, p) for p in range(PARTITIONS)])
+                publisher = ctx.Process(
+                    target=_publisher_child,
+                    args=(self.src, topic, str(self.key_path), rate, count),
+                )
+                publisher.start()
+                latencies: list[float] = []
+                until = time.monotonic() + self.seconds * 3 + 60
+                while len(latencies) < expected and time.monotonic() < until:
+                    batches = await consumer.getmany(timeout_ms=100)
+                    arrived = time.time()
+                    for records in batches.values():
+                        for r in records:
+                            created = peek(r.value).event["created_at"].timestamp()
+                            latencies.append(arrived - created)
+            finally:
+                await consumer.stop()
+        finally:
+            stop.set()
+            for process in (publisher, child):
+                if process is not None:
+                    process.join(60)
+                    if process.is_alive():
+                        process.terminate()
+                        process.join(10)
+        latencies.sort()
+        if not latencies:
+            print(f"  {name:20} {rate:>6,.0f}/s  no event arrived")
+            return
+        p50 = latencies[len(latencies) // 2]
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(
+            f"  {name:20} {rate:>6,.0f}/s  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
+            f"max {latencies[-1] * 1000:7.1f} ms  ({len(latencies)}/{expected} events)"
+        )
+
+    # 3
+    async def profile(self, events: int) -> None:
+        topic = await self.topic("profile")
+        replicator, registry = _replicator(self.config, topic, "bench-profile", 0)
+        stages = _time_stages(replicator)
+        task = asyncio.ensure_future(replicator.run())
+        profiler = cProfile.Profile()
+        try:
+            await replicator.started.wait()
+            profiler.enable()
+            started = time.monotonic()
+            while _processed(registry) < events:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+            wall = time.monotonic() - started
+            profiler.disable()
+        finally:
+            replicator.stop()
+            await task
+        _print_profile(profiler, wall, events, stages)
+
+
+# --- profile reporting -------------------------------------------------------------------
+
+_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("waiting for I/O (epoll)", ("select.epoll", "method 'poll'")),
+    ("ed25519 verify (PyNaCl)", ("nacl/", "crypto_sign")),
+    ("avro decode (fastavro read)", ("fastavro/_read", "schemaless_reader", "reader")),
+    ("avro encode (fastavro write)", ("fastavro/_write", "schemaless_writer", "writer")),
+    ("envelope, trust, codec", ("bus/envelope", "bus/signing", "bus/trust", "bus/codec")),
+    ("policy", ("bus/policy",)),
+    ("audit record build", ("bus/audit",)),
+    ("bridge: judge, hops, checkpoint", ("bus/bridge/",)),
+    ("aiokafka producer + transactions", ("aiokafka/producer",)),
+    ("aiokafka consumer / fetcher", ("aiokafka/consumer",)),
+    ("aiokafka records (batch build/read)", ("aiokafka/record",)),
+    ("aiokafka network + protocol", ("aiokafka/conn", "aiokafka/client", "aiokafka/protocol")),
+    ("prometheus metrics", ("prometheus_client",)),
+    ("asyncio event loop", ("asyncio/",)),
+    ("datetime, uuid, json", ("datetime", "uuid", "json/", "_strptime")),
+)
+
+
+def _category(filename: str, function: str) -> str:
+    where = f"{filename}:{function}"
+    for name, needles in _CATEGORIES:
+        if any(needle in where for needle in needles):
+            return name
+    return "other (python, builtins)"
+
+
+def _print_profile(
+    profiler: cProfile.Profile, wall: float, events: int, stages: dict[str, list[float]]
+) -> None:
+    stats = pstats.Stats(profiler)
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+    by_category: dict[str, float] = {}
+    for (filename, _, function), (_, _, own, _, _) in raw.items():
+        key = _category(filename, function)
+        by_category[key] = by_category.get(key, 0.0) + own
+    total = sum(by_category.values())
+    print(
+        f"  {events} events in {wall:.2f} s wall ({events / wall:,.0f}/s); "
+        f"profiled time {total:.2f} s (cProfile slows Python code down)"
+    )
+    print(f"  {'own time by category':40} {'s':>7} {'share':>6} {'us/event':>9}")
+    for name, seconds in sorted(by_category.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:40} {seconds:7.2f} {seconds / total:6.1%} {seconds / events * 1e6:9.1f}")
+    print("  wall time per stage of a batch (awaits included), summed over the run:")
+    for stage, times in stages.items():
+        print(
+            f"  {stage:40} {sum(times):7.2f} s {sum(times) / wall:6.1%} of wall, "
+            f"{len(times)} calls, mean {sum(times) / max(1, len(times)) * 1000:6.2f} ms"
+        )
+    print("  top functions by own time:")
+    top = sorted(raw.items(), key=lambda kv: -kv[1][2])[:15]
+    for (filename, line, function), (_, calls, own, cumulative, _) in top:
+        short = "/".join(Path(filename).parts[-2:]) if filename != "~" else ""
+        print(f"  {own:7.3f} s {cumulative:7.3f} s cum {calls:>8}  {short}:{line} {function}"[:150])
+
+
+def _time_stages(replicator: Replicator) -> dict[str, list[float]]:
+    """Wrap the replicator's batch stages to sum their wall time (awaits included)."""
+    stages: dict[str, list[float]] = {}
+    names = {
+        "_judge_all": "verify + decode + policy + audit (judge)",
+        "_write_source": "audit records to source, acknowledged",
+        "_write_destination": "destination transaction + commit",
+        "_move": "whole batch (_move)",
+    }
+    for attribute, label in names.items():
+        original = getattr(replicator, attribute)
+        times = stages.setdefault(label, [])
+
+        def timed(
+            *args: Any, _original: Any = original, _times: list[float] = times
+        ) -> Awaitable[Any]:
+            async def call() -> Any:
+                started = time.perf_counter()
+                try:
+                    return await _original(*args)
+                finally:
+                    _times.append(time.perf_counter() - started)
+
+            return call()
+
+        setattr(replicator, attribute, timed)
+    return stages
+
+
+# --- MirrorMaker 2 -----------------------------------------------------------------------
+
+_MM2_LOG4J = """\
+status = error
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = FILE
+"""
+
+
+def _mm2_properties(source: str, destination: str, topic: str) -> str:
+    return f"""\
+clusters = {SOURCE}, {DESTINATION}
+{SOURCE}.bootstrap.servers = {source}
+{DESTINATION}.bootstrap.servers = {destination}
+{SOURCE}->{DESTINATION}.enabled = true
+{SOURCE}->{DESTINATION}.topics = {topic}
+{DESTINATION}->{SOURCE}.enabled = false
+replication.factor = 1
+checkpoints.topic.replication.factor = 1
+heartbeats.topic.replication.factor = 1
+offset-syncs.topic.replication.factor = 1
+offset.storage.replication.factor = 1
+status.storage.replication.factor = 1
+config.storage.replication.factor = 1
+sync.topic.acls.enabled = false
+sync.topic.configs.enabled = false
+sync.group.offsets.enabled = false
+emit.checkpoints.enabled = false
+emit.heartbeats.enabled = false
+refresh.topics.interval.seconds = 5
+refresh.groups.enabled = false
+"""
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _federation(home: Path) -> Iterator[local.FederationSpec]:
+    spec = local.FederationSpec(
+        home=home / "federation",
+        agencies=(SOURCE, DESTINATION),
+        base_port=free_base_port(4),
+        heap_mb=512,
+        partitions=PARTITIONS,
+        java_home=java_home(),
+    )
+    try:
+        yield spec
+    finally:
+        local.down(spec)
+
+
+async def _run(bench: Bench, *, skip_mm2: bool, profile_events: int) -> None:
+    n = bench.events
+    print(f"\n1. throughput, {n} pre-published events, {PARTITIONS} partitions")
+    raw = await bench.passthrough("a. raw pass-through (idempotent)")
+    txn = await bench.passthrough("b. pass-through + transactions", transactional=True)
+    txn_c = await bench.passthrough(
+        "b'. same, partitions committed concurrently", transactional=True, concurrent=True
+    )
+    rep0 = await bench.replicator("c. replicator, verify_threads=0", 0)
+    rep2 = await bench.replicator("c. replicator, verify_threads=2", 2)
+    two = await bench.workers("d. two replicator workers (processes, vt=0)", 2, 0)
+    mm2 = None if skip_mm2 else await bench.mirrormaker("e. MirrorMaker 2")
+    best = max(rep0, rep2)
+    print("  ratios:")
+    print(f"    replicator vt=0 / raw pass-through   {rep0 / raw:5.2f}  (target >= 0.6)")
+    print(f"    replicator vt=2 / raw pass-through   {rep2 / raw:5.2f}")
+    print(f"    replicator vt=0 / txn pass-through   {rep0 / txn:5.2f}")
+    print(f"    txn pass-through / raw pass-through  {txn / raw:5.2f}")
+    print(f"    concurrent txn / sequential txn      {txn_c / txn:5.2f}")
+    print(f"    two workers / one worker (vt=0)      {two / rep0:5.2f}")
+    if mm2 is not None:
+        print(f"    best replicator / MirrorMaker 2      {best / mm2:5.2f}")
+    print(
+        f"\n2. end-to-end latency (created_at -> committed on {DESTINATION}), {bench.seconds:.0f} s"
+    )
+    for rate in (500.0, 2000.0):
+        await bench.latency("raw pass-through", rate, replicator=False)
+        await bench.latency("replicator (vt=0)", rate, replicator=True)
+    print(f"\n3. profile: in-process replicator, verify_threads=0, {profile_events} events")
+    bench.values = bench.values[:profile_events]
+    await bench.profile(profile_events)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_bridge", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer events, shorter latency runs")
+    parser.add_argument("--events", type=int, help="events per throughput run")
+    parser.add_argument("--skip-mm2", action="store_true", help="leave MirrorMaker 2 out")
+    args = parser.parse_args(argv)
+    _quiet()
+    events = args.events or (6000 if args.quick else 20000)
+    seconds = 5.0 if args.quick else 10.0
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} cores; "
+        f"Apache Kafka {kafka_version()} (KRaft, one node per agency, loopback)"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
+        home = Path(tmp)
+        with _federation(home) as spec:
+            t = time.monotonic()
+            config = asyncio.run(local.up(spec))
+            print(f"federation up in {time.monotonic() - t:.1f} s")
+            federated = federated_config(Federation(config=config, spec=spec), home / "signed")
+            key_path = federated.config.agency(SOURCE).signing_key
+            assert key_path is not None
+            t = time.monotonic()
+            values = _sealed(events, federated.keys[SOURCE])
+            print(
+                f"sealed {events} events in {time.monotonic() - t:.1f} s, "
+                f"value {len(values[0][1])} bytes, "
+                f"{sum(1 for i in range(events) if _released(i))} to be released"
+            )
+            bench = Bench(
+                config=federated.config,
+                config_path=federated.path,
+                key_path=key_path,
+                jars=spec.jar_dir,
+                home=home,
+                events=events,
+                seconds=seconds,
+                values=values,
+            )
+            asyncio.run(_run(bench, skip_mm2=args.skip_mm2, profile_events=min(events, 10000)))
+
+
+if __name__ == "__main__":
+    main()
