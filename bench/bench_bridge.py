@@ -747,6 +747,8 @@ def _time_stages(replicator: Replicator) -> dict[str, list[float]]:
         "_judge_all": "verify + decode + policy + audit (judge)",
         "_write_source": "audit records to source, acknowledged",
         "_write_destination": "destination transaction + commit",
+        "_commit_audit": "audit transaction on the source, committed",
+        "_commit_mirror": "destination transaction + commit",
         "_move": "whole batch (_move)",
     }
     for attribute, label in names.items():
