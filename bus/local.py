@@ -252,6 +252,20 @@ def _node_pids(node: Node) -> list[int]:
     return sorted(pids)
 
 
+def _exit_status(node: Node, pid: int) -> str | None:
+    """None while ``pid`` runs as ``node``; else how it ended, as far as can be known."""
+    child = _children.get(pid)
+    if child is not None:
+        # Started here: the exit status is certain (and /proc may lag behind it).
+        code = child.poll()
+        if code is None:
+            return None
+        if code < 0:
+            return f"killed by signal {-code}"
+        return f"exit status {code}"
+    return None if _is_node_process(pid, node) else "no longer running"
+
+
 def _rss_mib(pid: int) -> float | None:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -376,9 +390,11 @@ async def _wait_ready(node: Node, pid: int, deadline: float) -> str:
 
     last_error = "no answer yet"
     while time.monotonic() < deadline:
-        if not _node_pids(node):
+        status = _exit_status(node, pid)
+        if status is not None:
             raise LocalClusterError(
-                f"the Kafka node of {node.agency} exited during startup: {_diagnose(node)}. "
+                f"the Kafka node of {node.agency} (pid {pid}) exited during startup "
+                f"({status}): {_diagnose(node)}. "
                 f"Log: {node.log_file} (JVM output: {node.console_file})\n"
                 f"{_tail(node.console_file) or _tail(node.log_file)}"
             )

@@ -9,7 +9,9 @@ clusters you started yourself, give their bootstrap servers:
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 
@@ -20,6 +22,10 @@ from tests.signed import signed_config
 
 # A third agency, so that onward forwarding and loops between three clusters are tested.
 TEST_AGENCIES = ("interpol", "europol", "ameripol")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +42,14 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         heap_mb=512,
         java_home=java_home(),
     )
+    # A terminated test run still stops its nodes: SIGTERM unwinds like Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = asyncio.run(local.up(spec))
         yield Federation(config=config, spec=spec)
     finally:
         local.down(spec)
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")

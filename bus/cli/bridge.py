@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from bus.bridge import BridgeSettings, Replicator
 from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
+from bus.config import default_home
 from bus.errors import ConfigError
 from bus.policy import load_policy
 from bus.trust import TrustStore
@@ -86,5 +87,13 @@ def run(
     # Faust is imported only here: the rest of the CLI stays quick to start.
     from bus.bridge.app import create_app, run_worker
 
-    app = create_app(settings, replicator, registry=registry, web_host=web_host, web_port=web_port)
+    app = create_app(
+        settings,
+        replicator,
+        registry=registry,
+        web_host=web_host,
+        web_port=web_port,
+        # Faust wants a data folder even without tables: keep it out of the working directory.
+        datadir=default_home() / "bridge",
+    )
     run_worker(app, replicator, loglevel=loglevel)
