@@ -65,7 +65,7 @@ def create_app(
     registry: CollectorRegistry,
     web_host: str = "127.0.0.1",
     web_port: int = 6066,
-    datadir: Path | None = None,
+    datadir: Path,
 ) -> faust.App:
     """The Faust app of one bridge direction, with the replicator and its web endpoints."""
     servers = settings.source.bootstrap_servers
@@ -80,7 +80,7 @@ def create_app(
         topic_partitions=1,
         topic_replication_factor=1,
         producer_acks=-1,
-        **({"datadir": str(datadir)} if datadir is not None else {}),
+        datadir=str(datadir),
     )
 
     @app.page("/metrics")
