@@ -87,13 +87,15 @@ def run(
     # Faust is imported only here: the rest of the CLI stays quick to start.
     from bus.bridge.app import create_app, run_worker
 
+    # Faust wants a data folder even without tables: beside the configuration, not in the cwd.
+    datadir = (config.path.parent if config.path else default_home()) / "bridge"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = create_app(
         settings,
         replicator,
         registry=registry,
         web_host=web_host,
         web_port=web_port,
-        # Faust wants a data folder even without tables: keep it out of the working directory.
-        datadir=default_home() / "bridge",
+        datadir=datadir,
     )
     run_worker(app, replicator, loglevel=loglevel)
