@@ -38,7 +38,6 @@ bridge never consumes a mirrored topic.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,8 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from bus.errors import EventError, PolicyError
+from bus.events import CRIME_AREAS as EVENT_CRIME_AREAS
+from bus.trust import AGENCY_ID
 
 __all__ = [
     "CRIME_AREAS",
@@ -66,16 +67,7 @@ __all__ = [
 ]
 
 #: Crime-area symbols of the event model.
-CRIME_AREAS: Final = frozenset(
-    {
-        "MARITIME_PIRACY",
-        "COUNTER_TERRORISM",
-        "MAJOR_EVENT_SECURITY",
-        "CYBERCRIME",
-        "CHILD_SEXUAL_EXPLOITATION",
-        "OTHER",
-    }
-)
+CRIME_AREAS: Final = frozenset(EVENT_CRIME_AREAS)
 #: TLP 2.0 levels of the event model.
 TLP_LEVELS: Final = frozenset({"CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"})
 #: The only TLP levels that may ever leave the originating agency.
@@ -83,7 +75,6 @@ RELEASABLE_TLP: Final = frozenset({"CLEAR", "GREEN", "AMBER"})
 #: Europol handling codes of the event model.
 HANDLING_CODES: Final = frozenset({"H0", "H1", "H2", "H3"})
 
-_AGENCY_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _FORMAT_VERSION = 1
 
 
@@ -408,7 +399,7 @@ def _agencies(data: Mapping[str, Any], source: str) -> frozenset[str]:
     if not isinstance(agencies, list) or not all(isinstance(a, str) for a in agencies):
         raise PolicyError(f"{source}: 'agencies' must be a list of agency ids")
     for agency in agencies:
-        if not _AGENCY_ID.match(agency):
+        if not AGENCY_ID.match(agency):
             raise PolicyError(
                 f"{source}: agencies: {agency!r} is not an agency id "
                 "(lowercase letters, digits, '-' or '_', starting with a letter)"
