@@ -14,6 +14,7 @@ code. Without ``--group`` tail is a viewer: it reads every partition, commits no
 writes nothing. With ``--group`` it is a real consumer of that group: it commits what it
 printed and quarantines rejected records (as every subscriber of a group does).
 
+``bus tail --topic bus.audit`` prints the bridge's decisions as JSON lines.
 ``bus tail --topic bus.quarantine`` (the configured quarantine topic) prints the quarantine
 records instead: one JSON line each with the reason, the message, the source topic, partition
 and offset, and when and by whom it was quarantined; never the record's contents.
@@ -24,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from bus import events
+from bus.audit import decode_audit_record
 from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
 from bus.config import Config
-from bus.errors import ConfigError, EventError, TransportError
+from bus.errors import ConfigError, EventError, RecordRejected, TransportError
 from bus.publisher import COMPRESSION_TYPES, open_publisher
 from bus.quarantine import read_quarantined
 from bus.subscriber import Rejection, assign_all, open_subscriber
@@ -138,10 +140,11 @@ def tail(
     """Print verified events as JSON lines; report rejected records on stderr."""
     config = load_cli_config(config_path)
     topic = topic or config.topics.events
-    if topic == config.topics.quarantine:
+    bus_topics = {config.topics.quarantine: _quarantine_line, config.topics.audit: _audit_line}
+    if topic in bus_topics:
         if group is not None:
-            raise ConfigError("--group: the quarantine topic is only viewed, never consumed")
-        _run(_tail_quarantine(config, agency, topic, from_beginning, count))
+            raise ConfigError(f"--group: {topic} is only viewed, never consumed")
+        _run(_tail_records(config, agency, topic, from_beginning, count, bus_topics[topic]))
     else:
         _run(_tail(config, agency, topic, from_beginning, count, group))
 
@@ -179,9 +182,45 @@ async def _tail(
                 break
 
 
-async def _tail_quarantine(
-    config: Config, agency: str, topic: str, from_beginning: bool, count: int | None
+def _quarantine_line(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    """A quarantine record as JSON: why and where from, never its contents."""
+    q = read_quarantined(record)
+    return {
+        "reason": q.reason,
+        "error": q.error,
+        "source_topic": q.source_topic,
+        "source_partition": q.source_partition,
+        "source_offset": q.source_offset,
+        "quarantined_at": q.quarantined_at.isoformat().replace("+00:00", "Z"),
+        "consumer": q.consumer,
+        "size": len(q.value or b""),
+        "topic": q.topic,
+        "partition": q.partition,
+        "offset": q.offset,
+    }
+
+
+def _audit_line(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    """An audit record (one bridge decision) as JSON."""
+    if record.value is None:
+        raise ValueError(f"{record.topic}/{record.partition}@{record.offset}: no value")
+    try:
+        audit = decode_audit_record(record.value)
+    except RecordRejected as exc:
+        raise ValueError(str(exc)) from None
+    audit["decided_at"] = audit["decided_at"].isoformat().replace("+00:00", "Z")
+    return {**audit, "topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+async def _tail_records(
+    config: Config,
+    agency: str,
+    topic: str,
+    from_beginning: bool,
+    count: int | None,
+    line: Callable[[ConsumerRecord[bytes, bytes]], dict[str, Any]],
 ) -> None:
+    """Print the records of a bus topic (quarantine, audit) as JSON lines, without a group."""
     settings = config.agency(agency)
     consumer = AIOKafkaConsumer(
         **settings.kafka_options(),
@@ -198,24 +237,11 @@ async def _tail_quarantine(
             for records in batch.values():
                 for record in records:
                     try:
-                        q = read_quarantined(record)
+                        shown = line(record)
                     except ValueError as exc:
-                        click.echo(f"bus: not a quarantine record: {exc}", err=True)
+                        click.echo(f"bus: not a record of {topic}: {exc}", err=True)
                         continue
-                    line = {
-                        "reason": q.reason,
-                        "error": q.error,
-                        "source_topic": q.source_topic,
-                        "source_partition": q.source_partition,
-                        "source_offset": q.source_offset,
-                        "quarantined_at": q.quarantined_at.isoformat().replace("+00:00", "Z"),
-                        "consumer": q.consumer,
-                        "size": len(q.value or b""),
-                        "topic": q.topic,
-                        "partition": q.partition,
-                        "offset": q.offset,
-                    }
-                    click.echo(json.dumps(line))
+                    click.echo(json.dumps(shown))
                     printed += 1
                     if count is not None and printed >= count:
                         return

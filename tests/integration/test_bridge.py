@@ -7,7 +7,10 @@ Counts are taken by event id with an independent ``read_committed`` reader.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,6 +305,34 @@ async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
             assert audit["decision"] == "DENIED"
             assert audit["rule"] in {"releasable-to", "tlp"}
             assert audit["reason"]
+
+    # The operator's view of the same decisions: `bus tail --topic bus.audit`.
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "bus",
+            "tail",
+            "--config",
+            str(federated.path),
+            "--agency",
+            SOURCE,
+            "--topic",
+            federated.config.topics.audit,
+            "--from-beginning",
+            "--count",
+            str(len(audits)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert sorted(
+        (line["event_id"], line["decision"]) for line in lines if line["source_topic"] == topic
+    ) == sorted((a["event_id"], a["decision"]) for a in ours)
 
 
 async def test_three_agencies_both_directions_no_loops_and_no_event_twice(
