@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install kafka up down status check test test-unit test-integration bench clean
+.PHONY: help install kafka up down status check test test-unit test-integration soak bench clean
 
 help:
 	@echo "make up     install everything, then start the local federation (one Kafka per agency)"
 	@echo "make test   install everything, lint, type-check, and run all tests against real Kafka"
 	@echo "make down   stop the local federation"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make soak   the fault tests SOAK=10 times, each with new random moments"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -45,6 +46,15 @@ test: check kafka
 
 test-unit: install
 	$(BIN)/pytest tests/unit
+
+# Fault tests again and again with new random moments (BUS_TEST_SEED), outside `make test`.
+SOAK ?= 10
+soak: kafka
+	for i in $$(seq 1 $(SOAK)); do \
+		seed=$$RANDOM$$RANDOM; echo "soak $$i/$(SOAK): BUS_TEST_SEED=$$seed"; \
+		BUS_TEST_SEED=$$seed $(BIN)/pytest -q tests/integration/test_bridge.py \
+			tests/integration/test_subscriber.py -k "killed or dying or restarting" || exit 1; \
+	done
 
 bench: kafka
 	$(BIN)/python -m bench
