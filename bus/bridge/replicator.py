@@ -12,9 +12,10 @@ any zombie of the old one:
   ``next_offset`` in the same transaction.
 
 For every fetched batch of a lane: judge each record (verify the bytes, decode, decide:
-``_verdict.judge``), commit the source log for the records not yet audited, then commit the
-destination log. A lane starts at the destination's checkpoint and skips the audit of records
-below the source's, so both the mirror and the audit trail hold each record exactly once.
+``_verdict.judge``), then commit, concurrently, the source log for the records not yet audited
+and the destination log for the records not yet mirrored. A lane reads from the lower of its
+two checkpoints, audits only above the source's and mirrors only above the destination's, so
+both the mirror and the audit trail hold each record exactly once.
 
 Errors never escape a lane: a failed or unknown commit reopens that log (never an abort after a
 commit timed out), whose re-read checkpoint tells whether the commit landed, then retries with
@@ -301,7 +302,7 @@ class Replicator:
                     continue
                 self._pending.discard(tp)
                 self._lanes[tp] = lane
-                consumer.seek(tp, lane.next_offset)
+                consumer.seek(tp, min(lane.next_offset, lane.audited_until))
                 consumer.resume(tp)
                 self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
             log.info(
@@ -405,8 +406,14 @@ class Replicator:
         return [v for part in results for v in part]
 
     async def _move(self, lane: _Lane, records: Sequence[Any]) -> None:
-        """Move one fetched batch of a lane; returns when done, or when the lane is lost."""
-        records = [r for r in records if r.offset >= lane.next_offset]
+        """Move one fetched batch of a lane; returns when done, or when the lane is lost.
+
+        The audit log and the mirror log commit concurrently. Each has its own checkpoint and
+        a lane reads from the lower of the two, so after any crash neither the audit nor the
+        mirror of a record is skipped, and neither is written twice.
+        """
+        first_mirrored = lane.next_offset
+        records = [r for r in records if r.offset >= min(first_mirrored, lane.audited_until)]
         if not records:
             return
         started = time.monotonic()
@@ -414,44 +421,73 @@ class Replicator:
         next_offset = records[-1].offset + 1
         attempt = 0
         while True:
-            log_ = lane.source_log
-            try:
-                if lane.audited_until < next_offset:
-                    await self._commit_audit(lane, verdicts, next_offset)
-                    lane.audited_until = next_offset
-                log_ = lane.destination_log
-                await self._commit_mirror(lane, verdicts, next_offset)
+            logs = [
+                txlog
+                for txlog, done_until in (
+                    (lane.source_log, lane.audited_until),
+                    (lane.destination_log, lane.next_offset),
+                )
+                if done_until < next_offset
+            ]
+            if not logs:
                 break
-            except TxFailed as exc:
-                self._metrics.aborts.labels(*self._labels).inc()
-                log.warning("bridge %s: %s", self.settings.name, exc)
-                if lane.failing_since is None:
-                    lane.failing_since = time.monotonic()
-                # Fenced: another worker owns the partition now (its revocation is on the way)
-                # or the transaction outlived its timeout. Give the group time to revoke
-                # before taking the partition back.
-                wait = _FENCED_GRACE_S if isinstance(exc, Fenced) else self._backoff(attempt)
-                attempt += 1
-                if await self._revoked_within(wait):
-                    return
-            checkpoint = await self._reopen(log_)
-            if checkpoint is None:
-                return  # revoked or stopping while the cluster was unavailable
-            if log_ is lane.source_log:
-                lane.audited_until = checkpoint
-                continue
-            if checkpoint >= next_offset:
-                break  # the commit had landed after all: its outcome was only unknown to us
-            if checkpoint != lane.next_offset:
-                # Someone else moved part of this partition meanwhile: start over from there.
-                lane.next_offset = checkpoint
-                if self._consumer is not None:
-                    self._consumer.seek(lane.tp, checkpoint)
+            results = await asyncio.gather(
+                *(self._commit(lane, txlog, verdicts, next_offset) for txlog in logs),
+                return_exceptions=True,
+            )
+            failed: list[TxLog] = []
+            for txlog, result in zip(logs, results, strict=True):
+                if result is None:
+                    self._advance(lane, txlog, next_offset)
+                elif isinstance(result, TxFailed):
+                    self._metrics.aborts.labels(*self._labels).inc()
+                    log.warning("bridge %s: %s", self.settings.name, result)
+                    failed.append(txlog)
+                else:
+                    raise result
+            if not failed:
+                break
+            if lane.failing_since is None:
+                lane.failing_since = time.monotonic()
+            # Fenced: another worker owns the partition now (its revocation is on the way) or
+            # the transaction outlived its timeout: give the group time to revoke first.
+            fenced = any(isinstance(r, Fenced) for r in results)
+            attempt += 1
+            if await self._revoked_within(_FENCED_GRACE_S if fenced else self._backoff(attempt)):
                 return
+            for txlog in failed:
+                # The outcome of a failed commit is unknown: the re-read checkpoint says.
+                checkpoint = await self._reopen(txlog)
+                if checkpoint is None:
+                    return  # revoked or stopping while the cluster was unavailable
+                if txlog is lane.source_log:
+                    lane.audited_until = checkpoint
+                elif checkpoint >= next_offset or checkpoint == lane.next_offset:
+                    lane.next_offset = checkpoint
+                else:
+                    # Someone else moved part of this partition meanwhile: start over there.
+                    lane.next_offset = checkpoint
+                    if self._consumer is not None:
+                        self._consumer.seek(lane.tp, min(checkpoint, lane.audited_until))
+                    return
         lane.failing_since = None
-        lane.next_offset = next_offset
         lane.checkpointed_at = time.monotonic()
-        self._account(verdicts, started)
+        self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
+
+    async def _commit(
+        self, lane: _Lane, txlog: TxLog, verdicts: Sequence[Verdict], next_offset: int
+    ) -> None:
+        if txlog is lane.source_log:
+            await self._commit_audit(lane, verdicts, next_offset)
+        else:
+            await self._commit_mirror(lane, verdicts, next_offset)
+
+    @staticmethod
+    def _advance(lane: _Lane, txlog: TxLog, next_offset: int) -> None:
+        if txlog is lane.source_log:
+            lane.audited_until = next_offset
+        else:
+            lane.next_offset = next_offset
 
     async def _revoked_within(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True as soon as a revocation or a stop is under way."""
@@ -548,7 +584,8 @@ class Replicator:
                 ),
             )
             for v in verdicts
-            if v.outcome is Outcome.FORWARD
+            # Below the checkpoint: mirrored before a crash, read again only to be audited.
+            if v.outcome is Outcome.FORWARD and v.record.offset >= lane.next_offset
         ]
         await lane.destination_log.commit(
             records, next_offset=next_offset, bridge_id=s.bridge_id, now=self._clock()
