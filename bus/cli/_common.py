@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -13,7 +14,7 @@ import click
 from bus.config import Config, load_config
 from bus.errors import BusError
 
-__all__ = ["config_option", "fail_on_bus_error", "load_cli_config"]
+__all__ = ["config_option", "fail_on_bus_error", "load_cli_config", "rfc3339_time"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,3 +46,16 @@ config_option = click.option(
 def load_cli_config(path: Path | None) -> Config:
     """The configuration a command runs with."""
     return load_config(path)
+
+
+def rfc3339_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """Click callback: an RFC 3339 time with its UTC offset (``2026-01-01T00:00:00Z``)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
+    if moment.utcoffset() is None:
+        raise click.BadParameter(f"{value!r} has no UTC offset (add Z or +00:00)")
+    return moment

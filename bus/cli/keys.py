@@ -7,23 +7,10 @@ from pathlib import Path
 
 import click
 
-from bus.cli._common import fail_on_bus_error
-from bus.errors import ConfigError
+from bus.cli._common import fail_on_bus_error, rfc3339_time
 from bus.keyring import TRUST_FILE, generate_agency_key
 
 __all__ = ["keys"]
-
-
-def _moment(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ConfigError(f"{option} {value!r}: give an RFC 3339 time like 2026-01-01T00:00:00Z")
-    return moment
 
 
 @click.group()
@@ -42,12 +29,17 @@ def keys() -> None:
 )
 @click.option(
     "--not-before",
+    callback=rfc3339_time,
     help="Start of validity, RFC 3339 (default: a day ago, so that events created just before "
     "the key still verify).",
 )
-@click.option("--not-after", help="End of validity, RFC 3339 (default: none).")
+@click.option(
+    "--not-after", callback=rfc3339_time, help="End of validity, RFC 3339 (default: none)."
+)
 @fail_on_bus_error
-def generate(agency: str, directory: Path, not_before: str | None, not_after: str | None) -> None:
+def generate(
+    agency: str, directory: Path, not_before: datetime | None, not_after: datetime | None
+) -> None:
     """Create a signing key for AGENCY and trust it.
 
     Writes DIR/AGENCY.key.pem (PKCS#8, owner-only), DIR/AGENCY.pub.pem (SPKI) and adds the
@@ -56,8 +48,8 @@ def generate(agency: str, directory: Path, not_before: str | None, not_after: st
     key = generate_agency_key(
         agency,
         directory,
-        not_before=_moment(not_before, "--not-before"),
-        not_after=_moment(not_after, "--not-after"),
+        not_before=not_before,
+        not_after=not_after,
     )
     click.echo(
         f"wrote {directory / f'{agency}.key.pem'}, {directory / f'{agency}.pub.pem'}; "

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import click
 
 from bus import envelope, events
-from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
+from bus.cli._common import config_option, fail_on_bus_error, load_cli_config, rfc3339_time
 from bus.codec import MARKER
 from bus.errors import ConfigError, PolicyError, RecordRejected
 from bus.policy import Direction, Policy, ReleaseRequest, load_policy
@@ -65,18 +65,6 @@ def _summary(direction: Direction) -> str:
     )
 
 
-def _parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
-    if moment.utcoffset() is None:
-        raise click.BadParameter(f"{value!r} has no UTC offset (add Z or +00:00)")
-    return moment
-
-
 @policy.command()
 @click.option("--to", "destination", required=True, help="Agency the event would go to.")
 @click.option(
@@ -102,7 +90,7 @@ def _parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 @click.option(
     "--at",
-    callback=_parse_time,
+    callback=rfc3339_time,
     default=None,
     metavar="TIME",
     help="Decide as of this RFC 3339 time (default: now), e.g. to check expiry.",
