@@ -34,16 +34,23 @@ import signal
 import socket
 import subprocess
 import time
-import tomllib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-from bus._kafka_install import ensure_jars, find_java, kafka_version
+from bus._kafka_install import ensure_jars, find_java
+from bus._local_spec import (
+    DEFAULT_AGENCIES,
+    FederationSpec,
+    Node,
+    NodeStatus,
+    load_spec,
+    save_spec,
+)
 from bus._node_files import HOST, java_command, log4j_properties, server_properties
 from bus._provisioning import ensure_keys, ensure_policy
-from bus.config import AgencySettings, Config, TopicSettings, default_jar_cache, render_toml
+from bus.config import AgencySettings, Config, render_toml
 from bus.errors import LocalClusterError
 
 __all__ = [
@@ -58,7 +65,6 @@ __all__ = [
     "up",
 ]
 
-DEFAULT_AGENCIES = ("interpol", "europol")
 _STARTUP_TIMEOUT_S = 90.0
 _STOP_TIMEOUT_S = 60.0
 
@@ -67,160 +73,6 @@ Log = Callable[[str], None]
 # Nodes this process started, kept so that their exit status is collected (no zombies, and no
 # ResourceWarning from a Popen collected while its node runs on purpose).
 _children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FederationSpec:
-    """The shape of a local federation: which agencies, where its state is, which ports."""
-
-    home: Path
-    agencies: tuple[str, ...] = DEFAULT_AGENCIES
-    base_port: int = 19092
-    heap_mb: int = 512
-    partitions: int = 6
-    topics: TopicSettings = field(default_factory=TopicSettings)
-    java_home: Path | None = None
-    jars: Path | None = None
-
-    def __post_init__(self) -> None:
-        if not self.agencies:
-            raise ValueError("agencies: give at least one agency")
-        if len(set(self.agencies)) != len(self.agencies):
-            raise ValueError(f"agencies: each agency once, got {', '.join(self.agencies)}")
-        if not 1024 <= self.base_port <= 65535 - 2 * len(self.agencies):
-            raise ValueError(f"base_port: {self.base_port} is outside 1024..65535")
-        if not 128 <= self.heap_mb <= 512:
-            raise ValueError(f"heap_mb: {self.heap_mb} MiB; give 128..512 MiB a node")
-        if self.partitions < 1:
-            raise ValueError(f"partitions: {self.partitions}; give at least 1")
-
-    @property
-    def spec_file(self) -> Path:
-        return self.home / "local.toml"
-
-    @property
-    def config_file(self) -> Path:
-        return self.home / "bus.toml"
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.home / "keys"
-
-    @property
-    def policy_file(self) -> Path:
-        return self.home / "policy.toml"
-
-    @property
-    def jar_dir(self) -> Path:
-        return self.jars or default_jar_cache(kafka_version())
-
-    def nodes(self) -> list[Node]:
-        """One node per agency, with its ports and folders."""
-        return [
-            Node(
-                agency=agency,
-                broker_port=self.base_port + 2 * i,
-                controller_port=self.base_port + 2 * i + 1,
-                dir=self.home / "nodes" / agency,
-            )
-            for i, agency in enumerate(self.agencies)
-        ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Node:
-    """One agency's single-node KRaft cluster."""
-
-    agency: str
-    broker_port: int
-    controller_port: int
-    dir: Path
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{HOST}:{self.broker_port}"
-
-    @property
-    def properties_file(self) -> Path:
-        return self.dir / "server.properties"
-
-    @property
-    def log4j_file(self) -> Path:
-        return self.dir / "log4j2.properties"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.dir / "data"
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / "logs" / "server.log"
-
-    @property
-    def console_file(self) -> Path:
-        return self.dir / "logs" / "console.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.dir / "node.pid"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeStatus:
-    """What ``bus local status`` shows for one node."""
-
-    node: Node
-    pid: int | None
-    reachable: bool
-    cluster_id: str | None = None
-    topics: tuple[str, ...] = ()
-    rss_mib: float | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
-
-
-# --- the spec on disk ---------------------------------------------------------------------
-
-
-def load_spec(home: Path, **overrides: object) -> FederationSpec:
-    """The federation last started from ``home`` (``local.toml``), with ``overrides`` applied.
-
-    Without a saved spec, the defaults (interpol and europol) with ``overrides``.
-    """
-    saved: dict[str, object] = {}
-    spec_file = home / "local.toml"
-    if spec_file.exists():
-        try:
-            raw = tomllib.loads(spec_file.read_text(encoding="utf-8"))
-            saved = {
-                "agencies": tuple(raw["agencies"]),
-                "base_port": int(raw["base_port"]),
-                "heap_mb": int(raw["heap_mb"]),
-                "partitions": int(raw["partitions"]),
-            }
-        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise LocalClusterError(
-                f"{spec_file}: unreadable ({exc}); fix it, or run `bus local reset`"
-            ) from exc
-    saved.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return FederationSpec(home=home, **saved)  # type: ignore[arg-type]  # validated in __post_init__
-    except (TypeError, ValueError) as exc:
-        raise LocalClusterError(f"local federation: {exc}") from exc
-
-
-def _save_spec(spec: FederationSpec) -> None:
-    agencies = ", ".join(f'"{a}"' for a in spec.agencies)
-    spec.spec_file.write_text(
-        "# The local federation's shape, written by `bus local up`.\n"
-        f"agencies = [{agencies}]\n"
-        f"base_port = {spec.base_port}\n"
-        f"heap_mb = {spec.heap_mb}\n"
-        f"partitions = {spec.partitions}\n",
-        encoding="utf-8",
-    )
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -484,7 +336,7 @@ async def up(spec: FederationSpec, *, log: Log = lambda _: None) -> Config:
     java = find_java(spec.java_home)
     ensure_jars(spec.jar_dir, log=log)
     spec.home.mkdir(parents=True, exist_ok=True)
-    _save_spec(spec)
+    save_spec(spec)
     ensure_keys(spec.keys_dir, spec.agencies, log=log)
     ensure_policy(spec.policy_file, spec.agencies, log=log)
     started: dict[str, int] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bus import local
+from bus import _local_spec, local
 from bus._kafka_install import KAFKA_POM, ensure_jars, find_java, has_jars, kafka_version
 from bus._node_files import java_command, log4j_properties, server_properties
 from bus.errors import LocalClusterError
@@ -61,7 +61,7 @@ def test_load_spec_without_a_saved_spec_gives_the_defaults(tmp_path: Path) -> No
 
 
 def test_load_spec_reads_the_saved_spec_and_applies_overrides(tmp_path: Path) -> None:
-    local._save_spec(_spec(tmp_path, agencies=("a", "b", "c"), base_port=21000, partitions=3))
+    _local_spec.save_spec(_spec(tmp_path, agencies=("a", "b", "c"), base_port=21000, partitions=3))
     spec = local.load_spec(tmp_path, heap_mb=256, base_port=None)
     assert (spec.agencies, spec.base_port, spec.heap_mb, spec.partitions) == (
         ("a", "b", "c"),
