@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from bus import headers as h
@@ -49,10 +48,10 @@ from bus.bridge._checkpoint import (
 )
 from bus.bridge._hops import forwarded_headers
 from bus.bridge._metrics import BridgeMetrics
+from bus.bridge._topics import ensure_topics
 from bus.bridge._txlog import RETRYABLE, Fenced, Outgoing, TxFailed, TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
-from bus.errors import TransportError
 from bus.policy import ReleasePolicy
 from bus.trust import KeyResolver
 
@@ -214,58 +213,7 @@ class Replicator:
     # --- topics -------------------------------------------------------------------------
 
     async def _ensure_topics(self) -> None:
-        """Create each mirrored topic (with its source's partition count) and the checkpoints."""
-        s = self.settings
-        compacted = {
-            "cleanup.policy": "compact",
-            "segment.ms": "3600000",
-            "min.cleanable.dirty.ratio": "0.1",
-        }
-        source_admin = AIOKafkaAdminClient(**s.source.kafka_options())
-        await source_admin.start()
-        try:
-            described = await source_admin.describe_topics(list(s.source_topics))
-            partitions: dict[str, int] = {}
-            for info in described:
-                if info["error_code"] != 0:
-                    raise TransportError(
-                        f"bridge {s.name}: source topic {info['topic']!r} is not available "
-                        f"on {s.source.name} (error {info['error_code']})"
-                    )
-                partitions[info["topic"]] = len(info["partitions"])
-            for info in await source_admin.describe_topics([s.topics.audit, s.topics.quarantine]):
-                if info["error_code"] != 0:
-                    raise TransportError(
-                        f"bridge {s.name}: topic {info['topic']!r} is missing on "
-                        f"{s.source.name} (error {info['error_code']}); create it"
-                    )
-                self._bus_partitions[info["topic"]] = len(info["partitions"])
-            await _create_missing(
-                source_admin,
-                s.source.name,
-                [
-                    NewTopic(
-                        audit_checkpoint_topic(s.destination.name, t), n, 1, topic_configs=compacted
-                    )
-                    for t, n in partitions.items()
-                ],
-            )
-        finally:
-            await source_admin.close()
-        dest_admin = AIOKafkaAdminClient(**s.destination.kafka_options())
-        await dest_admin.start()
-        try:
-            wanted = []
-            for topic, count in partitions.items():
-                wanted.append(NewTopic(s.mirror_topic(topic), count, 1))
-                wanted.append(
-                    NewTopic(
-                        checkpoint_topic(s.source.name, topic), count, 1, topic_configs=compacted
-                    )
-                )
-            await _create_missing(dest_admin, s.destination.name, wanted)
-        finally:
-            await dest_admin.close()
+        self._bus_partitions = await ensure_topics(self.settings)
 
     # --- lanes --------------------------------------------------------------------------
 
@@ -636,18 +584,6 @@ class Replicator:
         if offsets:
             with contextlib.suppress(*RETRYABLE):
                 await consumer.commit(offsets)
-
-
-async def _create_missing(admin: AIOKafkaAdminClient, agency: str, topics: list[NewTopic]) -> None:
-    existing = set(await admin.list_topics())
-    wanted = [t for t in topics if t.name not in existing]
-    if not wanted:
-        return
-    response = await admin.create_topics(wanted)
-    for name, code, *_ in response.topic_errors:
-        if code not in (0, 36):  # 36: created meanwhile by another worker
-            raise TransportError(f"creating topic {name!r} on {agency} failed with error {code}")
-    log.info("created %s on %s", ", ".join(t.name for t in wanted), agency)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's base is untyped
