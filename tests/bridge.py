@@ -182,6 +182,7 @@ class BridgeProcess:
         topics: Sequence[str],
         log_dir: Path,
         name: str = "bridge",
+        options: Sequence[str] = (),
     ) -> None:
         self.federated = federated
         self.source = source
@@ -189,6 +190,7 @@ class BridgeProcess:
         self.topics = tuple(topics)
         self.log_dir = log_dir
         self.name = name
+        self.options = tuple(options)
         self.port = free_base_port(1)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -217,6 +219,7 @@ class BridgeProcess:
         ]
         for topic in self.topics:
             command += ["--topic", topic]
+        command += self.options
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 command,

@@ -38,6 +38,13 @@ def bridge() -> None:
 @click.option("--web-port", default=6066, show_default=True, type=int)
 @click.option("--verify-threads", default=0, show_default=True, type=int)
 @click.option("--max-batch", default=500, show_default=True, type=int)
+@click.option(
+    "--operation-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds before a write or commit counts as failed (then reopened and retried).",
+)
 @click.option("--loglevel", default="info", show_default=True)
 @config_option
 @fail_on_bus_error
@@ -52,6 +59,7 @@ def run(
     web_port: int,
     verify_threads: int,
     max_batch: int,
+    operation_timeout: float,
     loglevel: str,
     config_path: Path | None,
 ) -> None:
@@ -69,6 +77,7 @@ def run(
         bridge_id=bridge_id,
         verify_threads=verify_threads,
         max_batch=max_batch,
+        operation_timeout_s=operation_timeout,
     )
     policy_file = policy_path or config.policy_file
     if policy_file is None:

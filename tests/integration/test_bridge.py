@@ -218,6 +218,47 @@ async def test_the_destination_restarting_while_events_flow_loses_and_repeats_no
     assert bridge.process.poll() is None  # it rode out the outage: nothing escaped
 
 
+async def test_the_destination_unreachable_longer_than_a_commit_may_take_loses_nothing(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    """With a 3 s operation timeout and the destination gone for 12 s, commits fail or end
+    with an unknown outcome again and again; the bridge reopens, retries and rides it out."""
+    if federation.spec is None:
+        pytest.skip("external clusters cannot be stopped by the tests")
+    spec = federation.spec
+    topic = await _source_topic(federation)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=1200)
+    bridge = BridgeProcess(
+        federated,
+        source=SOURCE,
+        destination=DESTINATION,
+        topics=[topic],
+        log_dir=tmp_path,
+        options=["--operation-timeout", "3"],
+    )
+    bridges.append(bridge)
+    bridge.start()
+    await bridge.wait_assigned()
+    publishing = asyncio.create_task(
+        publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE], rate=150)
+    )
+    try:
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(local.down, spec, only=[DESTINATION])
+        await asyncio.sleep(12)
+        felt = bridge.metric("bus_bridge_transaction_aborts_total") + bridge.metric(
+            "bus_bridge_retries_total"
+        )
+        await local.up(spec)
+    finally:
+        await publishing
+    await _wait_until_moved(federation, topic, plan, bridge)
+    await _assert_exactly_released(federation, federated, topic, plan)
+    assert felt > 0, bridge.tail()
+    assert bridge.process is not None
+    assert bridge.process.poll() is None
+
+
 async def test_the_source_restarting_loses_and_repeats_nothing(
     federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
 ) -> None:
