@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -54,12 +54,14 @@ def ensure_keys(keys: Path, agencies: Sequence[str], *, log: Log) -> None:
         log(f"{agency}: new signing key {key.key_id} in {keys}")
 
 
-def render_policy(agencies: Sequence[str]) -> str:
+def render_policy(agencies: Sequence[str], *, onward: Iterable[tuple[str, str]] = ()) -> str:
     """The local federation's policy: each agency may release the agreed areas to each other.
 
     Every ordered pair of distinct agencies gets a ``[[direction]]`` with the five crime areas,
-    TLP CLEAR/GREEN/AMBER, handling codes H0-H3 and no onward forwarding.
+    TLP CLEAR/GREEN/AMBER, handling codes H0-H3 and no onward forwarding, except the
+    (source, destination) pairs listed in ``onward``, which allow it.
     """
+    onward_pairs = set(onward)
     quoted = ", ".join(f'"{a}"' for a in agencies)
     lines = [
         f"{POLICY_MARKER} for the agencies {', '.join(agencies)}.",
@@ -81,7 +83,9 @@ def render_policy(agencies: Sequence[str]) -> str:
             f'to = "{destination}"',
             f"crime_areas = [\n{areas}]",
             f"tlp = [{tlp}]   # AMBER_STRICT and RED never leave an agency",
-            "onward_forwarding = false   # events that came from a third agency stay here",
+            "onward_forwarding = true   # events from a third agency may go on"
+            if (source, destination) in onward_pairs
+            else "onward_forwarding = false   # events that came from a third agency stay here",
             f"handling = {{ allowed = [{handling}] }}",
         ]
     return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from bus._provisioning import render_policy
 from bus.audit import decode_audit_record
 from bus.config import Config, render_toml
 from bus.envelope import peek, seal
@@ -69,23 +70,8 @@ def federated_config(
         for name, settings in signed.agencies.items()
         if settings.signing_key is not None
     }
-    onward_set = set(onward)
-    lines = ["version = 1", f"agencies = {json.dumps(list(federation.agencies))}"]
-    for src in federation.agencies:
-        for dst in federation.agencies:
-            if src == dst:
-                continue
-            lines += [
-                "",
-                "[[direction]]",
-                f'from = "{src}"',
-                f'to = "{dst}"',
-                f"crime_areas = {json.dumps(list(AREAS))}",
-                'tlp = ["CLEAR", "GREEN", "AMBER"]',
-                f"onward_forwarding = {'true' if (src, dst) in onward_set else 'false'}",
-            ]
     policy = directory / "policy.toml"
-    policy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    policy.write_text(render_policy(federation.agencies, onward=onward), encoding="utf-8")
     path = directory / "bus.toml"
     config = replace(signed, path=path, policy_file=policy)
     path.write_text(render_toml(config, header="test federation"), encoding="utf-8")

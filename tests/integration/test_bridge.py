@@ -12,7 +12,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,11 @@ async def _source_topic(federation: Federation) -> str:
 
 
 def _bridge(
-    federated: Federated, topic: str, tmp_path: Path, name: str = "bridge"
+    federated: Federated,
+    topic: str,
+    tmp_path: Path,
+    name: str = "bridge",
+    options: Sequence[str] = (),
 ) -> BridgeProcess:
     return BridgeProcess(
         federated,
@@ -77,6 +81,7 @@ def _bridge(
         topics=[topic],
         log_dir=tmp_path,
         name=name,
+        options=options,
     )
 
 
@@ -228,14 +233,7 @@ async def test_the_destination_unreachable_longer_than_a_commit_may_take_loses_n
     spec = federation.spec
     topic = await _source_topic(federation)
     plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=1200)
-    bridge = BridgeProcess(
-        federated,
-        source=SOURCE,
-        destination=DESTINATION,
-        topics=[topic],
-        log_dir=tmp_path,
-        options=["--operation-timeout", "3"],
-    )
+    bridge = _bridge(federated, topic, tmp_path, options=["--operation-timeout", "3"])
     bridges.append(bridge)
     bridge.start()
     await bridge.wait_assigned()
