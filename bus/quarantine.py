@@ -32,6 +32,8 @@ __all__ = [
     "SourceRecord",
     "Quarantined",
     "Quarantine",
+    "QuarantineCopy",
+    "quarantine_copy",
     "QuarantinedRecord",
     "read_quarantined",
 ]
@@ -94,23 +96,19 @@ class Quarantine:
         self._metrics = QuarantineMetrics.on(registry)
 
     async def _send(self, record: SourceRecord, error: RecordRejected, *, omit_value: bool) -> Any:
-        value = None if omit_value else record.value
-        headers = h.quarantine_headers(
-            record.headers,
-            reason=error.reason,
-            error=str(error),
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
+        copy = quarantine_copy(
+            record,
+            error,
             quarantined_at=datetime.now(UTC),
             consumer=self._consumer,
-            value_omitted=len(record.value or b"") if omit_value else None,
+            omit_value=omit_value,
         )
-        # A record with neither key nor value (possible on the wire) still needs a record here.
-        key = record.key if record.key is not None or value is not None else b""
-        timestamp = record.timestamp if record.timestamp >= 0 else None
         future = await self._producer.send(
-            self.topic, value, key=key, timestamp_ms=timestamp, headers=headers
+            self.topic,
+            copy.value,
+            key=copy.key,
+            timestamp_ms=copy.timestamp_ms,
+            headers=copy.headers,
         )
         return await future
 
@@ -142,6 +140,44 @@ class Quarantine:
             partition=metadata.partition,
             offset=metadata.offset,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineCopy:
+    """What goes to the quarantine topic for one rejected record."""
+
+    key: bytes | None
+    value: bytes | None = field(repr=False)
+    timestamp_ms: int | None
+    headers: list[tuple[str, bytes]] = field(repr=False)
+
+
+def quarantine_copy(
+    record: SourceRecord,
+    error: RecordRejected,
+    *,
+    quarantined_at: datetime,
+    consumer: str | None,
+    omit_value: bool,
+) -> QuarantineCopy:
+    """The quarantine record of ``record``: its key, value (unless ``omit_value``, then
+    ``bus_value_omitted`` gives the size), timestamp and headers, plus the reason headers."""
+    value = None if omit_value else record.value
+    headers = h.quarantine_headers(
+        record.headers,
+        reason=error.reason,
+        error=str(error),
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        quarantined_at=quarantined_at,
+        consumer=consumer,
+        value_omitted=len(record.value or b"") if omit_value else None,
+    )
+    # A record with neither key nor value (possible on the wire) still needs a record here.
+    key = record.key if record.key is not None or value is not None else b""
+    timestamp = record.timestamp if record.timestamp >= 0 else None
+    return QuarantineCopy(key=key, value=value, timestamp_ms=timestamp, headers=headers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,7 +39,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from bus import headers as h
 from bus.bridge._checkpoint import (
     audit_checkpoint_topic,
     checkpoint_key,
@@ -53,12 +52,15 @@ from bus.bridge._txlog import RETRYABLE, Fenced, Outgoing, TxFailed, TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
 from bus.policy import ReleasePolicy
+from bus.quarantine import quarantine_copy
 from bus.trust import KeyResolver
 
 __all__ = ["Replicator"]
 
 log = logging.getLogger("bus.bridge")
 
+_QUARANTINE_HEADROOM = 8192
+"""Bytes kept free for the reason headers when a rejected value is copied to quarantine."""
 _FENCED_GRACE_S = 20.0
 """How long a fenced lane waits for its revocation before it takes its partition back."""
 
@@ -479,23 +481,23 @@ class Replicator:
                 continue  # audited before a crash or a failover: exactly once
             if v.outcome is Outcome.QUARANTINE:
                 assert v.error is not None
+                # Inside a transaction a too-large record cannot be retried without its value,
+                # so decide up front: one that would not fit beside the headers goes without.
+                copy = quarantine_copy(
+                    r,
+                    v.error,
+                    quarantined_at=now,
+                    consumer=s.bridge_id,
+                    omit_value=len(r.value or b"") + _QUARANTINE_HEADROOM > s.max_record_size,
+                )
                 records.append(
                     Outgoing(
                         topic=s.topics.quarantine,
-                        value=r.value,
-                        key=r.key if r.key is not None or r.value is not None else b"",
+                        value=copy.value,
+                        key=copy.key,
                         partition=quarantine_partition,
-                        timestamp_ms=r.timestamp if r.timestamp >= 0 else None,
-                        headers=h.quarantine_headers(
-                            r.headers,
-                            reason=v.error.reason,
-                            error=str(v.error),
-                            source_topic=r.topic,
-                            source_partition=r.partition,
-                            source_offset=r.offset,
-                            quarantined_at=now,
-                            consumer=s.bridge_id,
-                        ),
+                        timestamp_ms=copy.timestamp_ms,
+                        headers=copy.headers,
                     )
                 )
             else:

@@ -463,3 +463,31 @@ async def test_three_agencies_both_directions_no_loops_and_no_event_twice(
     ]
     assert len(back) == len(events_a)
     assert {(d["decision"], d["rule"]) for d in back} == {("DENIED", "loop-origin")}
+
+
+async def test_a_rejected_record_too_large_to_copy_is_quarantined_without_its_value(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    """A rejected record within 8 KiB of the record size limit is quarantined with its size
+    instead of its bytes, so that the reason headers can never push the copy past the limit
+    (inside a transaction that would fail the batch again and again)."""
+    topic = await _source_topic(federation)
+    big = b"not an event " + b"x" * 1_044_000  # within 8 KiB of the 1 MiB limit
+    await produce(federation.bootstrap(SOURCE), topic, [big], partition=0)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=30)
+    await publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE])
+    bridge = _bridge(federated, topic, tmp_path)
+    bridges.append(bridge)
+    bridge.start()
+    await _wait_until_moved(federation, topic, plan, bridge)
+    await _assert_exactly_released(federation, federated, topic, plan)
+    quarantined = [
+        r
+        for r in await consume_all(
+            federation.bootstrap(SOURCE), federated.config.topics.quarantine, idle_ms=1500
+        )
+        if dict(r.headers).get("bus_source_topic") == topic.encode()
+    ]
+    assert len(quarantined) == 1
+    assert quarantined[0].value is None
+    assert dict(quarantined[0].headers)["bus_value_omitted"] == str(len(big)).encode()
