@@ -56,10 +56,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from bus import local
-from bus._kafka_install import find_java, kafka_version
 from bus.bridge import BridgeSettings, Replicator
 from bus.config import Config, java_home, load_config
 from bus.envelope import peek, seal
+from bus.local._install import find_java, kafka_version
 from bus.policy import load_policy
 from bus.signing import SigningKey
 from bus.trust import TrustStore

@@ -24,11 +24,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bus._provisioning import render_policy
 from bus.audit import decode_audit_record
 from bus.config import Config, render_toml
 from bus.envelope import peek, seal
 from bus.events import template
+from bus.local._provisioning import render_policy
 from bus.signing import SigningKey
 from tests.kafka import Federation, consume_all, free_base_port
 from tests.signed import signed_config

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from bus import local as federation
-from bus._kafka_install import ensure_jars, find_java, kafka_version
 from bus.cli._common import fail_on_bus_error
 from bus.config import default_home, default_jar_cache, java_home
+from bus.local._install import ensure_jars, find_java, kafka_version
 
 __all__ = ["local"]
 

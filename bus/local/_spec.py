@@ -1,6 +1,7 @@
 """The shape of a local federation: its agencies, ports, folders, and the file that keeps it.
 
-``bus.local`` starts and stops what this describes; the names are re-exported there.
+Pure description: nothing here touches a process or a port. The rest of ``bus.local`` starts and
+stops what this describes; the public names are re-exported by ``bus.local``.
 """
 
 from __future__ import annotations
@@ -8,15 +9,26 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
-from bus._kafka_install import kafka_version
-from bus._node_files import HOST
 from bus.config import TopicSettings, default_jar_cache
 from bus.errors import LocalClusterError
+from bus.local._install import kafka_version
 
-__all__ = ["DEFAULT_AGENCIES", "FederationSpec", "Node", "NodeStatus", "load_spec", "save_spec"]
+__all__ = [
+    "DEFAULT_AGENCIES",
+    "HOST",
+    "FederationSpec",
+    "Node",
+    "NodeStatus",
+    "load_spec",
+    "save_spec",
+]
 
 DEFAULT_AGENCIES = ("interpol", "europol")
+
+HOST: Final = "127.0.0.1"
+"""Every local node listens on loopback only."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,7 +18,8 @@ from bus.errors import LocalClusterError
 
 __all__ = ["KAFKA_POM", "ensure_jars", "find_java", "kafka_version"]
 
-KAFKA_POM = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "pom.xml"
+# bus/local/_install.py -> the checkout's deploy/kafka/pom.xml
+KAFKA_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 
 # A folder holds a usable distribution when it has the broker, the tools and MirrorMaker 2.
 _REQUIRED_JARS = ("kafka_2.13-", "kafka-tools-", "connect-mirror-", "log4j-slf4j-impl-")

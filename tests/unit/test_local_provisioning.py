@@ -1,4 +1,4 @@
-"""``bus._provisioning``: the keys, trust store and policy that ``bus local up`` provides."""
+"""``bus.local._provisioning``: the keys, trust store and policy that ``bus local up`` provides."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bus._provisioning import POLICY_MARKER, ensure_keys, ensure_policy, render_policy
+from bus.local._provisioning import POLICY_MARKER, ensure_keys, ensure_policy, render_policy
 from bus.policy import HANDLING_CODES, load_policy
 from bus.trust import TrustStore
 

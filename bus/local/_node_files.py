@@ -1,18 +1,22 @@
-"""The files and command line of one local Kafka node (``bus.local``'s node rendering)."""
+"""The files of one local Kafka node: its properties, its JVM command line, its formatted storage.
+
+Rendering is pure; :func:`prepare_node` writes the files into the node's folder and formats its
+KRaft storage on first start (a short ``StorageTool`` run, so it blocks: call it off the event
+loop).
+"""
 
 from __future__ import annotations
 
+import base64
+import subprocess
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
 
-if TYPE_CHECKING:
-    from bus.local import FederationSpec, Node
+from bus.errors import LocalClusterError
+from bus.local._spec import HOST, FederationSpec, Node
 
-__all__ = ["HOST", "java_command", "log4j_properties", "server_properties"]
-
-HOST: Final = "127.0.0.1"
-"""Every local node listens on loopback only."""
+__all__ = ["java_command", "log4j_properties", "prepare_node", "server_properties"]
 
 
 def server_properties(node: Node) -> str:
@@ -82,3 +86,40 @@ def java_command(java: Path, spec: FederationSpec, node: Node, main: Sequence[st
         f"{spec.jar_dir}/*",
         *main,
     ]
+
+
+def prepare_node(java: Path, spec: FederationSpec, node: Node) -> None:
+    """Write the node's files and format its storage on first start."""
+    node.log_file.parent.mkdir(parents=True, exist_ok=True)
+    node.properties_file.write_text(server_properties(node), encoding="utf-8")
+    node.log4j_file.write_text(log4j_properties(node), encoding="utf-8")
+    if (node.data_dir / "meta.properties").exists():
+        return
+    command = java_command(
+        java,
+        spec,
+        node,
+        [
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            _cluster_id(),
+            "-c",
+            str(node.properties_file),
+            "--standalone",
+        ],
+    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise LocalClusterError(
+            f"formatting the storage of {node.agency} failed (exit {result.returncode}): "
+            f"{(result.stdout + result.stderr).strip()[-500:]}"
+        )
+
+
+def _cluster_id() -> str:
+    # Kafka's Uuid as its tools print it: url-safe base64 of 16 random bytes, never leading '-'.
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not value.startswith("-"):
+            return value

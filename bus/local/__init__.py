@@ -1,0 +1,52 @@
+"""The local federation: one real single-node Apache Kafka cluster (KRaft) per agency.
+
+Each node is an independent cluster (its own cluster id, KRaft quorum and data) running as
+combined broker and controller on loopback ports. Agency ``i`` (0-based, in the order given)
+listens on ``base_port + 2*i`` (clients) and ``base_port + 2*i + 1`` (its controller).
+
+State lives under one home folder (``bus.config.default_home()``)::
+
+    local.toml                 the federation's shape: agencies, ports, heap (for later commands)
+    bus.toml                   the configuration every bus command reads (bus.config)
+    keys/                      a signing key per agency and trust.toml, made on first start
+    policy.toml                the release policy between the agencies
+    nodes/<agency>/            server.properties, log4j2.properties, node.pid
+    nodes/<agency>/data/       the KRaft metadata and topic logs (survive down/up)
+    nodes/<agency>/logs/       server.log (the broker's log) and console.log (the JVM's output)
+
+Keys are valid from a day before they were made (``bus.keyring.BACKDATE``), so that events
+written just before ``up`` still verify. Keys are never replaced; a later ``up`` with more
+agencies adds keys for the new ones, and rewrites the policy only if nobody edited it.
+
+Starting waits for an admin call to succeed on every node (never a sleep), then creates the bus
+topics. Stopping sends SIGTERM and waits, so Kafka shuts down cleanly; nothing is left running.
+A node is known only by the pid recorded in its ``node.pid``, checked against its command line,
+so one checkout or test run never stops another's nodes.
+
+The modules, each importing only those above it::
+
+    _install        Java 17+ and the Kafka jars (through Maven)
+    _provisioning   signing keys, trust store and the generated release policy
+    _spec           the federation's shape: spec, nodes, local.toml
+    _node_files     a node's server.properties, log4j2.properties, JVM command, storage
+    _processes      starting, finding, stopping a node's process
+    _federation     up, down, status, reset: topics and bus.toml
+"""
+
+from __future__ import annotations
+
+from bus.local._federation import down, iter_node_pids, reset, status, up
+from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
+
+__all__ = [
+    "DEFAULT_AGENCIES",
+    "FederationSpec",
+    "Node",
+    "NodeStatus",
+    "load_spec",
+    "up",
+    "down",
+    "status",
+    "reset",
+    "iter_node_pids",
+]

@@ -1,0 +1,288 @@
+"""The federation's operations: ``up``, ``down``, ``status``, ``reset``.
+
+``up`` provides keys and policy (``_provisioning``), prepares and starts the nodes that are not
+running (``_node_files``, ``_processes``), waits until every node answers an admin call (never a
+sleep), creates the bus topics and writes ``bus.toml``. ``up`` is async; everything blocking in it
+(Java and Maven, formatting storage, starting and stopping processes) runs in a worker thread, so
+the event loop keeps running. ``down`` and ``reset`` block until the nodes exited: from async
+code, call them with ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
+
+from bus.config import AgencySettings, Config, render_toml
+from bus.errors import LocalClusterError
+from bus.local._install import ensure_jars, find_java
+from bus.local._node_files import prepare_node
+from bus.local._processes import (
+    diagnose,
+    exit_status,
+    port_open,
+    recorded_pid,
+    rss_mib,
+    start,
+    stop,
+    tail,
+)
+from bus.local._provisioning import ensure_keys, ensure_policy
+from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
+
+__all__ = ["down", "iter_node_pids", "reset", "status", "up"]
+
+_STARTUP_TIMEOUT_S = 90.0
+
+Log = Callable[[str], None]
+T = TypeVar("T")
+
+
+# --- up -----------------------------------------------------------------------------------
+
+
+async def up(spec: FederationSpec, *, log: Log = lambda _: None) -> Config:
+    """Start every node that is not running, wait until all answer, create the bus topics.
+
+    Harmless when the federation already runs. Returns the configuration it wrote. When it
+    fails (or is cancelled), it stops the nodes that it started, and only those: nodes that
+    were running before keep running.
+    """
+    nodes = spec.nodes()
+    launched: list[tuple[Node, int]] = []
+    try:
+        pids = await _run_to_the_end(lambda: _launch(spec, nodes, launched, log))
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        cluster_ids = await _all(_wait_ready(node, pids[node.agency], deadline) for node in nodes)
+        await _all(_ensure_topics(spec, node) for node in nodes)
+    except BaseException:
+        # Leave nothing half-started behind a failed `up`.
+        await asyncio.to_thread(stop, launched, log=log)
+        raise
+    for node, cluster_id in zip(nodes, cluster_ids, strict=True):
+        log(f"{node.agency}: ready on {node.bootstrap} (cluster id {cluster_id})")
+    return await asyncio.to_thread(_write_config, spec)
+
+
+def _launch(
+    spec: FederationSpec, nodes: Sequence[Node], launched: list[tuple[Node, int]], log: Log
+) -> dict[str, int]:
+    """Provide keys and policy, start the nodes that are not running; each node's pid.
+
+    Blocking (Java, Maven, storage formatting). Each node it starts is appended to ``launched``
+    at once, so that a failure midway still knows what to stop.
+    """
+    java = find_java(spec.java_home)
+    ensure_jars(spec.jar_dir, log=log)
+    spec.home.mkdir(parents=True, exist_ok=True)
+    save_spec(spec)
+    ensure_keys(spec.keys_dir, spec.agencies, log=log)
+    ensure_policy(spec.policy_file, spec.agencies, log=log)
+    pids: dict[str, int] = {}
+    for node in nodes:
+        pid = recorded_pid(node)
+        if pid is not None:
+            log(f"{node.agency}: already running (pid {pid}) on {node.bootstrap}")
+        else:
+            prepare_node(java, spec, node)
+            pid = start(java, spec, node)
+            launched.append((node, pid))
+            log(f"{node.agency}: starting (pid {pid}) on {node.bootstrap}")
+        pids[node.agency] = pid
+    return pids
+
+
+async def _run_to_the_end(func: Callable[[], T]) -> T:
+    """``func()`` in a worker thread, waited for to its end even when the caller is cancelled.
+
+    A launch abandoned midway could go on to start a node that the failure path never hears of.
+    """
+    future = asyncio.get_running_loop().run_in_executor(None, func)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved here: the cancellation is what propagates
+        raise
+
+
+async def _all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Await all of them concurrently; on the first failure, cancel and await the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _wait_ready(node: Node, pid: int, deadline: float) -> str:
+    """Wait until the node answers an admin call; return its cluster id."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        status = exit_status(node, pid)
+        if status is not None:
+            raise LocalClusterError(
+                f"the Kafka node of {node.agency} (pid {pid}) exited during startup "
+                f"({status}): {diagnose(node)}. "
+                f"Log: {node.log_file} (JVM output: {node.console_file})\n"
+                f"{tail(node.console_file) or tail(node.log_file)}"
+            )
+        # A plain TCP probe first: aiokafka logs every refused connection at ERROR level.
+        if await port_open(node.broker_port):
+            admin = AIOKafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                cluster = await admin.describe_cluster()
+                return str(cluster["cluster_id"])
+            except (TimeoutError, KafkaError, OSError) as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            finally:
+                await admin.close()
+        await asyncio.sleep(0.2)
+    raise LocalClusterError(
+        f"the Kafka node of {node.agency} (pid {pid}) did not answer on {node.bootstrap} within "
+        f"{_STARTUP_TIMEOUT_S:.0f}s ({last_error}); see its log: {node.log_file}"
+    )
+
+
+# --- topics and configuration -----------------------------------------------------------
+
+
+async def _ensure_topics(spec: FederationSpec, node: Node) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    forever = {"retention.ms": "-1", "retention.bytes": "-1"}
+    wanted = [
+        NewTopic(spec.topics.events, spec.partitions, 1),
+        # The owner of the data must always be able to say what left and what was refused.
+        NewTopic(spec.topics.quarantine, 3, 1, topic_configs=forever),
+        NewTopic(spec.topics.audit, 3, 1, topic_configs=forever),
+    ]
+    admin = AIOKafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            response = await admin.create_topics(missing)
+            for name, code, *rest in response.topic_errors:
+                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (a concurrent up)
+                    message = rest[0] if rest else ""
+                    raise LocalClusterError(
+                        f"creating topic {name!r} on {node.agency} failed: error {code} {message}"
+                    )
+    finally:
+        await admin.close()
+
+
+def _write_config(spec: FederationSpec) -> Config:
+    keys = spec.keys_dir
+    policy = spec.policy_file
+    agencies = {}
+    for node in spec.nodes():
+        signing_key = keys / f"{node.agency}.key.pem"
+        trust = keys / "trust.toml"
+        agencies[node.agency] = AgencySettings(
+            name=node.agency,
+            bootstrap_servers=(node.bootstrap,),
+            signing_key=signing_key if signing_key.exists() else None,
+            trust_store=trust if trust.exists() else None,
+        )
+    config = Config(
+        path=spec.config_file,
+        agencies=agencies,
+        topics=spec.topics,
+        policy_file=policy if policy.exists() else None,
+    )
+    spec.config_file.write_text(
+        render_toml(
+            config,
+            header="The local federation's configuration, written by `bus local up`.\n"
+            "Every bus command reads it; edit it to point at other clusters.",
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+# --- down, reset, status -----------------------------------------------------------------
+
+
+def down(
+    spec: FederationSpec, *, log: Log = lambda _: None, only: Sequence[str] | None = None
+) -> None:
+    """Stop every node with SIGTERM and wait for it to exit (SIGKILL after a minute).
+
+    Only the processes recorded in the nodes' pid files are stopped. Blocking: from async code,
+    call it with ``asyncio.to_thread``.
+    """
+    targets: list[tuple[Node, int]] = []
+    for node in spec.nodes():
+        if only is not None and node.agency not in only:
+            continue
+        pid = recorded_pid(node)
+        if pid is None:
+            log(f"{node.agency}: not running")
+            node.pid_file.unlink(missing_ok=True)
+        else:
+            targets.append((node, pid))
+    stop(targets, log=log)
+
+
+def reset(spec: FederationSpec, *, log: Log = lambda _: None) -> None:
+    """Stop the federation and wipe its state: data, logs, keys and configuration (blocking)."""
+    down(spec, log=log)
+    if spec.home.exists():
+        shutil.rmtree(spec.home)
+        log(f"wiped {spec.home}")
+
+
+async def status(spec: FederationSpec) -> list[NodeStatus]:
+    """Each node's process, reachability, cluster id, topics and memory."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    result = []
+    for node in spec.nodes():
+        pid = recorded_pid(node)
+        if pid is None or not await port_open(node.broker_port):
+            result.append(NodeStatus(node=node, pid=pid, reachable=False))
+            continue
+        admin = AIOKafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+            topics = tuple(sorted(t for t in await admin.list_topics() if not t.startswith("__")))
+            result.append(
+                NodeStatus(
+                    node=node,
+                    pid=pid,
+                    reachable=True,
+                    cluster_id=str(cluster["cluster_id"]),
+                    topics=topics,
+                    rss_mib=rss_mib(pid),
+                )
+            )
+        except (TimeoutError, KafkaError, OSError):
+            result.append(NodeStatus(node=node, pid=pid, reachable=False, rss_mib=rss_mib(pid)))
+        finally:
+            await admin.close()
+    return result
+
+
+def iter_node_pids(spec: FederationSpec) -> Iterator[tuple[Node, int]]:
+    """Each running node of the federation and its recorded pid (for tests that inject faults)."""
+    for node in spec.nodes():
+        pid = recorded_pid(node)
+        if pid is not None:
+            yield node, pid

@@ -1,0 +1,57 @@
+"""``bus.local._node_files`` without a broker: a node's properties and JVM command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bus import local
+from bus.local._node_files import java_command, log4j_properties, server_properties
+
+
+def _spec(tmp_path: Path, **fields: object) -> local.FederationSpec:
+    return local.FederationSpec(home=tmp_path, **fields)  # type: ignore[arg-type]  # test input
+
+
+def _properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_server_properties_are_a_combined_kraft_node_with_rf_1_and_no_auto_create(
+    tmp_path: Path,
+) -> None:
+    node = _spec(tmp_path, base_port=20000).nodes()[1]
+    props = _properties(server_properties(node))
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:20003"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:20002,CONTROLLER://127.0.0.1:20003"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:20002"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["log.dirs"] == str(node.data_dir)
+    for key in (
+        "default.replication.factor",
+        "min.insync.replicas",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+    ):
+        assert props[key] == "1", key
+
+
+def test_log4j_writes_to_the_nodes_log_file_only(tmp_path: Path) -> None:
+    node = _spec(tmp_path).nodes()[0]
+    props = _properties(log4j_properties(node))
+    assert props["appender.file.fileName"] == str(node.log_file)
+    assert props["rootLogger.appenderRef.file.ref"] == "FILE"
+    assert "Console" not in log4j_properties(node)
+
+
+def test_java_command_bounds_the_heap_and_uses_the_jar_folder(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, heap_mb=384, jars=tmp_path / "lib")
+    node = spec.nodes()[0]
+    command = java_command(Path("/usr/bin/java"), spec, node, ["kafka.Kafka", "x.properties"])
+    assert command[0] == "/usr/bin/java"
+    assert "-Xmx384m" in command
+    assert "-Xms256m" in command
+    assert command[command.index("-cp") + 1] == f"{tmp_path / 'lib'}/*"
+    assert command[-2:] == ["kafka.Kafka", "x.properties"]
