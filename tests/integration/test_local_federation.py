@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -88,7 +89,7 @@ async def test_records_survive_down_then_up_and_a_second_up_is_harmless(
         values = [f"kept-{i}".encode() for i in range(20)]
         await produce(bootstrap, config.topics.events, values, partition=0)
 
-        local.down(lone_spec)
+        await asyncio.to_thread(local.down, lone_spec)
         assert list(local.iter_node_pids(lone_spec)) == []
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", lone_spec.base_port)) != 0
@@ -97,7 +98,7 @@ async def test_records_survive_down_then_up_and_a_second_up_is_harmless(
         records = await consume_all(bootstrap, config.topics.events, expected=len(values))
         assert [r.value for r in records] == values
     finally:
-        local.down(lone_spec)
+        await asyncio.to_thread(local.down, lone_spec)
     assert list(local.iter_node_pids(lone_spec)) == []
 
 
@@ -108,6 +109,27 @@ async def test_a_taken_port_fails_with_the_port_named(lone_spec: local.Federatio
         with pytest.raises(LocalClusterError, match=rf"port {lone_spec.base_port} .*in use"):
             await local.up(lone_spec)
     assert list(local.iter_node_pids(lone_spec)) == []
+
+
+async def test_a_failed_up_stops_only_the_nodes_it_started(lone_spec: local.FederationSpec) -> None:
+    """Adding an agency whose port is taken fails; the node that was running keeps running."""
+    spec = replace(lone_spec, base_port=free_base_port(4))
+    grown = replace(spec, agencies=("lone", "late"))
+    late = grown.nodes()[1]
+    try:
+        config = await local.up(spec)
+        [(_, pid)] = list(local.iter_node_pids(spec))
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", late.broker_port))
+            squatter.listen()
+            with pytest.raises(LocalClusterError, match=rf"port {late.broker_port} .*in use"):
+                await local.up(grown)
+        assert [p for _, p in local.iter_node_pids(grown)] == [pid]
+        bootstrap = config.agency("lone").bootstrap_servers[0]
+        assert config.topics.events in await _topics(bootstrap)
+    finally:
+        await asyncio.to_thread(local.down, grown)
+    assert list(local.iter_node_pids(grown)) == []
 
 
 async def test_a_missing_java_fails_with_the_fix_named(lone_spec: local.FederationSpec) -> None:
