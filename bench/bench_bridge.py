@@ -526,10 +526,10 @@ class Bench:
         finally:
             stop.set()
             for child in children:
-                child.join(60)
+                await asyncio.to_thread(child.join, 60)
                 if child.is_alive():
                     child.terminate()
-                    child.join(10)
+                    await asyncio.to_thread(child.join, 10)
 
     # 1e
     async def mirrormaker(self, name: str) -> float:
@@ -540,7 +540,7 @@ class Bench:
         properties.write_text(_mm2_properties(self.src, self.dst, topic), encoding="utf-8")
         log4j = folder / "log4j2.properties"
         log4j.write_text(_MM2_LOG4J.format(log=folder / "mm2.log"), encoding="utf-8")
-        java = find_java(java_home())
+        java = await asyncio.to_thread(find_java, java_home())
         command = [
             str(java),
             "-Xmx512m",
@@ -572,10 +572,10 @@ class Bench:
             await consumer.stop()
             process.terminate()
             try:
-                process.wait(30)
+                await asyncio.to_thread(process.wait, 30)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait(10)
+                await asyncio.to_thread(process.wait, 10)
 
     # 2
     async def latency(self, name: str, rate: float, *, replicator: bool) -> None:
@@ -643,10 +643,10 @@ class Bench:
             stop.set()
             for process in (publisher, child):
                 if process is not None:
-                    process.join(60)
+                    await asyncio.to_thread(process.join, 60)
                     if process.is_alive():
                         process.terminate()
-                        process.join(10)
+                        await asyncio.to_thread(process.join, 10)
         latencies.sort()
         if not latencies:
             print(f"  {name:20} {rate:>6,.0f}/s  no event arrived")
