@@ -164,5 +164,5 @@ async def consume_all(
 
 
 def state_dir_marker() -> str:
-    """A string in every test federation's path, so CI can find its leftovers."""
+    """A string in every test federation's path, so a person can tell its nodes apart in ``ps``."""
     return "exchange-bus-test"
