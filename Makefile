@@ -40,6 +40,7 @@ check: install
 	$(BIN)/ruff check bus tests bench
 	$(BIN)/ruff format --check bus tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test: check kafka
 	$(BIN)/pytest
@@ -60,4 +61,4 @@ bench: kafka
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis

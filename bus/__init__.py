@@ -1,13 +1,15 @@
 """Exchange Bus: signed, Avro-encoded intelligence events across agencies' Kafka clusters.
 
-Layers, lowest first (a module imports only from layers below it):
+Layers, lowest first (a module imports only from layers below it; the import-linter contracts
+in ``pyproject.toml`` hold the code to this, and ``make check`` runs them):
 
 1. ``errors``: the exception tree.
-2. pure core, no Kafka: ``codec``, ``signing``, ``trust``, ``envelope``, ``events``, ``policy``.
-3. ``config``: the federation's configuration file.
-4. transport on aiokafka: publisher, subscriber, quarantine.
-5. ``bridge``: the Faust worker that replicates released events between clusters.
-6. ``local``: real Kafka nodes on this machine; ``cli``: the ``bus`` command.
+2. pure core, no Kafka: ``codec``, ``signing``, ``trust``, ``envelope``, ``events``,
+   ``policy``, ``audit``, ``headers``, ``records``; ``config``, the federation's settings.
+3. transport on aiokafka: ``_kafka`` (client options, error translation), ``metrics``,
+   ``publisher``, ``subscriber``, ``quarantine``.
+4. ``bridge``: the Faust worker that replicates released events between clusters.
+5. ``local``: real Kafka nodes on this machine; ``cli``: the ``bus`` command.
 """
 
 import importlib
@@ -34,6 +36,7 @@ from bus.errors import (
     OversizedRecord,
     PolicyError,
     PublishError,
+    QuarantineRecordError,
     RecordRejected,
     SchemaError,
     TransportError,
@@ -46,6 +49,7 @@ from bus.errors import (
 from bus.events import from_json, template, to_json, validate
 from bus.keyring import generate_agency_key
 from bus.policy import Decision, Policy, ReleaseRequest, Rule, load_policy
+from bus.records import QuarantinedRecord, read_quarantined
 from bus.signing import PublicKey, SigningKey
 from bus.trust import TrustedKey, TrustStore
 
@@ -60,13 +64,11 @@ _TRANSPORT = {
     "open_subscriber": "bus.subscriber",
     "run_subscriber": "bus.subscriber",
     "Quarantine": "bus.quarantine",
-    "QuarantinedRecord": "bus.quarantine",
-    "read_quarantined": "bus.quarantine",
 }
 
 if TYPE_CHECKING:
     from bus.publisher import Published, Publisher, open_publisher
-    from bus.quarantine import Quarantine, QuarantinedRecord, read_quarantined
+    from bus.quarantine import Quarantine
     from bus.subscriber import Delivery, Rejection, Subscriber, open_subscriber, run_subscriber
 
 
@@ -108,6 +110,9 @@ __all__ = [
     "audit_record",
     "decode_audit_record",
     "encode_audit_record",
+    # records read back from the quarantine topic
+    "QuarantinedRecord",
+    "read_quarantined",
     # transport (publisher, subscriber, quarantine): imported on first use
     "Published",
     "Publisher",
@@ -118,8 +123,6 @@ __all__ = [
     "open_subscriber",
     "run_subscriber",
     "Quarantine",
-    "QuarantinedRecord",
-    "read_quarantined",
     # configuration
     "AgencySettings",
     "Config",
@@ -135,6 +138,7 @@ __all__ = [
     "PublishError",
     "EventError",
     "SchemaError",
+    "QuarantineRecordError",
     "RecordRejected",
     "WireError",
     "TruncatedRecord",

@@ -80,28 +80,16 @@ class TopicSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgencySettings:
-    """How to reach one agency's cluster, and where its keys are."""
+    """How to reach one agency's cluster, and where its keys are.
+
+    Plain data: ``bus._kafka.client_options`` turns it into aiokafka arguments.
+    """
 
     name: str
     bootstrap_servers: tuple[str, ...]
     tls: TlsSettings | None = None
     signing_key: Path | None = None
     trust_store: Path | None = None
-
-    def kafka_options(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka clients of this cluster (servers and security)."""
-        options: dict[str, Any] = {"bootstrap_servers": list(self.bootstrap_servers)}
-        if self.tls is not None:
-            # Imported here: ssl context creation is the transport's business, not the config's.
-            from aiokafka.helpers import create_ssl_context
-
-            options["security_protocol"] = "SSL"
-            options["ssl_context"] = create_ssl_context(
-                cafile=str(self.tls.ca_file),
-                certfile=str(self.tls.cert_file),
-                keyfile=str(self.tls.key_file),
-            )
-        return options
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,9 +7,13 @@
     │   └── PolicyError             a release-policy file is invalid
     ├── LocalClusterError           a local Kafka node could not be installed, started or stopped
     ├── TransportError              Kafka could not be reached or refused a request
-    │   └── PublishError            the cluster did not take an event
+    │   ├── PublishError            the cluster did not take an event
+    │   └── TxFailed                (bridge) a transaction failed or its outcome is unknown
+    │       └── Fenced              (bridge) another producer took over the transactional id
     ├── EventError                  an event (JSON or decoded) breaks the event model
     ├── SchemaError                 a schema is invalid, or an evolution is incompatible
+    ├── CheckpointError             (bridge) a checkpoint record cannot be trusted
+    ├── QuarantineRecordError       a record of the quarantine topic is not a quarantine record
     └── RecordRejected              a record on a topic cannot be accepted: it goes to quarantine
         ├── WireError               its bytes are not a record of ours
         │   ├── TruncatedRecord
@@ -17,18 +21,27 @@
         │   ├── BadMarker
         │   ├── UnknownFingerprint
         │   └── MalformedDatum
-        └── VerificationError       its signature does not make it trustworthy
-            ├── BadSignature
-            ├── UnknownKey
-            ├── KeyAgencyMismatch   a key of one agency signed for another (origin spoofing)
-            ├── KeyNotValid         the key was not valid when the event was created
-            ├── KeyRevoked
-            └── EventRejected       verified, but the event itself is unacceptable
+        ├── VerificationError       its signature does not make it trustworthy
+        │   ├── BadSignature
+        │   ├── UnknownKey
+        │   ├── KeyAgencyMismatch   a key of one agency signed for another (origin spoofing)
+        │   ├── KeyNotValid         the key was not valid when the event was created
+        │   └── KeyRevoked
+        └── EventRejected           verified, but the event itself is unacceptable
 
 Every ``RecordRejected`` carries a stable ``reason`` code: it is the value of the quarantine
 header ``bus_reason`` and the ``reason`` label of the quarantine metrics. Messages say what
 happened and where (topic/partition/offset, key id, file and key) and what to do; they never
-contain key material or payload contents.
+contain key material, payload contents or other values read off the wire (they name the field
+instead, or give a type and a length).
+
+The errors marked (bridge) are the bridge's own: its replicator handles them (it reopens the
+log, or stops at a checkpoint it cannot trust), so ``bus`` does not re-export them. aiokafka's
+errors become a ``TransportError`` at the boundary (``bus._kafka``).
+
+A mistake in the calling code (an argument out of range, a naive datetime, a closed publisher)
+is Python's own ``ValueError``, ``TypeError`` or ``RuntimeError`` naming the parameter: a bug
+to fix, not a condition to handle, as in the standard library.
 """
 
 from __future__ import annotations
@@ -42,8 +55,12 @@ __all__ = [
     "LocalClusterError",
     "TransportError",
     "PublishError",
+    "TxFailed",
+    "Fenced",
     "EventError",
     "SchemaError",
+    "CheckpointError",
+    "QuarantineRecordError",
     "RecordRejected",
     "WireError",
     "TruncatedRecord",
@@ -85,12 +102,31 @@ class PublishError(TransportError):
     """The cluster did not take an event; it was not published."""
 
 
+class TxFailed(TransportError):
+    """A bridge transaction failed or its outcome is unknown; reopen the log before writing
+    again (the checkpoint read on reopening tells whether the commit landed)."""
+
+
+class Fenced(TxFailed):
+    """Another producer with the same transactional id took over (or the transaction timed
+    out on the broker): this producer must never write again."""
+
+
 class EventError(BusError):
     """An event breaks the event model (missing or mistyped field, unknown symbol, bad uuid)."""
 
 
 class SchemaError(BusError):
     """A schema is invalid, or a schema change is not FULL_TRANSITIVE compatible."""
+
+
+class CheckpointError(BusError):
+    """A bridge checkpoint record is not one, or holds an impossible offset: the bridge stops
+    rather than guess where to resume; the message names the checkpoint topic and offset."""
+
+
+class QuarantineRecordError(BusError):
+    """A record of the quarantine topic lacks its reason headers or has a malformed one."""
 
 
 class RecordRejected(BusError):
@@ -171,7 +207,8 @@ class KeyRevoked(VerificationError):
     reason: ClassVar[str] = "key-revoked"
 
 
-class EventRejected(VerificationError):
-    """The signature verified, but the event itself is unacceptable (e.g. a replay)."""
+class EventRejected(RecordRejected):
+    """The signature verified, but the event itself is unacceptable (e.g. a replay, or fields
+    the release policy cannot decide on): not a verification failure."""
 
     reason: ClassVar[str] = "event-rejected"

@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from bus import envelope, events
+from bus._kafka import client_options, describe, translated
 from bus.config import Config
 from bus.errors import ConfigError, EventError, PublishError, TransportError
 from bus.headers import event_headers
@@ -155,7 +156,7 @@ class Publisher:
     def _error(self, event_id: str, exc: BaseException) -> TransportError:
         return PublishError(
             f"topic {self.topic} on {self.agency}'s cluster did not take event {event_id}: "
-            f"{type(exc).__name__}: {exc}"
+            f"{describe(exc)}"
         )
 
     async def publish(self, event: Mapping[str, Any]) -> Published:
@@ -241,26 +242,26 @@ async def open_publisher(
     topic = topic or config.topics.events
     try:
         producer = AIOKafkaProducer(
-            **settings.kafka_options(),
+            **client_options(settings, client_id=f"bus-publisher-{agency}"),
             acks="all",
             enable_idempotence=True,
             compression_type=compression,
             linger_ms=linger_ms,
             max_batch_size=max_batch_bytes,
             request_timeout_ms=request_timeout_ms,
-            client_id=f"bus-publisher-{agency}",
         )
     except (AssertionError, RuntimeError, ValueError) as exc:
         # aiokafka checks codec availability and option ranges in the constructor.
         raise ConfigError(f"publisher options for {agency}: {exc}") from exc
     try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise TransportError(
+        with translated(
             f"cannot connect a publisher to {agency}'s cluster at "
-            f"{', '.join(settings.bootstrap_servers)}: {type(exc).__name__}: {exc}"
-        ) from exc
+            f"{', '.join(settings.bootstrap_servers)}"
+        ):
+            await producer.start()
+    except TransportError:
+        await producer.stop()
+        raise
     publisher = Publisher(
         producer,
         agency=agency,

@@ -1,61 +1,40 @@
-"""The quarantine: where records that cannot be accepted go, with the reason, never dropped.
+"""The quarantine writer: where records that cannot be accepted go, with the reason, never dropped.
 
 ``Quarantine.put(record, error)`` writes a rejected record to the quarantine topic
 (``bus.quarantine``) of the cluster the given producer talks to, and returns only once the
-cluster has acknowledged it: a consumer commits past the rejected record only after that. The
-quarantine record keeps the original key, value bytes, timestamp and headers and adds the
-reason headers of ``bus.headers`` (reason code, message, source topic/partition/offset, time,
-and who quarantined it).
+cluster has acknowledged it: a consumer commits past the rejected record only after that. What
+it writes is ``bus.records.quarantine_copy``: the original key, value bytes, timestamp and
+headers, plus the reason headers.
 
-``read_quarantined(record)`` reads a record of the quarantine topic back into a
-``QuarantinedRecord`` (for ``bus tail`` and tests).
+Reading the quarantine back (``read_quarantined``, ``QuarantinedRecord``) is pure and lives in
+``bus.records``; both names are re-exported here, where users of ``bus.quarantine`` found them.
 
-The quarantine is independent of the subscriber: the bridge uses it too.
+The quarantine is independent of the subscriber: the bridge writes the same records (in its
+own transactions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
-from bus import headers as h
+from bus._kafka import translated
 from bus.errors import PublishError, RecordRejected
 from bus.metrics import QuarantineMetrics
+from bus.records import QuarantinedRecord, SourceRecord, quarantine_copy, read_quarantined
 
 __all__ = [
-    "SourceRecord",
     "Quarantined",
     "Quarantine",
-    "QuarantineCopy",
-    "quarantine_copy",
+    # re-exported from bus.records
     "QuarantinedRecord",
     "read_quarantined",
 ]
-
-
-class SourceRecord(Protocol):
-    """What the quarantine needs of a rejected record (aiokafka's ``ConsumerRecord`` has it)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Iterable[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,16 +99,15 @@ class Quarantine:
         original stays in the source topic for its retention. Raises ``PublishError`` naming the
         source record if the cluster does not take it: then the caller must not commit past it.
         """
-        try:
+        with translated(
+            f"could not quarantine {record.topic}/{record.partition}@{record.offset} "
+            f"({error.reason}) to topic {self.topic}",
+            error=PublishError,
+        ):
             try:
                 metadata = await self._send(record, error, omit_value=False)
             except MessageSizeTooLargeError:
                 metadata = await self._send(record, error, omit_value=True)
-        except KafkaError as exc:
-            raise PublishError(
-                f"could not quarantine {record.topic}/{record.partition}@{record.offset} "
-                f"({error.reason}) to topic {self.topic}: {type(exc).__name__}: {exc}"
-            ) from exc
         self._metrics.quarantined.labels(self._agency, record.topic, error.reason).inc()
         return Quarantined(
             reason=error.reason,
@@ -140,117 +118,3 @@ class Quarantine:
             partition=metadata.partition,
             offset=metadata.offset,
         )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QuarantineCopy:
-    """What goes to the quarantine topic for one rejected record."""
-
-    key: bytes | None
-    value: bytes | None = field(repr=False)
-    timestamp_ms: int | None
-    headers: list[tuple[str, bytes]] = field(repr=False)
-
-
-def quarantine_copy(
-    record: SourceRecord,
-    error: RecordRejected,
-    *,
-    quarantined_at: datetime,
-    consumer: str | None,
-    omit_value: bool,
-) -> QuarantineCopy:
-    """The quarantine record of ``record``: its key, value (unless ``omit_value``, then
-    ``bus_value_omitted`` gives the size), timestamp and headers, plus the reason headers."""
-    value = None if omit_value else record.value
-    headers = h.quarantine_headers(
-        record.headers,
-        reason=error.reason,
-        error=str(error),
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        quarantined_at=quarantined_at,
-        consumer=consumer,
-        value_omitted=len(record.value or b"") if omit_value else None,
-    )
-    # A record with neither key nor value (possible on the wire) still needs a record here.
-    key = record.key if record.key is not None or value is not None else b""
-    timestamp = record.timestamp if record.timestamp >= 0 else None
-    return QuarantineCopy(key=key, value=value, timestamp_ms=timestamp, headers=headers)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QuarantinedRecord:
-    """A record read from the quarantine topic, with its reason headers parsed."""
-
-    reason: str
-    error: str
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    quarantined_at: datetime
-    consumer: str | None
-    value_omitted: int | None
-    """The original value's size when it was too large to copy (then ``value`` is None)."""
-    key: bytes | None = field(repr=False)
-    value: bytes | None = field(repr=False)
-    timestamp: int
-    original_headers: tuple[tuple[str, bytes], ...] = field(repr=False)
-    """The rejected record's headers, renamed back if they were prefixed."""
-    topic: str
-    partition: int
-    offset: int
-    """Where this quarantine record is."""
-
-
-def read_quarantined(record: SourceRecord) -> QuarantinedRecord:
-    """Parse a quarantine record; ``ValueError`` naming the record if a reason header is wrong."""
-    where = f"{record.topic}/{record.partition}@{record.offset}"
-    values: dict[str, str] = {}
-    original: list[tuple[str, bytes]] = []
-    for name, value in record.headers or ():
-        if name in h.QUARANTINE_HEADERS:
-            try:
-                values[name] = value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError(f"{where}: header {name} is not UTF-8") from None
-        elif name.removeprefix(h.ORIGINAL_PREFIX) in h.QUARANTINE_HEADERS:
-            original.append((name.removeprefix(h.ORIGINAL_PREFIX), value))
-        else:
-            original.append((name, value))
-    required = (
-        h.REASON,
-        h.ERROR,
-        h.SOURCE_TOPIC,
-        h.SOURCE_PARTITION,
-        h.SOURCE_OFFSET,
-        h.QUARANTINED_AT,
-    )
-    missing = [name for name in required if name not in values]
-    if missing:
-        raise ValueError(f"{where}: not a quarantine record, headers missing: {missing}")
-    try:
-        partition = int(values[h.SOURCE_PARTITION])
-        offset = int(values[h.SOURCE_OFFSET])
-        quarantined_at = datetime.fromisoformat(values[h.QUARANTINED_AT])
-        omitted = int(values[h.VALUE_OMITTED]) if h.VALUE_OMITTED in values else None
-    except ValueError as exc:
-        raise ValueError(f"{where}: malformed quarantine header: {exc}") from None
-    return QuarantinedRecord(
-        reason=values[h.REASON],
-        error=values[h.ERROR],
-        source_topic=values[h.SOURCE_TOPIC],
-        source_partition=partition,
-        source_offset=offset,
-        quarantined_at=quarantined_at,
-        consumer=values.get(h.CONSUMER),
-        value_omitted=omitted,
-        key=record.key,
-        value=record.value,
-        timestamp=record.timestamp,
-        original_headers=tuple(original),
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-    )

@@ -50,11 +50,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry
 
 from bus import envelope
+from bus._kafka import client_options, translated
 from bus.config import Config
 from bus.envelope import VerifiedEvent
 from bus.errors import ConfigError, RecordRejected, TransportError, TruncatedRecord
 from bus.metrics import SubscriberMetrics
-from bus.quarantine import Quarantine, Quarantined, SourceRecord
+from bus.quarantine import Quarantine, Quarantined
+from bus.records import SourceRecord
 from bus.trust import KeyResolver, TrustStore
 
 __all__ = [
@@ -214,18 +216,16 @@ class Subscriber:
         self._handled.clear()
         if not offsets:
             return
-        try:
-            await self._consumer.commit(offsets)
-        except CommitFailedError:
-            # The group rebalanced under us: the partitions' new owners re-deliver from the
-            # last commit (at-least-once); nothing is lost.
-            return
-        except KafkaError as exc:
-            where = ", ".join(f"{tp.topic}/{tp.partition}@{o}" for tp, o in offsets.items())
-            raise TransportError(
-                f"group {self.group_id} on {self.agency}'s cluster could not commit {where}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        where = ", ".join(f"{tp.topic}/{tp.partition}@{o}" for tp, o in offsets.items())
+        with translated(
+            f"group {self.group_id} on {self.agency}'s cluster could not commit {where}"
+        ):
+            try:
+                await self._consumer.commit(offsets)
+            except CommitFailedError:
+                # The group rebalanced under us: the partitions' new owners re-deliver from the
+                # last commit (at-least-once); nothing is lost.
+                return
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Still a member with these partitions: commit what was handled of them, then forget
@@ -245,13 +245,9 @@ class Subscriber:
         )
 
     async def _fetch(self) -> None:
-        try:
+        topics = ", ".join(sorted(self._consumer.subscription() or ()))
+        with translated(f"reading {topics} on {self.agency}'s cluster failed"):
             batch = await self._consumer.getmany(timeout_ms=1000, max_records=self._max_records)
-        except KafkaError as exc:
-            raise TransportError(
-                f"reading {', '.join(sorted(self._consumer.subscription() or ()))} on "
-                f"{self.agency}'s cluster failed: {type(exc).__name__}: {exc}"
-            ) from exc
         for records in batch.values():
             self._buffer.extend(records)
 
@@ -381,12 +377,10 @@ async def open_subscriber(
     topics = tuple(topics or (config.topics.events,))
     if quarantine is None:
         quarantine = group_id is not None
-    options = settings.kafka_options()
     async with AsyncExitStack() as stack:
         consumer = AIOKafkaConsumer(
-            **options,
+            **client_options(settings, client_id=f"bus-subscriber-{agency}"),
             group_id=group_id,
-            client_id=f"bus-subscriber-{agency}",
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
@@ -394,29 +388,29 @@ async def open_subscriber(
         )
         quarantine_writer = None
         try:
-            if quarantine:
-                producer = AIOKafkaProducer(
-                    **options,
-                    acks="all",
-                    enable_idempotence=True,
-                    client_id=f"bus-quarantine-{agency}",
-                )
-                stack.push_async_callback(producer.stop)
-                await producer.start()
-                quarantine_writer = Quarantine(
-                    producer,
-                    topic=config.topics.quarantine,
-                    agency=agency,
-                    consumer=group_id,
-                    registry=registry,
-                )
-            await consumer.start()
-        except KafkaError as exc:
-            await consumer.stop()
-            raise TransportError(
+            with translated(
                 f"cannot connect a subscriber to {agency}'s cluster at "
-                f"{', '.join(settings.bootstrap_servers)}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"{', '.join(settings.bootstrap_servers)}"
+            ):
+                if quarantine:
+                    producer = AIOKafkaProducer(
+                        **client_options(settings, client_id=f"bus-quarantine-{agency}"),
+                        acks="all",
+                        enable_idempotence=True,
+                    )
+                    stack.push_async_callback(producer.stop)
+                    await producer.start()
+                    quarantine_writer = Quarantine(
+                        producer,
+                        topic=config.topics.quarantine,
+                        agency=agency,
+                        consumer=group_id,
+                        registry=registry,
+                    )
+                await consumer.start()
+        except TransportError:
+            await consumer.stop()
+            raise
         subscriber = Subscriber(
             consumer,
             agency=agency,
@@ -432,16 +426,11 @@ async def open_subscriber(
         # Closing order: the subscriber (stop fetching, commit, close the consumer) first, then
         # the quarantine producer (flushed by stop): the stack unwinds in reverse.
         stack.push_async_callback(subscriber.aclose)
-        try:
+        with translated(f"cannot read {', '.join(topics)} on {agency}'s cluster"):
             if group_id is None:
                 await assign_all(consumer, topics, agency, from_beginning=from_beginning)
             else:
                 consumer.subscribe(list(topics), listener=_Listener(subscriber))
-        except KafkaError as exc:
-            raise TransportError(
-                f"cannot read {', '.join(topics)} on {agency}'s cluster: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
         yield subscriber
 
 

@@ -71,9 +71,15 @@ class TrustedKey:
                 f"{format_time(self.revoked_at)}; no event signed with it is accepted"
             )
         if agency != self.agency:
+            # The origin came off the wire: named only when it is an agency id at all.
+            origin = (
+                repr(agency)
+                if AGENCY_ID.match(agency)
+                else f"not an agency id ({len(agency)} characters)"
+            )
             raise KeyAgencyMismatch(
                 f"key {self.key_id} belongs to {self.agency!r} but the event's origin is "
-                f"{agency!r}: a key can only sign for its own agency"
+                f"{origin}: a key can only sign for its own agency"
             )
         if created_at < self.not_before or (
             self.not_after is not None and created_at >= self.not_after

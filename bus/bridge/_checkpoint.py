@@ -15,9 +15,12 @@ Value: compact JSON ``{"next_offset": N, "bridge_id": "...", "written_at": "RFC 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from bus.errors import CheckpointError
 
 __all__ = [
     "Checkpoint",
@@ -26,6 +29,8 @@ __all__ = [
     "checkpoint_topic",
     "transactional_id",
 ]
+
+_T = TypeVar("_T")
 
 
 def checkpoint_topic(source: str, topic: str) -> str:
@@ -68,16 +73,28 @@ class Checkpoint:
 
     @classmethod
     def decode(cls, value: bytes, *, where: str) -> Checkpoint:
-        """Read a checkpoint value; ``ValueError`` naming ``where`` if it is not one."""
+        """Read a checkpoint value; ``CheckpointError`` naming ``where`` and the field if it is
+        not one (never the value: whoever can write the topic chose it)."""
         try:
             raw: Any = json.loads(value)
-            checkpoint = cls(
-                next_offset=int(raw["next_offset"]),
-                bridge_id=str(raw["bridge_id"]),
-                written_at=datetime.fromisoformat(raw["written_at"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{where}: not a bridge checkpoint ({exc})") from None
-        if checkpoint.next_offset < 0:
-            raise ValueError(f"{where}: negative next_offset {checkpoint.next_offset}")
-        return checkpoint
+        except ValueError:
+            raise CheckpointError(
+                f"{where}: not a bridge checkpoint (not JSON, {len(value)} bytes)"
+            ) from None
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{where}: not a bridge checkpoint (not a JSON object)")
+        next_offset = _field(raw, "next_offset", int, where)
+        bridge_id = _field(raw, "bridge_id", str, where)
+        written_at = _field(raw, "written_at", datetime.fromisoformat, where)
+        if next_offset < 0:
+            raise CheckpointError(f"{where}: next_offset is negative")
+        return cls(next_offset=next_offset, bridge_id=bridge_id, written_at=written_at)
+
+
+def _field(raw: dict[str, Any], name: str, parse: Callable[[Any], _T], where: str) -> _T:
+    if name not in raw:
+        raise CheckpointError(f"{where}: not a bridge checkpoint ({name} missing)")
+    try:
+        return parse(raw[name])
+    except (ValueError, TypeError):
+        raise CheckpointError(f"{where}: not a bridge checkpoint ({name} is malformed)") from None

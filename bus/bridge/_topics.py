@@ -6,6 +6,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bus._kafka import client_options
 from bus.bridge._checkpoint import audit_checkpoint_topic, checkpoint_topic
 from bus.bridge.settings import BridgeSettings
 from bus.errors import TransportError
@@ -28,7 +29,7 @@ async def ensure_topics(s: BridgeSettings) -> dict[str, int]:
     checkpoints; on the source: the audit checkpoints. Returns the partition counts of the
     source's audit and quarantine topics.
     """
-    source_admin = AIOKafkaAdminClient(**s.source.kafka_options())
+    source_admin = AIOKafkaAdminClient(**client_options(s.source))
     await source_admin.start()
     try:
         described = await source_admin.describe_topics(list(s.source_topics))
@@ -60,7 +61,7 @@ async def ensure_topics(s: BridgeSettings) -> dict[str, int]:
         )
     finally:
         await source_admin.close()
-    dest_admin = AIOKafkaAdminClient(**s.destination.kafka_options())
+    dest_admin = AIOKafkaAdminClient(**client_options(s.destination))
     await dest_admin.start()
     try:
         wanted = []

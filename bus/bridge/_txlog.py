@@ -24,13 +24,12 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from bus._kafka import RETRYABLE, client_options, describe
 from bus.bridge._checkpoint import Checkpoint
 from bus.config import AgencySettings
-from bus.errors import TransportError
+from bus.errors import Fenced, TransportError, TxFailed
 
-__all__ = ["Fenced", "Outgoing", "TxFailed", "TxLog"]
-
-RETRYABLE = (KafkaError, TransportError, TimeoutError, OSError)
+__all__ = ["Outgoing", "TxLog"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,15 +42,6 @@ class Outgoing:
     partition: int | None = None
     timestamp_ms: int | None = None
     headers: Sequence[tuple[str, bytes]] = ()
-
-
-class TxFailed(Exception):
-    """A transaction failed or its outcome is unknown; reopen the log before writing again."""
-
-
-class Fenced(TxFailed):
-    """Another producer with the same transactional id took over (or the transaction timed
-    out on the broker): this producer must never write again."""
 
 
 class TxLog:
@@ -94,8 +84,7 @@ class TxLog:
             max_batch_size=512 * 1024,
             transaction_timeout_ms=self._transaction_timeout_ms,
             request_timeout_ms=int(self._timeout_s * 1000),
-            client_id=self._client_id,
-            **self.cluster.kafka_options(),
+            **client_options(self.cluster, client_id=self._client_id),
         )
         self._producer = producer
         await asyncio.wait_for(producer.start(), self._timeout_s)
@@ -139,7 +128,7 @@ class TxLog:
         except (KafkaError, TimeoutError) as exc:
             raise TxFailed(
                 f"transaction up to source offset {next_offset - 1} with checkpoint "
-                f"{self.where} failed or has an unknown outcome: {type(exc).__name__}: {exc}"
+                f"{self.where} failed or has an unknown outcome: {describe(exc)}"
             ) from exc
 
     async def _read_checkpoint(self) -> int:
@@ -150,7 +139,7 @@ class TxLog:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=int(self._timeout_s * 1000),
-            **self.cluster.kafka_options(),
+            **client_options(self.cluster),
         )
         await asyncio.wait_for(reader.start(), self._timeout_s)
         try:

@@ -17,7 +17,7 @@ from bus.bridge._hops import path_of
 from bus.envelope import open_
 from bus.errors import EventError, EventRejected, RecordRejected, TruncatedRecord
 from bus.policy import Decision, ReleasePolicy, ReleaseRequest
-from bus.quarantine import SourceRecord
+from bus.records import SourceRecord
 from bus.trust import KeyResolver
 
 __all__ = ["Outcome", "Verdict", "judge"]

@@ -39,6 +39,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from bus._kafka import RETRYABLE, client_options
 from bus.bridge._checkpoint import (
     audit_checkpoint_topic,
     checkpoint_key,
@@ -48,11 +49,12 @@ from bus.bridge._checkpoint import (
 from bus.bridge._hops import forwarded_headers
 from bus.bridge._metrics import BridgeMetrics
 from bus.bridge._topics import ensure_topics
-from bus.bridge._txlog import RETRYABLE, Fenced, Outgoing, TxFailed, TxLog
+from bus.bridge._txlog import Outgoing, TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
+from bus.errors import Fenced, TxFailed
 from bus.policy import ReleasePolicy
-from bus.quarantine import quarantine_copy
+from bus.records import quarantine_copy
 from bus.trust import KeyResolver
 
 __all__ = ["Replicator"]
@@ -146,7 +148,7 @@ class Replicator:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            **s.source.kafka_options(),
+            **client_options(s.source),
         )
         try:
             await self._retrying("start", self._ensure_topics)

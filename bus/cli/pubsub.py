@@ -31,15 +31,21 @@ from typing import Any, BinaryIO
 
 import click
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaError
 
 from bus import events
+from bus._kafka import client_options, translated
 from bus.audit import decode_audit_record
 from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
 from bus.config import Config
-from bus.errors import ConfigError, EventError, RecordRejected, TransportError
+from bus.errors import (
+    ConfigError,
+    EventError,
+    QuarantineRecordError,
+    RecordRejected,
+    TruncatedRecord,
+)
 from bus.publisher import COMPRESSION_TYPES, open_publisher
-from bus.quarantine import read_quarantined
+from bus.records import read_quarantined
 from bus.subscriber import Rejection, assign_all, open_subscriber
 
 __all__ = ["publish", "tail"]
@@ -201,13 +207,10 @@ def _quarantine_line(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
 
 
 def _audit_line(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
-    """An audit record (one bridge decision) as JSON."""
+    """An audit record (one bridge decision) as JSON; ``RecordRejected`` if it is not one."""
     if record.value is None:
-        raise ValueError(f"{record.topic}/{record.partition}@{record.offset}: no value")
-    try:
-        audit = decode_audit_record(record.value)
-    except RecordRejected as exc:
-        raise ValueError(str(exc)) from None
+        raise TruncatedRecord(f"{record.topic}/{record.partition}@{record.offset}: no value")
+    audit = decode_audit_record(record.value)
     audit["decided_at"] = audit["decided_at"].isoformat().replace("+00:00", "Z")
     return {**audit, "topic": record.topic, "partition": record.partition, "offset": record.offset}
 
@@ -223,32 +226,28 @@ async def _tail_records(
     """Print the records of a bus topic (quarantine, audit) as JSON lines, without a group."""
     settings = config.agency(agency)
     consumer = AIOKafkaConsumer(
-        **settings.kafka_options(),
+        **client_options(settings, client_id=f"bus-tail-{agency}"),
         isolation_level="read_committed",
         enable_auto_commit=False,
-        client_id=f"bus-tail-{agency}",
     )
     try:
-        await consumer.start()
-        await assign_all(consumer, [topic], agency, from_beginning=from_beginning)
-        printed = 0
-        while count is None or printed < count:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                for record in records:
-                    try:
-                        shown = line(record)
-                    except ValueError as exc:
-                        click.echo(f"bus: not a record of {topic}: {exc}", err=True)
-                        continue
-                    click.echo(json.dumps(shown))
-                    printed += 1
-                    if count is not None and printed >= count:
-                        return
-    except KafkaError as exc:
-        raise TransportError(
-            f"reading {topic} on {agency}'s cluster failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        with translated(f"reading {topic} on {agency}'s cluster failed"):
+            await consumer.start()
+            await assign_all(consumer, [topic], agency, from_beginning=from_beginning)
+            printed = 0
+            while count is None or printed < count:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for record in records:
+                        try:
+                            shown = line(record)
+                        except (QuarantineRecordError, RecordRejected) as exc:
+                            click.echo(f"bus: not a record of {topic}: {exc}", err=True)
+                            continue
+                        click.echo(json.dumps(shown))
+                        printed += 1
+                        if count is not None and printed >= count:
+                            return
     finally:
         await consumer.stop()
 

@@ -15,7 +15,7 @@ from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
 from bus.config import AgencySettings, Config, TopicSettings
 from bus.envelope import seal
-from bus.errors import ConfigError
+from bus.errors import CheckpointError, ConfigError
 from bus.policy import load_policy
 from bus.signing import SigningKey
 from bus.trust import TrustedKey, TrustStore
@@ -144,13 +144,34 @@ def test_a_record_without_a_path_gets_its_source_as_path() -> None:
 def test_checkpoints_round_trip_and_refuse_garbage() -> None:
     checkpoint = Checkpoint(next_offset=17, bridge_id="b", written_at=NOW)
     assert Checkpoint.decode(checkpoint.encode(), where="t/0@3") == checkpoint
-    with pytest.raises(ValueError, match="t/0@3"):
+    with pytest.raises(CheckpointError, match="t/0@3"):
         Checkpoint.decode(b"{}", where="t/0@3")
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(CheckpointError, match="negative"):
         Checkpoint.decode(
             b'{"next_offset":-1,"bridge_id":"b","written_at":"2026-01-01T00:00:00+00:00"}',
             where="x",
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (b"secret-not-json", "not JSON"),
+        (b'["secret"]', "not a JSON object"),
+        (
+            b'{"next_offset":"secret","bridge_id":"b","written_at":"2026-01-01T00:00:00Z"}',
+            "next_offset",
+        ),
+        (b'{"next_offset":1,"bridge_id":"b","written_at":"secret"}', "written_at"),
+        (b'{"next_offset":1,"written_at":"2026-01-01T00:00:00Z"}', "bridge_id missing"),
+    ],
+)
+def test_a_bad_checkpoint_names_the_field_and_never_echoes_the_value(
+    value: bytes, named: str
+) -> None:
+    with pytest.raises(CheckpointError, match=named) as info:
+        Checkpoint.decode(value, where="t/0@3")
+    assert "secret" not in str(info.value)
 
 
 def test_each_partition_and_log_has_its_own_transactional_id() -> None:

@@ -38,6 +38,9 @@ EXPECTED = [
     "audit_record",
     "decode_audit_record",
     "encode_audit_record",
+    # records read back from the quarantine topic
+    "QuarantinedRecord",
+    "read_quarantined",
     # transport (imported on first use)
     "Published",
     "Publisher",
@@ -48,8 +51,6 @@ EXPECTED = [
     "open_subscriber",
     "run_subscriber",
     "Quarantine",
-    "QuarantinedRecord",
-    "read_quarantined",
     # configuration
     "AgencySettings",
     "Config",
@@ -65,6 +66,7 @@ EXPECTED = [
     "PublishError",
     "EventError",
     "SchemaError",
+    "QuarantineRecordError",
     "RecordRejected",
     "WireError",
     "TruncatedRecord",

@@ -1,4 +1,4 @@
-"""The quarantine writer and reader, with a stand-in producer (the real one: integration)."""
+"""The quarantine writer, with a stand-in producer (the real one: integration)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from bus import headers as h
 from bus.errors import BadSignature, OversizedRecord, PublishError, TruncatedRecord
-from bus.quarantine import Quarantine, read_quarantined
+from bus.quarantine import Quarantine
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,36 +104,3 @@ async def test_a_refused_quarantine_write_is_a_publish_error_naming_the_source_r
     quarantine = Quarantine(producer, topic="q", agency="interpol")
     with pytest.raises(PublishError, match=r"intel\.events/1@41"):
         await quarantine.put(_Record(), TruncatedRecord("short"))
-
-
-def test_read_quarantined_gives_back_reason_source_and_original_headers() -> None:
-    from datetime import UTC, datetime
-
-    headers = h.quarantine_headers(
-        [("bus_reason", b"x"), ("ce_id", b"abc")],
-        reason="unknown-key",
-        error="key 'k' is not in trust.toml",
-        source_topic="intel.events",
-        source_partition=3,
-        source_offset=9,
-        quarantined_at=datetime(2026, 3, 1, tzinfo=UTC),
-        consumer="g",
-    )
-    record = _Record(topic="bus.quarantine", partition=0, offset=5, headers=tuple(headers))
-    q = read_quarantined(record)
-    assert (q.reason, q.source_topic, q.source_partition, q.source_offset) == (
-        "unknown-key",
-        "intel.events",
-        3,
-        9,
-    )
-    assert q.quarantined_at == datetime(2026, 3, 1, tzinfo=UTC)
-    assert q.consumer == "g"
-    assert q.value_omitted is None
-    assert q.original_headers == (("bus_reason", b"x"), ("ce_id", b"abc"))
-    assert (q.topic, q.partition, q.offset) == ("bus.quarantine", 0, 5)
-
-
-def test_read_quarantined_refuses_a_record_without_reason_headers() -> None:
-    with pytest.raises(ValueError, match="not a quarantine record"):
-        read_quarantined(_Record())

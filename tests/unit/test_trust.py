@@ -146,6 +146,9 @@ def test_check_rules() -> None:
         key.check("interpol", START + timedelta(days=10))
     with pytest.raises(KeyAgencyMismatch):
         key.check("europol", START)
+    with pytest.raises(KeyAgencyMismatch, match=r"not an agency id \(21 characters\)") as info:
+        key.check("Secret Payload Text 1", START)
+    assert "Secret" not in str(info.value)
     revoked = TrustedKey(
         agency="interpol", public_key=KEY.public_key, not_before=START, revoked_at=START
     )

@@ -1,0 +1,80 @@
+"""The boundary to aiokafka: client options from the settings, and aiokafka's errors translated.
+
+Everything that turns ``bus.config`` settings into aiokafka arguments lives here, so that the
+configuration stays plain data (``bus.config`` imports no Kafka client) and every client of a
+cluster connects the same way: its bootstrap servers, mutual TLS when the agency's settings
+have a ``[tls]`` table, and a client id that names who it is in the brokers' logs and quotas.
+
+The other half is what comes back: aiokafka raises its own ``KafkaError`` tree. At the edge of
+the transport (publisher, subscriber, quarantine, the CLI's readers) it becomes a
+``TransportError`` naming what was being done where (``translated``); the bridge's retry loops
+retry exactly ``RETRYABLE``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from bus.config import AgencySettings, TlsSettings
+from bus.errors import TransportError
+
+__all__ = [
+    "RETRYABLE",
+    "client_options",
+    "describe",
+    "ssl_context",
+    "translated",
+]
+
+RETRYABLE: Final = (KafkaError, TransportError, TimeoutError, OSError)
+"""What a cluster that is away, slow or electing a leader raises: worth a retry with backoff.
+
+A ``TransportError`` is in it because the bus's own transport code (a checkpoint read that
+timed out, a ``TxFailed``) reports the same conditions with a message that says where.
+"""
+
+
+def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """The client side of mutual TLS: trust ``ca_file``, present ``cert_file``/``key_file``."""
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(tls.ca_file),
+        certfile=str(tls.cert_file),
+        keyfile=str(tls.key_file),
+    )
+    return context
+
+
+def client_options(agency: AgencySettings, *, client_id: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for any aiokafka client of ``agency``'s cluster: servers, security and,
+    when given, the ``client_id`` (``bus-<role>-<agency>`` for the library's own clients)."""
+    options: dict[str, Any] = {"bootstrap_servers": list(agency.bootstrap_servers)}
+    if agency.tls is not None:
+        options["security_protocol"] = "SSL"
+        options["ssl_context"] = ssl_context(agency.tls)
+    if client_id is not None:
+        options["client_id"] = client_id
+    return options
+
+
+def describe(exc: BaseException) -> str:
+    """``KafkaTimeoutError: ...``: an aiokafka error for a message (never a record's contents:
+    aiokafka's messages name brokers, topics and error codes)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def translated(what: str, *, error: type[TransportError] = TransportError) -> Iterator[None]:
+    """Raise ``error("<what>: <aiokafka error>")`` from any ``KafkaError`` raised inside.
+
+    ``what`` says what was being done, and where: "reading intel.events on interpol's cluster".
+    """
+    try:
+        yield
+    except KafkaError as exc:
+        raise error(f"{what}: {describe(exc)}") from exc
