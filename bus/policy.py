@@ -47,8 +47,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
+from bus import events
 from bus.errors import EventError
-from bus.events import CRIME_AREAS as EVENT_CRIME_AREAS
 
 __all__ = [
     "CRIME_AREAS",
@@ -65,14 +65,15 @@ __all__ = [
     "parse_policy",
 ]
 
+# The vocabularies are the event model's, read from the schema; only what may leave is policy.
 #: Crime-area symbols of the event model.
-CRIME_AREAS: Final = frozenset(EVENT_CRIME_AREAS)
+CRIME_AREAS: Final = frozenset(events.CRIME_AREAS)
 #: TLP 2.0 levels of the event model.
-TLP_LEVELS: Final = frozenset({"CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"})
+TLP_LEVELS: Final = frozenset(events.TLP_LEVELS)
 #: The only TLP levels that may ever leave the originating agency.
 RELEASABLE_TLP: Final = frozenset({"CLEAR", "GREEN", "AMBER"})
 #: Europol handling codes of the event model.
-HANDLING_CODES: Final = frozenset({"H0", "H1", "H2", "H3"})
+HANDLING_CODES: Final = frozenset(events.HANDLING_CODES)
 
 
 class Rule(StrEnum):
