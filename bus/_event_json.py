@@ -27,6 +27,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import Any, Final
 
+from bus._time import format_time, parse_time
 from bus.codec import INTELLIGENCE_EVENT, SchemaStore, default_store
 from bus.errors import EventError
 
@@ -248,10 +249,11 @@ def _load_time(value: Any, path: str) -> datetime:
             f"not {_json_type(value)}"
         )
     try:
-        moment = datetime.fromisoformat(value)
+        moment = parse_time(value)
     except ValueError:
         moment = None
-    if moment is None or "T" not in value.upper() or moment.tzinfo is None:
+    # The JSON form is strict where the parser is lenient: the date and time part with a T.
+    if moment is None or "T" not in value.upper():
         raise EventError(
             f"{path}: {shown(value)} is not an RFC 3339 time with an offset, "
             "like 2026-03-01T09:30:00Z"
@@ -262,7 +264,7 @@ def _load_time(value: Any, path: str) -> datetime:
 def _dump_time(value: datetime | int) -> str:
     if isinstance(value, int):
         value = _EPOCH + timedelta(microseconds=value)
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return format_time(value)
 
 
 def _walker(store: SchemaStore | None) -> _Walker:

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
 from bus import headers as h
+from bus._time import parse_time
 from bus.errors import PublishError, RecordRejected
 from bus.metrics import QuarantineMetrics
 
@@ -233,7 +234,7 @@ def read_quarantined(record: SourceRecord) -> QuarantinedRecord:
     try:
         partition = int(values[h.SOURCE_PARTITION])
         offset = int(values[h.SOURCE_OFFSET])
-        quarantined_at = datetime.fromisoformat(values[h.QUARANTINED_AT])
+        quarantined_at = parse_time(values[h.QUARANTINED_AT])
         omitted = int(values[h.VALUE_OMITTED]) if h.VALUE_OMITTED in values else None
     except ValueError as exc:
         raise ValueError(f"{where}: malformed quarantine header: {exc}") from None

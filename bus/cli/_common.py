@@ -11,6 +11,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 
+from bus._time import parse_time
 from bus.config import Config, load_config
 from bus.errors import BusError
 
@@ -53,9 +54,6 @@ def rfc3339_time(ctx: click.Context, param: click.Parameter, value: str | None) 
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
-    if moment.utcoffset() is None:
-        raise click.BadParameter(f"{value!r} has no UTC offset (add Z or +00:00)")
-    return moment
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}") from None
