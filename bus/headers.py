@@ -36,8 +36,11 @@ quarantine headers are always the last word and appear exactly once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
+
+# RFC 3339, UTC, microseconds, ``Z`` (``2026-03-01T09:30:00.000000Z``); kept under its old name.
+from bus._time import format_time as rfc3339
 
 __all__ = [
     "Headers",
@@ -110,13 +113,6 @@ ORIGINAL_PREFIX: Final = "bus_original_"
 
 MAX_ERROR_LENGTH: Final = 1000
 """``bus_error`` is cut to this many characters (a record's headers must stay small)."""
-
-
-def rfc3339(moment: datetime) -> str:
-    """``moment`` in RFC 3339, UTC, microseconds, ``Z``: ``2026-03-01T09:30:00.000000Z``."""
-    if moment.tzinfo is None:
-        raise ValueError("rfc3339 needs a timezone-aware datetime")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def event_source(event: Mapping[str, Any]) -> str:

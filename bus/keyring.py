@@ -25,7 +25,7 @@ from typing import Final
 
 from bus.errors import ConfigError
 from bus.signing import SigningKey
-from bus.trust import AGENCY_ID, TrustedKey, append_key
+from bus.trust import AGENCY_ID, TrustedKey, append_key, format_time
 
 __all__ = ["BACKDATE", "TRUST_FILE", "generate_agency_key"]
 
@@ -58,7 +58,7 @@ def generate_agency_key(
     start = not_before or datetime.now(UTC).replace(microsecond=0) - BACKDATE
     if not_after is not None and not_after <= start:
         raise ConfigError(
-            f"not_after {not_after.isoformat()} is not later than not_before {start.isoformat()}"
+            f"not_after {format_time(not_after)} is not later than not_before {format_time(start)}"
         )
     directory = Path(directory)
     key = SigningKey.generate()

@@ -3,7 +3,9 @@
 The decision is pure: no Kafka, no files, no clock. A bridge builds a :class:`ReleaseRequest`
 from the decoded (and verified) event, the direction it serves, the hop path from the record's
 headers and the current time, and asks :meth:`Policy.decide`. The answer is a
-:class:`Decision` that names the rule that decided and a reason an operator understands.
+:class:`Decision` that names the rule that decided and a reason an operator understands. Policy
+files (TOML, ``docs/policy.md``) are read by :func:`load_policy`, which lives with its validation
+in ``bus._policy_file`` and is re-exported here.
 
 Default deny: an event crosses only when a policy exists for the direction and every rule
 passes. The rules are evaluated in this fixed order; the first that fails decides:
@@ -38,18 +40,15 @@ bridge never consumes a mirrored topic.
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
-from bus.errors import EventError, PolicyError
-from bus.events import CRIME_AREAS as EVENT_CRIME_AREAS
-from bus.trust import AGENCY_ID
+from bus import events
+from bus.errors import EventError
 
 __all__ = [
     "CRIME_AREAS",
@@ -66,16 +65,15 @@ __all__ = [
     "parse_policy",
 ]
 
+# The vocabularies are the event model's, read from the schema; only what may leave is policy.
 #: Crime-area symbols of the event model.
-CRIME_AREAS: Final = frozenset(EVENT_CRIME_AREAS)
+CRIME_AREAS: Final = frozenset(events.CRIME_AREAS)
 #: TLP 2.0 levels of the event model.
-TLP_LEVELS: Final = frozenset({"CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"})
+TLP_LEVELS: Final = frozenset(events.TLP_LEVELS)
 #: The only TLP levels that may ever leave the originating agency.
 RELEASABLE_TLP: Final = frozenset({"CLEAR", "GREEN", "AMBER"})
 #: Europol handling codes of the event model.
-HANDLING_CODES: Final = frozenset({"H0", "H1", "H2", "H3"})
-
-_FORMAT_VERSION = 1
+HANDLING_CODES: Final = frozenset(events.HANDLING_CODES)
 
 
 class Rule(StrEnum):
@@ -341,158 +339,9 @@ def _deny(rule: Rule, reason: str) -> Decision:
     return Decision(allowed=False, rule=rule, reason=reason)
 
 
-# --- policy files -------------------------------------------------------------------------------
+# The file format builds the Policy and Direction defined above, so it is imported last; it is
+# re-exported here because a policy file is how every user gets a Policy. Its functions claim this
+# public module as their home (as httpx does), so that docs and tracebacks point users here.
+from bus._policy_file import load_policy, parse_policy  # noqa: E402
 
-_TOP_KEYS: Final = frozenset({"version", "agencies", "direction"})
-_DIRECTION_KEYS: Final = frozenset(
-    {"from", "to", "crime_areas", "tlp", "onward_forwarding", "handling"}
-)
-_HANDLING_KEYS: Final = frozenset({"allowed"})
-
-
-def load_policy(path: str | Path) -> Policy:
-    """Read and validate the policy file at ``path`` (TOML, format in ``docs/policy.md``).
-
-    Raises :class:`~bus.errors.PolicyError` naming the file and the entry at fault.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy file ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{path}: the policy file is not UTF-8 text") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_policy(data, source=str(path))
-
-
-def parse_policy(data: Mapping[str, Any], *, source: str = "<policy>") -> Policy:
-    """Validate a parsed policy document; ``source`` names it in errors (usually the file)."""
-    _no_unknown_keys(data, _TOP_KEYS, f"{source}: top level")
-    version = data.get("version", _FORMAT_VERSION)
-    if version != _FORMAT_VERSION:
-        raise PolicyError(f"{source}: version {version!r} is not supported (expected 1)")
-    agencies = _agencies(data, source)
-    entries = data.get("direction", [])
-    if not isinstance(entries, list):
-        raise PolicyError(f"{source}: 'direction' must be an array of tables ([[direction]])")
-    directions: dict[tuple[str, str], Direction] = {}
-    for number, entry in enumerate(entries, start=1):
-        direction = _direction(entry, number, agencies, source)
-        key = (direction.source, direction.destination)
-        if key in directions:
-            raise PolicyError(
-                f"{source}: [[direction]] #{number} ({direction.name}): duplicates an earlier "
-                "entry for the same direction; merge them into one"
-            )
-        directions[key] = direction
-    return Policy(agencies=agencies, directions=directions)
-
-
-def _agencies(data: Mapping[str, Any], source: str) -> frozenset[str]:
-    agencies = data.get("agencies")
-    if agencies is None:
-        raise PolicyError(f"{source}: missing 'agencies' (the list of agency ids)")
-    if not isinstance(agencies, list) or not all(isinstance(a, str) for a in agencies):
-        raise PolicyError(f"{source}: 'agencies' must be a list of agency ids")
-    for agency in agencies:
-        if not AGENCY_ID.match(agency):
-            raise PolicyError(
-                f"{source}: agencies: {agency!r} is not an agency id "
-                "(lowercase letters, digits, '-' or '_', starting with a letter)"
-            )
-    _no_duplicates(agencies, f"{source}: agencies")
-    return frozenset(agencies)
-
-
-def _direction(entry: Any, number: int, agencies: frozenset[str], source: str) -> Direction:
-    where = f"{source}: [[direction]] #{number}"
-    if not isinstance(entry, dict):
-        raise PolicyError(f"{where}: must be a table")
-    frm, to = entry.get("from"), entry.get("to")
-    if isinstance(frm, str) and isinstance(to, str):
-        where = f"{where} ({frm}->{to})"
-    frm = _agency_ref(frm, "from", agencies, where)
-    to = _agency_ref(to, "to", agencies, where)
-    _no_unknown_keys(entry, _DIRECTION_KEYS, where)
-    if frm == to:
-        raise PolicyError(f"{where}: contradiction: 'from' and 'to' are the same agency")
-    crime_areas = _symbols(entry, "crime_areas", CRIME_AREAS, where, "crime area")
-    tlp = _symbols(entry, "tlp", TLP_LEVELS, where, "TLP level")
-    never = tlp - RELEASABLE_TLP
-    if never:
-        raise PolicyError(
-            f"{where}: contradiction: tlp lists {', '.join(sorted(never))}, which never "
-            "leaves the originating agency; remove it"
-        )
-    onward = entry.get("onward_forwarding", False)
-    if not isinstance(onward, bool):
-        raise PolicyError(f"{where}: 'onward_forwarding' must be true or false")
-    handling = entry.get("handling", {})
-    if not isinstance(handling, dict):
-        raise PolicyError(f"{where}: 'handling' must be a table, e.g. {{ allowed = [\"H0\"] }}")
-    _no_unknown_keys(handling, _HANDLING_KEYS, f"{where}: handling")
-    codes = (
-        _symbols(handling, "allowed", HANDLING_CODES, f"{where}: handling", "handling code")
-        if "allowed" in handling
-        else HANDLING_CODES
-    )
-    return Direction(
-        source=frm,
-        destination=to,
-        crime_areas=crime_areas,
-        tlp=tlp,
-        handling_codes=codes,
-        onward_forwarding=onward,
-    )
-
-
-def _agency_ref(value: Any, key: str, agencies: frozenset[str], where: str) -> str:
-    if value is None:
-        raise PolicyError(f"{where}: missing '{key}'")
-    if not isinstance(value, str):
-        raise PolicyError(f"{where}: '{key}' must be an agency id (a string)")
-    if value not in agencies:
-        known = ", ".join(sorted(agencies))
-        raise PolicyError(f"{where}: unknown agency {value!r} in '{key}'; expected one of {known}")
-    return value
-
-
-def _symbols(
-    table: Mapping[str, Any], key: str, known: Collection[str], where: str, what: str
-) -> frozenset[str]:
-    values = table.get(key)
-    if values is None:
-        raise PolicyError(f"{where}: missing '{key}' (a list of {what}s)")
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise PolicyError(f"{where}: '{key}' must be a list of strings")
-    expected = ", ".join(sorted(known))
-    for value in values:
-        if value not in known:
-            raise PolicyError(f"{where}: unknown {what} {value!r}; expected one of {expected}")
-    _no_duplicates(values, f"{where}: {key}")
-    if not values:
-        raise PolicyError(
-            f"{where}: '{key}' is empty, so this direction would release nothing; "
-            "remove the entry instead (no entry means deny)"
-        )
-    return frozenset(values)
-
-
-def _no_unknown_keys(table: Mapping[str, Any], known: Collection[str], where: str) -> None:
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise PolicyError(
-            f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(sorted(known))}"
-        )
-
-
-def _no_duplicates(values: list[str], where: str) -> None:
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise PolicyError(f"{where}: {value!r} is listed twice")
-        seen.add(value)
+load_policy.__module__ = parse_policy.__module__ = __name__

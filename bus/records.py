@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from bus import headers as h
+from bus._time import parse_time
 from bus.errors import QuarantineRecordError, RecordRejected
 
 __all__ = [
@@ -149,9 +150,7 @@ def read_quarantined(record: SourceRecord) -> QuarantinedRecord:
         )
     partition = _header(values, h.SOURCE_PARTITION, int, "an integer", where)
     offset = _header(values, h.SOURCE_OFFSET, int, "an integer", where)
-    quarantined_at = _header(
-        values, h.QUARANTINED_AT, datetime.fromisoformat, "an RFC 3339 time", where
-    )
+    quarantined_at = _header(values, h.QUARANTINED_AT, parse_time, "an RFC 3339 time", where)
     omitted = (
         _header(values, h.VALUE_OMITTED, int, "an integer", where)
         if h.VALUE_OMITTED in values

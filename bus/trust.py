@@ -28,10 +28,12 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from bus._time import format_time as _format_time
+from bus._time import parse_time
 from bus.errors import ConfigError, KeyAgencyMismatch, KeyNotValid, KeyRevoked, UnknownKey
 from bus.signing import PublicKey
 
@@ -213,10 +215,10 @@ def _time(where: str, entry: Mapping[str, Any], name: str) -> datetime | None:
         return None
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
+            value = parse_time(value)
+        except ValueError as exc:
             raise ConfigError(
-                f"{where}: '{name}' = {value!r} is not an RFC 3339 time like 2026-01-01T00:00:00Z"
+                f"{where}: '{name}' = {value!r} {exc}; write it like 2026-01-01T00:00:00Z"
             ) from None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ConfigError(f"{where}: '{name}' needs a date, a time and an offset (e.g. Z)")
@@ -225,8 +227,7 @@ def _time(where: str, entry: Mapping[str, Any], name: str) -> datetime | None:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, microseconds only when there are some."""
-    text = moment.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    return _format_time(moment, timespec="auto")
 
 
 def append_key(path: str | Path, key: TrustedKey, *, dry_run: bool = False) -> None:

@@ -1,4 +1,8 @@
-"""What every command shares: how errors reach the terminal, and where the configuration is."""
+"""What the commands share: how errors reach the terminal, and the options several commands take.
+
+An option that more than one command takes (``--config``, ``--key``, ``--trust``, ``--policy``)
+is defined here once, so that its name, type and meaning are the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,27 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from bus._time import parse_time
 from bus.config import Config, load_config
 from bus.errors import BusError
 
-__all__ = ["config_option", "fail_on_bus_error", "load_cli_config", "rfc3339_time"]
+__all__ = [
+    "config_option",
+    "fail_on_bus_error",
+    "key_option",
+    "load_cli_config",
+    "policy_option",
+    "rfc3339_time",
+    "trust_option",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Decorated = TypeVar("Decorated", bound=Callable[..., Any] | click.Command)
 
 
 def fail_on_bus_error(command: Callable[P, R]) -> Callable[P, R]:
@@ -42,6 +56,34 @@ config_option = click.option(
     help="Configuration file (default: $BUS_CONFIG, else the local federation's bus.toml).",
 )
 
+key_option = click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The origin agency's private key (PKCS#8 PEM).",
+)
+
+policy_option = click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Policy file (default: [policy] file of the configuration).",
+)
+
+
+def trust_option(*, help: str, required: bool = False) -> Callable[[Decorated], Decorated]:
+    """``--trust FILE`` (parameter ``trust_path``); ``help`` says what the command uses it for."""
+    return click.option(
+        "--trust",
+        "trust_path",
+        required=required,
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=help,
+    )
+
 
 def load_cli_config(path: Path | None) -> Config:
     """The configuration a command runs with."""
@@ -53,9 +95,6 @@ def rfc3339_time(ctx: click.Context, param: click.Parameter, value: str | None) 
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
-    if moment.utcoffset() is None:
-        raise click.BadParameter(f"{value!r} has no UTC offset (add Z or +00:00)")
-    return moment
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}") from None

@@ -8,7 +8,13 @@ import click
 from prometheus_client import CollectorRegistry
 
 from bus.bridge import BridgeSettings, Replicator
-from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
+from bus.cli._common import (
+    config_option,
+    fail_on_bus_error,
+    load_cli_config,
+    policy_option,
+    trust_option,
+)
 from bus.config import default_home
 from bus.errors import ConfigError
 from bus.policy import load_policy
@@ -31,8 +37,8 @@ def bridge() -> None:
     multiple=True,
     help="Source topic to move (repeatable; default: the events topic). Never a mirror.",
 )
-@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path))
+@policy_option
+@trust_option(help="Trust store (default: the --from agency's trust_store in the configuration).")
 @click.option("--bridge-id", default=None, help="Name of this worker (default: host and pid).")
 @click.option("--web-host", default="127.0.0.1", show_default=True)
 @click.option("--web-port", default=6066, show_default=True, type=int)

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import click
 
 from bus import envelope, events
-from bus.cli._common import fail_on_bus_error
+from bus.cli._common import fail_on_bus_error, key_option, trust_option
 from bus.errors import ConfigError, RecordRejected
 from bus.signing import SigningKey
 from bus.trust import TrustStore
@@ -50,13 +50,7 @@ def template(area: str, agency: str) -> None:
 
 
 @event.command()
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The origin agency's private key (PKCS#8 PEM).",
-)
+@key_option
 @click.option(
     "-o",
     "--output",
@@ -87,13 +81,7 @@ def sign(key_path: Path, output: Path | None, event_json: BinaryIO) -> None:
 
 @event.command()
 @click.argument("value_file", type=click.File("rb"))
-@click.option(
-    "--trust",
-    "trust_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trust store (trust.toml).",
-)
+@trust_option(required=True, help="Trust store (trust.toml).")
 @click.option(
     "--max-size",
     type=click.IntRange(min=1),

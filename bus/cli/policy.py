@@ -19,7 +19,14 @@ from typing import Any, BinaryIO
 import click
 
 from bus import envelope, events
-from bus.cli._common import config_option, fail_on_bus_error, load_cli_config, rfc3339_time
+from bus.cli._common import (
+    config_option,
+    fail_on_bus_error,
+    load_cli_config,
+    policy_option,
+    rfc3339_time,
+    trust_option,
+)
 from bus.codec import MARKER
 from bus.errors import ConfigError, PolicyError, RecordRejected
 from bus.policy import Direction, Policy, ReleaseRequest, load_policy
@@ -73,13 +80,7 @@ def _summary(direction: Direction) -> str:
     default=None,
     help="Agency whose cluster the bridge reads (default: the event's origin).",
 )
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Policy file (default: [policy] file of the configuration).",
-)
+@policy_option
 @config_option
 @click.option(
     "--path",
@@ -95,12 +96,8 @@ def _summary(direction: Direction) -> str:
     metavar="TIME",
     help="Decide as of this RFC 3339 time (default: now), e.g. to check expiry.",
 )
-@click.option(
-    "--trust",
-    "trust_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Trust store: verify a signed record before deciding (otherwise it is only decoded).",
+@trust_option(
+    help="Trust store: verify a signed record before deciding (otherwise it is only decoded)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
 @click.argument("event_file", metavar="EVENT", type=click.File("rb"))
@@ -108,7 +105,7 @@ def _summary(direction: Direction) -> str:
 def explain(
     destination: str,
     source: str | None,
-    policy_file: Path | None,
+    policy_path: Path | None,
     config_path: Path | None,
     hops: tuple[str, ...],
     at: datetime | None,
@@ -121,7 +118,7 @@ def explain(
     EVENT is a file (or - for stdin) holding either the event's JSON form or a signed record
     (the Kafka value bytes, starting with C3 01). Exit 0 if it would cross, 1 if not.
     """
-    loaded = _policy(policy_file, config_path)
+    loaded = _policy(policy_path, config_path)
     event = _event(event_file, trust_path)
     origin = str(event["origin"]["agency"])
     request = ReleaseRequest.from_event(

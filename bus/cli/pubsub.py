@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from bus import events
 from bus._kafka import client_options, translated
+from bus._time import format_time
 from bus.audit import decode_audit_record
 from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
 from bus.config import Config
@@ -197,7 +198,7 @@ def _quarantine_line(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
         "source_topic": q.source_topic,
         "source_partition": q.source_partition,
         "source_offset": q.source_offset,
-        "quarantined_at": q.quarantined_at.isoformat().replace("+00:00", "Z"),
+        "quarantined_at": format_time(q.quarantined_at, timespec="auto"),
         "consumer": q.consumer,
         "size": len(q.value or b""),
         "topic": q.topic,
@@ -211,7 +212,7 @@ def _audit_line(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
     if record.value is None:
         raise TruncatedRecord(f"{record.topic}/{record.partition}@{record.offset}: no value")
     audit = decode_audit_record(record.value)
-    audit["decided_at"] = audit["decided_at"].isoformat().replace("+00:00", "Z")
+    audit["decided_at"] = format_time(audit["decided_at"], timespec="auto")
     return {**audit, "topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 

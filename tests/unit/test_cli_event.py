@@ -193,3 +193,16 @@ def test_sign_invalid_json_names_the_field(tmp_path: Path, keys: Path) -> None:
     )
     assert result.exit_code == 2
     assert "event_id" in result.stderr
+
+
+def test_sign_refuses_deeply_nested_json_with_exit_2(tmp_path: Path, keys: Path) -> None:
+    """100,000 nested lists: one error line naming the nesting and where, not a traceback."""
+    event = tmp_path / "deep.json"
+    event.write_text("[" * 100_000 + "]" * 100_000)
+    result = CliRunner().invoke(
+        main, ["event", "sign", "--key", str(keys / "interpol.key.pem"), str(event)]
+    )
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("bus: error: event JSON nests arrays or objects more than")
+    assert "at line 1 column 101" in result.stderr

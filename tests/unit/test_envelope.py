@@ -334,7 +334,7 @@ def _events(draw: st.DrawFn) -> dict[str, Any]:
         handling_codes=draw(st.lists(st.sampled_from(["H0", "H1", "H2"]), unique=True, min_size=1)),
         handling_conditions=draw(st.none() | _TEXT),
         onward_release_consent=draw(st.booleans()),
-        tlp=draw(st.sampled_from(["CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"])),
+        tlp=draw(st.sampled_from(events.TLP_LEVELS)),
         releasable_to=draw(st.lists(_AGENCY, max_size=4)),
         created_at=draw(_MOMENT),
         occurred_at=draw(st.none() | _MOMENT),
