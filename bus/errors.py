@@ -20,7 +20,9 @@
         │   ├── OversizedRecord
         │   ├── BadMarker
         │   ├── UnknownFingerprint
-        │   └── MalformedDatum
+        │   ├── MalformedDatum
+        │   └── UnreadableRecord    the Kafka client itself cannot read it (e.g. a header name
+        │                           that is not UTF-8); skipped by offset
         ├── VerificationError       its signature does not make it trustworthy
         │   ├── BadSignature
         │   ├── UnknownKey
@@ -68,6 +70,7 @@ __all__ = [
     "BadMarker",
     "UnknownFingerprint",
     "MalformedDatum",
+    "UnreadableRecord",
     "VerificationError",
     "BadSignature",
     "UnknownKey",
@@ -169,6 +172,16 @@ class MalformedDatum(WireError):
     """The Avro datum after the header cannot be read with its writer schema."""
 
     reason: ClassVar[str] = "malformed-datum"
+
+
+class UnreadableRecord(WireError):
+    """The Kafka client cannot read the record (say, a header name that is not UTF-8).
+
+    It is skipped by its offset and quarantined with its coordinates only: nothing of it could
+    be read.
+    """
+
+    reason: ClassVar[str] = "unreadable"
 
 
 class VerificationError(RecordRejected):
