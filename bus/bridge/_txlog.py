@@ -18,31 +18,19 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from bus.bridge._checkpoint import Checkpoint
+from bus.bridge._outgoing import Outgoing
 from bus.config import AgencySettings
 from bus.errors import TransportError
 
-__all__ = ["Fenced", "Outgoing", "TxFailed", "TxLog"]
+__all__ = ["Fenced", "TxFailed", "TxLog"]
 
 RETRYABLE = (KafkaError, TransportError, TimeoutError, OSError)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outgoing:
-    """One record to write in a transaction."""
-
-    topic: str
-    value: bytes | None
-    key: bytes | None = None
-    partition: int | None = None
-    timestamp_ms: int | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
 
 
 class TxFailed(Exception):
