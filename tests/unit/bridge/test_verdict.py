@@ -1,28 +1,24 @@
-"""The bridge's pure parts: judging a record, hop headers, checkpoints, settings."""
+"""Judging a source record: forward, deny or quarantine, and the audit record of a decision."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bus.audit import decode_audit_record
-from bus.bridge._checkpoint import Checkpoint, transactional_id
-from bus.bridge._hops import HOP, PATH, forwarded_headers, path_of
+from bus.bridge._hops import PATH
 from bus.bridge._verdict import Outcome, Verdict, judge
-from bus.bridge.settings import BridgeSettings
-from bus.config import AgencySettings, Config, TopicSettings
 from bus.envelope import seal
-from bus.errors import ConfigError
 from bus.policy import load_policy
 from bus.signing import SigningKey
 from bus.trust import TrustedKey, TrustStore
 from tests.signed import make_event
+from tests.unit.bridge.fakes import Record
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-POLICY = load_policy(Path(__file__).parents[2] / "deploy" / "policy" / "local.toml")
+POLICY = load_policy(Path(__file__).parents[3] / "deploy" / "policy" / "local.toml")
 INTERPOL = SigningKey.generate()
 EUROPOL = SigningKey.generate()
 TRUST = TrustStore(
@@ -35,17 +31,6 @@ TRUST = TrustStore(
         ),
     ]
 )
-
-
-@dataclass(frozen=True)
-class Record:
-    value: bytes | None
-    topic: str = "intel.events"
-    partition: int = 2
-    offset: int = 41
-    timestamp: int = 1_700_000_000_000
-    key: bytes | None = b"case-1"
-    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
 
 
 def _judge(record: Record) -> Verdict:
@@ -124,70 +109,3 @@ def test_an_event_that_already_passed_the_destination_is_denied_by_the_hop_path(
     verdict = _judge(record)
     assert verdict.decision is not None
     assert verdict.decision.rule == "loop-path"
-
-
-def test_forwarded_headers_keep_the_originals_and_extend_the_path() -> None:
-    original = [("ce_id", b"x"), (PATH, b"ameripol")]
-    headers = forwarded_headers(original, source="interpol", destination="europol", bridge_id="b1")
-    assert headers[0] == ("ce_id", b"x")
-    assert [v for k, v in headers if k == PATH] == [b"ameripol,interpol"]
-    assert (HOP, b"interpol->europol b1") in headers
-    assert path_of(headers) == ("ameripol", "interpol")
-
-
-def test_a_record_without_a_path_gets_its_source_as_path() -> None:
-    headers = forwarded_headers(None, source="interpol", destination="europol", bridge_id="b1")
-    assert path_of(headers) == ("interpol",)
-    assert path_of(None) == ()
-
-
-def test_checkpoints_round_trip_and_refuse_garbage() -> None:
-    checkpoint = Checkpoint(next_offset=17, bridge_id="b", written_at=NOW)
-    assert Checkpoint.decode(checkpoint.encode(), where="t/0@3") == checkpoint
-    with pytest.raises(ValueError, match="t/0@3"):
-        Checkpoint.decode(b"{}", where="t/0@3")
-    with pytest.raises(ValueError, match="negative"):
-        Checkpoint.decode(
-            b'{"next_offset":-1,"bridge_id":"b","written_at":"2026-01-01T00:00:00+00:00"}',
-            where="x",
-        )
-
-
-def test_each_partition_and_log_has_its_own_transactional_id() -> None:
-    ids = {
-        transactional_id("interpol", "europol", "intel.events", p, log)
-        for p in range(3)
-        for log in ("audit", "mirror")
-    }
-    assert len(ids) == 6
-
-
-def _config() -> Config:
-    agencies = {
-        name: AgencySettings(name=name, bootstrap_servers=(f"127.0.0.1:{port}",))
-        for name, port in (("interpol", 1), ("europol", 2))
-    }
-    return Config(path=None, agencies=agencies, topics=TopicSettings())
-
-
-def test_a_bridge_never_consumes_a_mirrored_topic() -> None:
-    with pytest.raises(ConfigError, match="never consumes a mirror"):
-        BridgeSettings.from_config(
-            _config(), source="europol", destination="interpol", topics=("interpol.intel.events",)
-        )
-
-
-def test_a_bridge_refuses_the_bus_topics_and_itself() -> None:
-    with pytest.raises(ConfigError, match="not a feed"):
-        BridgeSettings.from_config(
-            _config(), source="interpol", destination="europol", topics=("bus.audit",)
-        )
-    with pytest.raises(ConfigError, match="same agency"):
-        BridgeSettings.from_config(_config(), source="interpol", destination="interpol")
-
-
-def test_bridge_settings_name_the_group_and_the_mirror() -> None:
-    settings = BridgeSettings.from_config(_config(), source="interpol", destination="europol")
-    assert settings.group_id == "bus-bridge.interpol.europol"
-    assert settings.mirror_topic("intel.events") == "interpol.intel.events"
-    assert settings.source_topics == ("intel.events",)
