@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,22 +25,11 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from bus._kafka import RETRYABLE, client_options, describe
 from bus.bridge._checkpoint import Checkpoint
+from bus.bridge._outgoing import Outgoing
 from bus.config import AgencySettings
 from bus.errors import Fenced, TransportError, TxFailed
 
-__all__ = ["Outgoing", "TxLog"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outgoing:
-    """One record to write in a transaction."""
-
-    topic: str
-    value: bytes | None
-    key: bytes | None = None
-    partition: int | None = None
-    timestamp_ms: int | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
+__all__ = ["TxLog"]
 
 
 class TxLog:

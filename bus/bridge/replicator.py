@@ -1,9 +1,9 @@
 """The replication hot path: source partitions -> the destination's mirrored topic, exactly once.
 
 One aiokafka consumer (group ``bus-bridge.<source>.<destination>``) reads the source topics
-with ``read_committed``. Each assigned source partition is a *lane* with two transactional logs
-(``_txlog.TxLog``), each with a transactional id of that partition, so that a new owner fences
-any zombie of the old one:
+with ``read_committed``. Each assigned source partition is a *lane* (``_lane.Lane``) with two
+transactional logs (``_txlog.TxLog``), each with a transactional id of that partition, so that a
+new owner fences any zombie of the old one:
 
 - the *source log* writes the audit record of every decision and the quarantined records to the
   source cluster, with a checkpoint ``audited_until`` in the same transaction;
@@ -13,14 +13,18 @@ any zombie of the old one:
 
 For every fetched batch of a lane: judge each record (verify the bytes, decode, decide:
 ``_verdict.judge``), then commit, concurrently, the source log for the records not yet audited
-and the destination log for the records not yet mirrored. A lane reads from the lower of its
-two checkpoints, audits only above the source's and mirrors only above the destination's, so
-both the mirror and the audit trail hold each record exactly once.
+and the destination log for the records not yet mirrored (``_lane``; what each log writes:
+``_outgoing``). A lane reads from the lower of its two checkpoints, audits only above the
+source's and mirrors only above the destination's, so both the mirror and the audit trail hold
+each record exactly once.
 
 Errors never escape a lane: a failed or unknown commit reopens that log (never an abort after a
 commit timed out), whose re-read checkpoint tells whether the commit landed, then retries with
 backoff, consuming nothing meanwhile. So the destination holds each released source record
 exactly once across crashes, restarts of either cluster and rebalances between workers.
+
+This module is the consumer's side: the fetch loop, the rebalance listener that opens and closes
+lanes, shutdown, health, and the metrics of committed batches and lag.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,40 +49,18 @@ from bus.bridge._checkpoint import (
     checkpoint_topic,
     transactional_id,
 )
-from bus.bridge._hops import forwarded_headers
+from bus.bridge._lane import Lane
 from bus.bridge._metrics import BridgeMetrics
 from bus.bridge._topics import ensure_topics
-from bus.bridge._txlog import Outgoing, TxLog
+from bus.bridge._txlog import TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
-from bus.errors import Fenced, TxFailed
 from bus.policy import ReleasePolicy
-from bus.records import quarantine_copy
 from bus.trust import KeyResolver
 
 __all__ = ["Replicator"]
 
 log = logging.getLogger("bus.bridge")
-
-_QUARANTINE_HEADROOM = 8192
-"""Bytes kept free for the reason headers when a rejected value is copied to quarantine."""
-_FENCED_GRACE_S = 20.0
-"""How long a fenced lane waits for its revocation before it takes its partition back."""
-
-
-@dataclass(slots=True, kw_only=True)
-class _Lane:
-    """One source partition this worker moves, with its two transactional logs."""
-
-    tp: TopicPartition
-    source_log: TxLog
-    destination_log: TxLog
-    next_offset: int = 0
-    """The destination's checkpoint: the first source offset not yet moved."""
-    audited_until: int = 0
-    """The source's checkpoint: the first source offset whose decision is not yet audited."""
-    checkpointed_at: float = field(default_factory=time.monotonic)
-    failing_since: float | None = None
 
 
 class Replicator:
@@ -101,7 +82,7 @@ class Replicator:
         self._metrics = BridgeMetrics.on(registry)
         self._registry = registry
         self._labels = (settings.source.name, settings.destination.name)
-        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._lanes: dict[TopicPartition, Lane] = {}
         self._pending: set[TopicPartition] = set()
         self._lock = asyncio.Lock()
         self._revoking = False
@@ -206,13 +187,9 @@ class Replicator:
                 attempt += 1
                 self._metrics.retries.labels(*self._labels, stage).inc()
                 log.warning("bridge %s: %s failed (%s); retrying", self.settings.name, stage, exc)
-                await asyncio.sleep(self._backoff(attempt))
+                await asyncio.sleep(self.settings.backoff_s(attempt))
             else:
                 return
-
-    def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        return float(min(s.max_backoff_s, s.retry_backoff_s * 2 ** min(attempt, 10)))
 
     # --- topics -------------------------------------------------------------------------
 
@@ -254,7 +231,7 @@ class Replicator:
                     continue
                 self._pending.discard(tp)
                 self._lanes[tp] = lane
-                consumer.seek(tp, min(lane.next_offset, lane.audited_until))
+                consumer.seek(tp, lane.resume_from)
                 consumer.resume(tp)
                 self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
             log.info(
@@ -266,7 +243,7 @@ class Replicator:
                 lane.audited_until,
             )
 
-    def _new_lane(self, tp: TopicPartition) -> _Lane:
+    def _new_lane(self, tp: TopicPartition) -> Lane:
         s = self.settings
         src, dst = s.source.name, s.destination.name
         common = {
@@ -274,7 +251,7 @@ class Replicator:
             "timeout_s": s.operation_timeout_s,
             "transaction_timeout_ms": s.transaction_timeout_ms,
         }
-        return _Lane(
+        return Lane(
             tp=tp,
             source_log=TxLog(
                 cluster=s.source,
@@ -292,16 +269,32 @@ class Replicator:
                 client_id=f"{s.bridge_id}/mirror/{tp.topic}/{tp.partition}",
                 **common,
             ),
+            settings=s,
+            metrics=self._metrics,
+            # Explicit partitions (the source partition's): no per-record key hashing on the hot
+            # path, and each source partition's audit trail stays in order in one partition.
+            audit_partition=tp.partition % self._bus_partitions[s.topics.audit],
+            quarantine_partition=tp.partition % self._bus_partitions[s.topics.quarantine],
+            leaving=self._leaving,
+            seek=self._seek,
+            clock=self._clock,
         )
 
-    async def _open_lane(self, tp: TopicPartition) -> _Lane | None:
+    def _leaving(self) -> bool:
+        """A lane retrying a batch gives up: its partition is being revoked or the worker stops."""
+        return self._revoking or self._stopping.is_set()
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        if self._consumer is not None:
+            self._consumer.seek(tp, offset)
+
+    async def _open_lane(self, tp: TopicPartition) -> Lane | None:
         """Both logs of ``tp`` opened (every earlier owner fenced) and their checkpoints read."""
         lane = self._new_lane(tp)
         attempt = 0
         while tp in self._pending and not self._stopping.is_set():
             try:
-                lane.audited_until = await lane.source_log.open()
-                lane.next_offset = await lane.destination_log.open()
+                await lane.open()
             except RETRYABLE as exc:
                 await self._close_lane(lane)
                 attempt += 1
@@ -313,15 +306,14 @@ class Replicator:
                     tp.partition,
                     exc,
                 )
-                await asyncio.sleep(self._backoff(attempt))
+                await asyncio.sleep(self.settings.backoff_s(attempt))
                 continue
             return lane
         await self._close_lane(lane)
         return None
 
-    async def _close_lane(self, lane: _Lane) -> None:
-        await lane.source_log.close()
-        await lane.destination_log.close()
+    async def _close_lane(self, lane: Lane) -> None:
+        await lane.close()
         labels = (*self._labels, lane.tp.topic, str(lane.tp.partition))
         with contextlib.suppress(KeyError):
             self._metrics.lag.remove(*labels)
@@ -357,191 +349,16 @@ class Replicator:
         results = await asyncio.gather(*(loop.run_in_executor(self._pool, run, c) for c in chunks))
         return [v for part in results for v in part]
 
-    async def _move(self, lane: _Lane, records: Sequence[Any]) -> None:
-        """Move one fetched batch of a lane; returns when done, or when the lane is lost.
-
-        The audit log and the mirror log commit concurrently. Each has its own checkpoint and
-        a lane reads from the lower of the two, so after any crash neither the audit nor the
-        mirror of a record is skipped, and neither is written twice.
-        """
+    async def _move(self, lane: Lane, records: Sequence[Any]) -> None:
+        """Move one fetched batch of a lane; returns when done, or when the lane is lost."""
         first_mirrored = lane.next_offset
-        records = [r for r in records if r.offset >= min(first_mirrored, lane.audited_until)]
+        records = [r for r in records if r.offset >= lane.resume_from]
         if not records:
             return
         started = time.monotonic()
         verdicts = await self._judge_all(records)
-        next_offset = records[-1].offset + 1
-        attempt = 0
-        while True:
-            logs = [
-                txlog
-                for txlog, done_until in (
-                    (lane.source_log, lane.audited_until),
-                    (lane.destination_log, lane.next_offset),
-                )
-                if done_until < next_offset
-            ]
-            if not logs:
-                break
-            results = await asyncio.gather(
-                *(self._commit(lane, txlog, verdicts, next_offset) for txlog in logs),
-                return_exceptions=True,
-            )
-            failed: list[TxLog] = []
-            for txlog, result in zip(logs, results, strict=True):
-                if result is None:
-                    self._advance(lane, txlog, next_offset)
-                elif isinstance(result, TxFailed):
-                    self._metrics.aborts.labels(*self._labels).inc()
-                    log.warning("bridge %s: %s", self.settings.name, result)
-                    failed.append(txlog)
-                else:
-                    raise result
-            if not failed:
-                break
-            if lane.failing_since is None:
-                lane.failing_since = time.monotonic()
-            # Fenced: another worker owns the partition now (its revocation is on the way) or
-            # the transaction outlived its timeout: give the group time to revoke first.
-            fenced = any(isinstance(r, Fenced) for r in results)
-            attempt += 1
-            if await self._revoked_within(_FENCED_GRACE_S if fenced else self._backoff(attempt)):
-                return
-            for txlog in failed:
-                # The outcome of a failed commit is unknown: the re-read checkpoint says.
-                checkpoint = await self._reopen(txlog)
-                if checkpoint is None:
-                    return  # revoked or stopping while the cluster was unavailable
-                if txlog is lane.source_log:
-                    lane.audited_until = checkpoint
-                elif checkpoint >= next_offset or checkpoint == lane.next_offset:
-                    lane.next_offset = checkpoint
-                else:
-                    # Someone else moved part of this partition meanwhile: start over there.
-                    lane.next_offset = checkpoint
-                    if self._consumer is not None:
-                        self._consumer.seek(lane.tp, min(checkpoint, lane.audited_until))
-                    return
-        lane.failing_since = None
-        lane.checkpointed_at = time.monotonic()
-        self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
-
-    async def _commit(
-        self, lane: _Lane, txlog: TxLog, verdicts: Sequence[Verdict], next_offset: int
-    ) -> None:
-        if txlog is lane.source_log:
-            await self._commit_audit(lane, verdicts, next_offset)
-        else:
-            await self._commit_mirror(lane, verdicts, next_offset)
-
-    @staticmethod
-    def _advance(lane: _Lane, txlog: TxLog, next_offset: int) -> None:
-        if txlog is lane.source_log:
-            lane.audited_until = next_offset
-        else:
-            lane.next_offset = next_offset
-
-    async def _revoked_within(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True as soon as a revocation or a stop is under way."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self._revoking or self._stopping.is_set():
-                return True
-            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        return self._revoking or self._stopping.is_set()
-
-    async def _reopen(self, txlog: TxLog) -> int | None:
-        """Reopen ``txlog`` (fencing its old producer); its checkpoint, or None if given up."""
-        attempt = 0
-        while True:
-            try:
-                return await txlog.open()
-            except RETRYABLE as exc:
-                attempt += 1
-                self._metrics.retries.labels(*self._labels, "reopen").inc()
-                log.warning(
-                    "bridge %s: cannot reopen %s (%s)", self.settings.name, txlog.where, exc
-                )
-                if await self._revoked_within(self._backoff(attempt)):
-                    await txlog.close()
-                    return None
-
-    async def _commit_audit(
-        self, lane: _Lane, verdicts: Sequence[Verdict], next_offset: int
-    ) -> None:
-        """The audit record of each decision and each quarantined record, on the source."""
-        s = self.settings
-        now = self._clock()
-        # Explicit partitions (the source partition's): no per-record key hashing on the hot
-        # path, and each source partition's audit trail stays in order in one partition.
-        audit_partition = lane.tp.partition % self._bus_partitions[s.topics.audit]
-        quarantine_partition = lane.tp.partition % self._bus_partitions[s.topics.quarantine]
-        records = []
-        for v in verdicts:
-            r = v.record
-            if r.offset < lane.audited_until:
-                continue  # audited before a crash or a failover: exactly once
-            if v.outcome is Outcome.QUARANTINE:
-                assert v.error is not None
-                # Inside a transaction a too-large record cannot be retried without its value,
-                # so decide up front: one that would not fit beside the headers goes without.
-                copy = quarantine_copy(
-                    r,
-                    v.error,
-                    quarantined_at=now,
-                    consumer=s.bridge_id,
-                    omit_value=len(r.value or b"") + _QUARANTINE_HEADROOM > s.max_record_size,
-                )
-                records.append(
-                    Outgoing(
-                        topic=s.topics.quarantine,
-                        value=copy.value,
-                        key=copy.key,
-                        partition=quarantine_partition,
-                        timestamp_ms=copy.timestamp_ms,
-                        headers=copy.headers,
-                    )
-                )
-            else:
-                records.append(
-                    Outgoing(
-                        topic=s.topics.audit,
-                        value=v.audit_value,
-                        key=v.audit_key,
-                        partition=audit_partition,
-                    )
-                )
-        await lane.source_log.commit(
-            records, next_offset=next_offset, bridge_id=s.bridge_id, now=now
-        )
-
-    async def _commit_mirror(
-        self, lane: _Lane, verdicts: Sequence[Verdict], next_offset: int
-    ) -> None:
-        """The released records, byte for byte with the hop headers, on the destination."""
-        s = self.settings
-        mirror = s.mirror_topic(lane.tp.topic)
-        records = [
-            Outgoing(
-                topic=mirror,
-                value=v.record.value,
-                key=v.record.key,
-                partition=lane.tp.partition,
-                timestamp_ms=v.record.timestamp if v.record.timestamp >= 0 else None,
-                headers=forwarded_headers(
-                    v.record.headers,
-                    source=s.source.name,
-                    destination=s.destination.name,
-                    bridge_id=s.bridge_id,
-                ),
-            )
-            for v in verdicts
-            # Below the checkpoint: mirrored before a crash, read again only to be audited.
-            if v.outcome is Outcome.FORWARD and v.record.offset >= lane.next_offset
-        ]
-        await lane.destination_log.commit(
-            records, next_offset=next_offset, bridge_id=s.bridge_id, now=self._clock()
-        )
+        if await lane.commit(verdicts, next_offset=records[-1].offset + 1):
+            self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
 
     # --- accounting ---------------------------------------------------------------------
 

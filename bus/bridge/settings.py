@@ -57,6 +57,11 @@ class BridgeSettings:
         """The consumer group every worker of this direction joins on the source cluster."""
         return f"bus-bridge.{self.source.name}.{self.destination.name}"
 
+    def backoff_s(self, attempt: int) -> float:
+        """The wait before retry number ``attempt``: ``retry_backoff_s`` doubled with each
+        attempt, at most ``max_backoff_s``."""
+        return float(min(self.max_backoff_s, self.retry_backoff_s * 2 ** min(attempt, 10)))
+
     def mirror_topic(self, topic: str) -> str:
         """Where ``topic``'s released records land on the destination: ``<source>.<topic>``."""
         return f"{self.source.name}.{topic}"

@@ -1,0 +1,225 @@
+"""A lane's commit protocol on fake logs: what each log receives when commits succeed, fail with
+an unknown outcome, lose a race with another worker, or the partition is revoked meanwhile.
+
+The integration tests (tests/integration/test_bridge.py) check the same protocol end to end on
+real clusters; these pin each branch of it, deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from bus.bridge._hops import PATH
+from bus.bridge._lane import Lane
+from bus.bridge._metrics import BridgeMetrics
+from bus.bridge._verdict import Outcome, Verdict
+from tests.unit.bridge.fakes import Commit, Failure, FakeLog, bridge_settings, verdict
+
+TP = TopicPartition("intel.events", 2)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DIRECTION = {"source": "interpol", "destination": "europol"}
+
+
+class Harness:
+    """A lane of intel.events/2 on two fake logs, with the seeks and revocation it sees."""
+
+    def __init__(self, *, next_offset: int, audited_until: int) -> None:
+        self.source = FakeLog("audit", checkpoint=audited_until)
+        self.destination = FakeLog("mirror", checkpoint=next_offset)
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.leaving = False
+        self.registry = CollectorRegistry()
+        self.lane = Lane(
+            tp=TP,
+            source_log=self.source,
+            destination_log=self.destination,
+            settings=bridge_settings(),
+            metrics=BridgeMetrics.on(self.registry),
+            audit_partition=0,
+            quarantine_partition=1,
+            leaving=lambda: self.leaving,
+            seek=lambda tp, offset: self.seeks.append((tp, offset)),
+            clock=lambda: NOW,
+        )
+
+    def revoke(self) -> None:
+        self.leaving = True
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, {**DIRECTION, **labels})
+
+
+async def opened(*, next_offset: int = 10, audited_until: int = 10) -> Harness:
+    harness = Harness(next_offset=next_offset, audited_until=audited_until)
+    await harness.lane.open()
+    assert (harness.lane.next_offset, harness.lane.audited_until) == (next_offset, audited_until)
+    return harness
+
+
+def batch() -> list[Verdict]:
+    """Source offsets 10 to 19: even ones released, odd ones denied, 13 quarantined."""
+    return [
+        verdict(
+            offset,
+            Outcome.QUARANTINE
+            if offset == 13
+            else Outcome.FORWARD
+            if offset % 2 == 0
+            else Outcome.DENY,
+        )
+        for offset in range(10, 20)
+    ]
+
+
+def written(commit: Commit) -> list[tuple[str, bytes | None]]:
+    return [(r.topic, r.value) for r in commit.records]
+
+
+AUDITED = [
+    ("bus.quarantine", b"event-13") if offset == 13 else ("bus.audit", f"audit-{offset}".encode())
+    for offset in range(10, 20)
+]
+MIRRORED = [
+    ("interpol.intel.events", f"event-{offset}".encode()) for offset in (10, 12, 14, 16, 18)
+]
+
+
+async def test_both_commits_succeed_and_both_checkpoints_advance() -> None:
+    h = await opened()
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert [(c.next_offset, written(c)) for c in h.source.committed] == [(20, AUDITED)]
+    assert [(c.next_offset, written(c)) for c in h.destination.committed] == [(20, MIRRORED)]
+    assert all(r.partition == 2 for r in h.destination.committed[0].records)
+    assert (h.lane.next_offset, h.lane.audited_until) == (20, 20)
+    assert (h.source.opens, h.destination.opens) == (1, 1)
+    assert h.seeks == []
+    assert h.lane.failing_since is None
+
+
+async def test_a_failed_commit_that_landed_is_not_written_again() -> None:
+    """The mirror's commit reports an error but landed: the re-read checkpoint says so."""
+    h = await opened()
+    h.destination.failures = [Failure(landed=True)]
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert [(c.next_offset, written(c)) for c in h.destination.committed] == [(20, MIRRORED)]
+    assert h.destination.attempts == 1
+    assert h.destination.opens == 2  # reopened to read the checkpoint back
+    assert [(c.next_offset, written(c)) for c in h.source.committed] == [(20, AUDITED)]
+    assert h.source.attempts == 1
+    assert (h.lane.next_offset, h.lane.audited_until) == (20, 20)
+    assert h.metric("bus_bridge_transaction_aborts_total") == 1
+    assert h.seeks == []
+    assert h.lane.failing_since is None
+
+
+async def test_a_failed_commit_that_did_not_land_is_retried_and_written_once() -> None:
+    h = await opened()
+    h.destination.failures = [Failure(landed=False)]
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert [(c.next_offset, written(c)) for c in h.destination.committed] == [(20, MIRRORED)]
+    assert h.destination.attempts == 2
+    assert h.destination.opens == 2
+    # The audit log's commit succeeded the first time: it is not written again.
+    assert [(c.next_offset, written(c)) for c in h.source.committed] == [(20, AUDITED)]
+    assert h.source.attempts == 1
+    assert (h.lane.next_offset, h.lane.audited_until) == (20, 20)
+    assert h.seeks == []
+
+
+@pytest.mark.parametrize(
+    ("source_failure", "audited_until", "sought"),
+    [
+        (None, 20, 15),
+        # The other worker audited part of the batch too: start over from the lower checkpoint.
+        (Failure(checkpoint=12), 12, 12),
+    ],
+)
+async def test_when_another_worker_moved_part_of_the_batch_the_lane_starts_over_there(
+    source_failure: Failure | None, audited_until: int, sought: int
+) -> None:
+    """The re-read mirror checkpoint (15) is behind the batch's end (20) and not the lane's
+    (10): the lane seeks to the lower of its checkpoints and writes nothing more."""
+    h = await opened()
+    h.source.failures = [source_failure] if source_failure is not None else []
+    h.destination.failures = [Failure(checkpoint=15)]
+    assert not await h.lane.commit(batch(), next_offset=20)
+    assert h.seeks == [(TP, sought)]
+    assert h.destination.committed == []
+    assert h.destination.attempts == 1
+    assert h.source.attempts == 1
+    assert len(h.source.committed) == (0 if source_failure is not None else 1)
+    assert (h.lane.next_offset, h.lane.audited_until) == (15, audited_until)
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+async def test_a_revocation_during_the_backoff_gives_the_batch_up_unwritten(fenced: bool) -> None:
+    """Fenced or not, the lane stops waiting as soon as its partition is being revoked (a fenced
+    lane would otherwise wait 20 s for the revocation) and neither reopens nor writes."""
+    h = await opened()
+    h.destination.failures = [Failure(fenced=fenced, then=h.revoke)]
+    async with asyncio.timeout(5):
+        assert not await h.lane.commit(batch(), next_offset=20)
+    assert h.destination.committed == []
+    assert h.destination.attempts == 1
+    assert h.destination.opens == 1
+    assert h.lane.next_offset == 10
+    assert h.seeks == []
+    assert h.lane.failing_since is not None
+
+
+async def test_a_revocation_while_the_log_cannot_be_reopened_gives_the_batch_up() -> None:
+    h = await opened()
+    h.destination.failures = [Failure()]
+    h.destination.open_failures = [h.revoke]
+    assert not await h.lane.commit(batch(), next_offset=20)
+    assert h.destination.committed == []
+    assert h.destination.closes == 1
+    assert h.metric("bus_bridge_retries_total", stage="reopen") == 1
+    assert h.lane.next_offset == 10
+    assert h.seeks == []
+
+
+async def test_a_log_that_cannot_be_reopened_is_retried_until_it_reads_its_checkpoint() -> None:
+    h = await opened()
+    h.destination.failures = [Failure()]
+    h.destination.open_failures = [None, None]
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert [(c.next_offset, written(c)) for c in h.destination.committed] == [(20, MIRRORED)]
+    assert h.destination.opens == 4  # the first open, two failed reopens, one that worked
+    assert h.metric("bus_bridge_retries_total", stage="reopen") == 2
+
+
+async def test_only_the_log_behind_is_written_after_a_crash_between_the_two_commits() -> None:
+    """Audited up to 20, mirrored up to 14: the audit log gets nothing, the mirror the rest."""
+    h = await opened(next_offset=14, audited_until=20)
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert h.source.attempts == 0
+    assert [(c.next_offset, written(c)) for c in h.destination.committed] == [(20, MIRRORED[2:])]
+    assert (h.lane.next_offset, h.lane.audited_until) == (20, 20)
+
+
+async def test_the_audit_log_behind_is_written_alone_and_from_its_checkpoint() -> None:
+    h = await opened(next_offset=20, audited_until=16)
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert h.destination.attempts == 0
+    assert [(c.next_offset, written(c)) for c in h.source.committed] == [(20, AUDITED[6:])]
+
+
+async def test_mirrored_records_carry_the_hop_path() -> None:
+    h = await opened()
+    assert await h.lane.commit(batch(), next_offset=20)
+    for record in h.destination.committed[0].records:
+        assert (PATH, b"interpol") in record.headers
+
+
+def test_a_lane_resumes_from_the_lower_of_its_checkpoints() -> None:
+    h = Harness(next_offset=0, audited_until=0)
+    h.lane.next_offset, h.lane.audited_until = 30, 25
+    assert h.lane.resume_from == 25
+    h.lane.next_offset = 20
+    assert h.lane.resume_from == 20

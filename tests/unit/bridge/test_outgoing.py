@@ -1,0 +1,113 @@
+"""What each log of a lane writes for a batch: audit records and quarantine copies on the
+source, released records byte for byte with hop headers on the destination."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bus import headers as h
+from bus.bridge._hops import HOP, PATH
+from bus.bridge._outgoing import Outgoing, destination_log_records, source_log_records
+from bus.bridge._verdict import Outcome, Verdict
+from tests.unit.bridge.fakes import Record, bridge_settings, verdict
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SETTINGS = bridge_settings(max_record_size=10_000)
+
+
+def _source(verdicts: list[Verdict], *, audited_until: int = 0) -> list[Outgoing]:
+    return source_log_records(
+        verdicts,
+        audited_until=audited_until,
+        settings=SETTINGS,
+        audit_partition=3,
+        quarantine_partition=1,
+        now=NOW,
+    )
+
+
+def _destination(verdicts: list[Verdict], *, next_offset: int = 0) -> list[Outgoing]:
+    return destination_log_records(
+        verdicts, next_offset=next_offset, settings=SETTINGS, topic="intel.events", partition=2
+    )
+
+
+def test_every_decision_is_audited_in_the_partition_given() -> None:
+    records = _source([verdict(5, Outcome.FORWARD), verdict(6, Outcome.DENY)])
+    assert records == [
+        Outgoing(topic="bus.audit", value=b"audit-5", key=b"id-5", partition=3),
+        Outgoing(topic="bus.audit", value=b"audit-6", key=b"id-6", partition=3),
+    ]
+
+
+def test_decisions_below_the_audit_checkpoint_are_not_audited_again() -> None:
+    verdicts = [verdict(o, Outcome.FORWARD) for o in (5, 6, 7)]
+    assert [r.value for r in _source(verdicts, audited_until=6)] == [b"audit-6", b"audit-7"]
+
+
+def test_a_quarantined_record_is_copied_with_its_reason_to_the_quarantine_partition() -> None:
+    [copy] = _source([verdict(5, Outcome.QUARANTINE, value=b"garbage")])
+    assert (copy.topic, copy.partition, copy.key, copy.value) == (
+        "bus.quarantine",
+        1,
+        b"case-5",
+        b"garbage",
+    )
+    assert copy.timestamp_ms == 1_700_000_000_000
+    assert h.header_value(copy.headers, h.REASON) == b"truncated"
+    assert h.header_value(copy.headers, h.SOURCE_OFFSET) == b"5"
+    assert h.header_value(copy.headers, h.CONSUMER) == b"b1"
+    assert h.header_value(copy.headers, h.QUARANTINED_AT) is not None
+    assert h.header_value(copy.headers, h.VALUE_OMITTED) is None
+
+
+def test_a_quarantined_value_that_would_not_fit_beside_the_headers_is_left_out() -> None:
+    fits = b"x" * (10_000 - 8192)
+    too_large = fits + b"x"
+    kept, omitted = _source(
+        [
+            verdict(5, Outcome.QUARANTINE, value=fits),
+            verdict(6, Outcome.QUARANTINE, value=too_large),
+        ]
+    )
+    assert kept.value == fits
+    assert omitted.value is None
+    assert h.header_value(omitted.headers, h.VALUE_OMITTED) == str(len(too_large)).encode()
+
+
+def test_only_released_records_at_or_above_the_mirror_checkpoint_are_mirrored() -> None:
+    verdicts = [
+        verdict(4, Outcome.FORWARD),
+        verdict(5, Outcome.FORWARD),
+        verdict(6, Outcome.DENY),
+        verdict(7, Outcome.QUARANTINE),
+        verdict(8, Outcome.FORWARD),
+    ]
+    records = _destination(verdicts, next_offset=5)
+    assert [(r.topic, r.partition, r.key, r.value) for r in records] == [
+        ("interpol.intel.events", 2, b"case-5", b"event-5"),
+        ("interpol.intel.events", 2, b"case-8", b"event-8"),
+    ]
+
+
+def test_a_mirrored_record_is_the_source_record_byte_for_byte_with_the_hop_headers() -> None:
+    record = Record(
+        value=b"\xc3\x01signed bytes",
+        offset=9,
+        timestamp=1_700_000_000_123,
+        headers=(("ce_id", b"x"),),
+    )
+    [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD)])
+    assert mirrored.value is record.value
+    assert (mirrored.key, mirrored.timestamp_ms) == (b"case-1", 1_700_000_000_123)
+    assert list(mirrored.headers) == [
+        ("ce_id", b"x"),
+        (PATH, b"interpol"),
+        (HOP, b"interpol->europol b1"),
+    ]
+
+
+def test_a_mirrored_record_without_a_timestamp_gets_the_brokers() -> None:
+    record = Record(value=b"v", offset=9, timestamp=-1)
+    [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD)])
+    assert mirrored.timestamp_ms is None
