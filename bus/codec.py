@@ -70,7 +70,7 @@ HEADER_SIZE: Final = 10
 INTELLIGENCE_EVENT: Final = "bus.intel.IntelligenceEvent"
 SIGNED_EVENT: Final = "bus.intel.SignedEvent"
 
-_VERSIONED = re.compile(r"^(?P<stem>.+)\.v(?P<version>[1-9][0-9]*)\.avsc$")
+_VERSIONED = re.compile(r"(?P<stem>.+)\.v(?P<version>[1-9][0-9]*)\.avsc")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +106,7 @@ def fingerprint_of(canonical_form: str) -> bytes:
 
 
 def _parse_file(path: Path) -> tuple[int, SchemaVersion]:
-    match = _VERSIONED.match(path.name)
+    match = _VERSIONED.fullmatch(path.name)
     if match is None:
         raise SchemaError(f"{path.name}: schema files are named <Name>.v<N>.avsc; rename it")
     try:
