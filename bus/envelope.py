@@ -5,7 +5,8 @@ single-object-encodes the ``SignedEvent`` around them: the result is the Kafka v
 
 ``open_(value, trust)`` does the reverse in the only safe order: check size and framing, find
 the key, verify the signature over the bytes as received, and only then decode the event and
-check that the key may speak for the event's origin at its ``created_at``. Every failure is a
+check that the key may speak for the event's origin at its ``created_at`` and, by the
+receiver's own clock, now (``bus.trust``: grace and skew). Every failure is a
 ``RecordRejected`` subclass whose ``reason`` is the quarantine reason.
 
 ``peek(value)`` decodes without verifying anything, for people looking at a record
@@ -21,7 +22,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Final
 
@@ -32,9 +33,15 @@ from bus.codec import (
     SchemaStore,
     default_store,
 )
-from bus.errors import EventError, MalformedDatum, OversizedRecord, TruncatedRecord
+from bus.errors import (
+    EventError,
+    EventFromFuture,
+    MalformedDatum,
+    OversizedRecord,
+    TruncatedRecord,
+)
 from bus.signing import Signer
-from bus.trust import KeyResolver
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, format_time
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -218,6 +225,9 @@ def open_(
     value: bytes,
     trust: KeyResolver,
     *,
+    now: datetime | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
     max_size: int = DEFAULT_MAX_SIZE,
     store: SchemaStore | None = None,
 ) -> VerifiedEvent:
@@ -225,10 +235,13 @@ def open_(
 
     Order: size, framing, key lookup, signature over the exact event bytes, decoding of the
     event, and finally the key's agency, validity window and revocation against the event's
-    origin and ``created_at``. Raises a ``RecordRejected`` subclass naming what failed
-    (``OversizedRecord``, ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``,
-    ``MalformedDatum``, ``UnknownKey``, ``BadSignature``, ``KeyAgencyMismatch``,
-    ``KeyNotValid``, ``KeyRevoked``).
+    origin and ``created_at``, then against the receiver's clock ``now`` (default: the current
+    UTC time): the key must be valid at ``now``, its end extended by ``grace`` for records
+    already in flight, and ``created_at`` may be at most ``max_skew`` ahead of ``now``.
+    Raises a ``RecordRejected`` subclass naming what failed (``OversizedRecord``,
+    ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``, ``MalformedDatum``,
+    ``UnknownKey``, ``BadSignature``, ``KeyAgencyMismatch``, ``KeyNotValid``, ``KeyRevoked``,
+    ``EventFromFuture``).
     """
     _check_size(value, max_size)
     framing = _framing(store or default_store())
@@ -238,7 +251,15 @@ def open_(
     event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT)
     agency: str = event["origin"]["agency"]
     created_at: datetime = event["created_at"]
-    trusted.check(agency, created_at)
+    if now is None:
+        now = datetime.now(UTC)
+    trusted.check(agency, created_at, now=now, grace=grace)
+    if created_at > now + max_skew:
+        raise EventFromFuture(
+            f"event of {agency} signed with key {key_id} was created at "
+            f"{format_time(created_at)}, more than {max_skew} ahead of the receiver's clock "
+            f"({format_time(now)}); check the clocks of the publisher and of this host"
+        )
     return VerifiedEvent(event=event, event_bytes=event_bytes, key_id=key_id, agency=agency)
 
 

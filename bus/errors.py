@@ -16,13 +16,16 @@
         │   ├── OversizedRecord
         │   ├── BadMarker
         │   ├── UnknownFingerprint
-        │   └── MalformedDatum
+        │   ├── MalformedDatum
+        │   └── LimitExceeded       too many items, too long a string, too deep: refused unread
         └── VerificationError       its signature does not make it trustworthy
             ├── BadSignature
             ├── UnknownKey
             ├── KeyAgencyMismatch   a key of one agency signed for another (origin spoofing)
-            ├── KeyNotValid         the key was not valid when the event was created
+            ├── KeyNotValid         the key was not valid when the event was created, or is
+            │                       not (or no longer, past the grace) by the receiver's clock
             ├── KeyRevoked
+            ├── EventFromFuture     created_at is later than the receiver's clock plus the skew
             └── EventRejected       verified, but the event itself is unacceptable
 
 Every ``RecordRejected`` carries a stable ``reason`` code: it is the value of the quarantine
@@ -51,12 +54,14 @@ __all__ = [
     "BadMarker",
     "UnknownFingerprint",
     "MalformedDatum",
+    "LimitExceeded",
     "VerificationError",
     "BadSignature",
     "UnknownKey",
     "KeyAgencyMismatch",
     "KeyNotValid",
     "KeyRevoked",
+    "EventFromFuture",
     "EventRejected",
 ]
 
@@ -135,6 +140,16 @@ class MalformedDatum(WireError):
     reason: ClassVar[str] = "malformed-datum"
 
 
+class LimitExceeded(WireError):
+    """The datum holds more items, longer strings or deeper nesting than the decode limits.
+
+    Found by a pre-scan that stops at the first excess, so refusing a hostile record costs no
+    more than reading an acceptable one (``bus.codec.DecodeLimits``, docs/wire-format.md).
+    """
+
+    reason: ClassVar[str] = "limit-exceeded"
+
+
 class VerificationError(RecordRejected):
     """The record's signature does not make it trustworthy."""
 
@@ -160,7 +175,11 @@ class KeyAgencyMismatch(VerificationError):
 
 
 class KeyNotValid(VerificationError):
-    """The key was not yet, or no longer, valid when the event was created."""
+    """The key was not yet, or no longer, valid when the event was created.
+
+    Or, by the receiver's own clock, it is not yet valid, or it ended longer ago than the grace
+    that lets records already in flight cross. The message says which clock.
+    """
 
     reason: ClassVar[str] = "key-not-valid"
 
@@ -169,6 +188,16 @@ class KeyRevoked(VerificationError):
     """The key has been revoked."""
 
     reason: ClassVar[str] = "key-revoked"
+
+
+class EventFromFuture(VerificationError):
+    """The event's ``created_at`` is later than the receiver's clock plus the allowed skew.
+
+    An event dated ahead (by a clock that runs fast, or on purpose) would look fresh to expiry
+    checks, ordering and readers long after it was made.
+    """
+
+    reason: ClassVar[str] = "event-from-future"
 
 
 class EventRejected(VerificationError):

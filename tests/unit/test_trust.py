@@ -235,3 +235,28 @@ def test_append_key_refuses_a_store_others_may_write(tmp_path: Path) -> None:
     path.chmod(0o666)
     with pytest.raises(ConfigError, match="chmod go-w"):
         append_key(path, _key_entry(SigningKey.generate()))
+
+
+def test_check_by_the_receivers_clock() -> None:
+    """``now`` adds the receiver's clock: valid from not_before to not_after plus the grace."""
+    key = TrustedKey(
+        agency="interpol",
+        public_key=KEY.public_key,
+        not_before=START,
+        not_after=START + timedelta(days=10),
+    )
+    inside = START + timedelta(days=5)
+    key.check("interpol", inside)  # no receiver clock: the event's clock only
+    key.check("interpol", inside, now=START)
+    key.check("interpol", inside, now=START + timedelta(days=10, minutes=59))
+    key.check("interpol", inside, now=START + timedelta(days=12), grace=timedelta(days=3))
+    with pytest.raises(KeyNotValid, match="receiver's clock: not valid yet"):
+        key.check("interpol", inside, now=START - timedelta(microseconds=1))
+    with pytest.raises(KeyNotValid, match="grace of 1 h"):
+        key.check("interpol", inside, now=START + timedelta(days=10, hours=1))
+    with pytest.raises(KeyNotValid, match="grace of 10 min"):
+        key.check("interpol", inside, now=START + timedelta(days=11), grace=timedelta(minutes=10))
+    with pytest.raises(KeyNotValid, match="event's clock"):
+        key.check("interpol", START - timedelta(days=1), now=inside)
+    open_ended = TrustedKey(agency="interpol", public_key=KEY.public_key, not_before=START)
+    open_ended.check("interpol", inside, now=START + timedelta(days=10_000))
