@@ -9,6 +9,11 @@ check that the key may speak for the event's origin at its ``created_at`` and, b
 receiver's own clock, now (``bus.trust``: grace and skew). Every failure is a
 ``RecordRejected`` subclass whose ``reason`` is the quarantine reason.
 
+The event is decoded under ``EVENT_LIMITS``: a pre-scan refuses, before fastavro reads it, an
+event with more items, longer strings or deeper nesting than any real event needs
+(``LimitExceeded``), so that even a verified record costs at most a few milliseconds to decode
+or refuse (figures in docs/wire-format.md).
+
 ``peek(value)`` decodes without verifying anything, for people looking at a record
 (``bus event show``); never act on what it returns.
 
@@ -30,6 +35,7 @@ from bus.codec import (
     HEADER_SIZE,
     INTELLIGENCE_EVENT,
     SIGNED_EVENT,
+    DecodeLimits,
     SchemaStore,
     default_store,
 )
@@ -45,6 +51,7 @@ from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, format_time
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "EVENT_LIMITS",
     "VerifiedEvent",
     "UnverifiedEvent",
     "seal",
@@ -54,6 +61,29 @@ __all__ = [
 
 DEFAULT_MAX_SIZE: Final = 1_048_576
 """Largest value ``open_`` accepts by default: 1 MiB, Kafka's default ``max.message.bytes``."""
+
+EVENT_LIMITS: Final = DecodeLimits(
+    items={
+        "handling_codes": 16,
+        "releasable_to": 256,
+        "subjects": 1000,
+        "subjects[].attributes": 64,
+        "references": 1000,
+    },
+    default_items=1000,
+    total_items=2048,
+    string_bytes={"summary": None, "handling_conditions": 65_536, "payload.data": None},
+    default_string_bytes=4096,
+    max_depth=16,
+)
+"""What one ``IntelligenceEvent`` may hold (docs/wire-format.md, "Decode limits").
+
+At most 16 handling codes, 256 recipients in ``releasable_to``, 1000 subjects with 64
+attributes each, 1000 references, 1000 items in any other array or map, and 2048 items in all
+arrays and maps together; strings and bytes of at most 4096 bytes, except ``summary`` and
+``payload.data`` (bounded by the record's size only) and ``handling_conditions`` (64 KiB).
+Far above what events carry, and low enough that a maximal event decodes in about a
+millisecond."""
 
 # Parsing Canonical Form of the SignedEvent layout the hand-written framing implements.
 _FRAMED_LAYOUT: Final = (
@@ -229,6 +259,7 @@ def open_(
     grace: timedelta = DEFAULT_GRACE,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
     max_size: int = DEFAULT_MAX_SIZE,
+    limits: DecodeLimits = EVENT_LIMITS,
     store: SchemaStore | None = None,
 ) -> VerifiedEvent:
     """Verify a Kafka value and decode its event.
@@ -238,17 +269,17 @@ def open_(
     origin and ``created_at``, then against the receiver's clock ``now`` (default: the current
     UTC time): the key must be valid at ``now``, its end extended by ``grace`` for records
     already in flight, and ``created_at`` may be at most ``max_skew`` ahead of ``now``.
-    Raises a ``RecordRejected`` subclass naming what failed (``OversizedRecord``,
-    ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``, ``MalformedDatum``,
-    ``UnknownKey``, ``BadSignature``, ``KeyAgencyMismatch``, ``KeyNotValid``, ``KeyRevoked``,
-    ``EventFromFuture``).
+    The event is decoded under ``limits``. Raises a ``RecordRejected`` subclass naming what
+    failed (``OversizedRecord``, ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``,
+    ``MalformedDatum``, ``LimitExceeded``, ``UnknownKey``, ``BadSignature``,
+    ``KeyAgencyMismatch``, ``KeyNotValid``, ``KeyRevoked``, ``EventFromFuture``).
     """
     _check_size(value, max_size)
     framing = _framing(store or default_store())
     event_bytes, key_id, signature = _split(value, framing)
     trusted = trust.get(key_id)
     trusted.public_key.verify(event_bytes, signature)
-    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT)
+    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT, limits=limits)
     agency: str = event["origin"]["agency"]
     created_at: datetime = event["created_at"]
     if now is None:
@@ -264,14 +295,19 @@ def open_(
 
 
 def peek(
-    value: bytes, *, max_size: int = DEFAULT_MAX_SIZE, store: SchemaStore | None = None
+    value: bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    limits: DecodeLimits = EVENT_LIMITS,
+    store: SchemaStore | None = None,
 ) -> UnverifiedEvent:
     """Decode a Kafka value WITHOUT verifying it; for display only.
 
-    Raises the same framing and decoding errors as ``open_``, but no verification errors.
+    Raises the same framing and decoding errors as ``open_`` (limits included: the bytes are
+    anyone's), but no verification errors.
     """
     _check_size(value, max_size)
     framing = _framing(store or default_store())
     event_bytes, key_id, signature = _split(value, framing)
-    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT)
+    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT, limits=limits)
     return UnverifiedEvent(event=event, event_bytes=event_bytes, key_id=key_id, signature=signature)
