@@ -100,10 +100,17 @@ def _cases() -> dict[str, bytes]:
     cases["refused: 1000 subjects x 3 attributes"] = hostile_value(
         {"subjects": _items(1000, b"\x00\x00" + _items(3, b"\x00\x00"))}
     )
-    cases["refused: references, count 2^62"] = hostile_value(
+    cases["refused, small: references, count 2^62"] = hostile_value(
         {"references": _long(2**62) + bytes(16)}
     )
     cases["refused: title of 1 MiB"] = hostile_value({"title": _long(room) + b"t" * room})
+    # Small datums (at most 2 KiB) are decoded first, then counted: the worst of those.
+    cases["refused, small: 1500 empty references"] = hostile_value(
+        {"references": _items(1500, b"\x00")}
+    )
+    cases["accepted, small: 520 minimal subjects"] = hostile_value(
+        {"subjects": _items(520, b"\x00\x00\x00")}
+    )
     # Accepted, as full as the limits allow: 1000 subjects with an attribute each and 46
     # references, next to the template's handling code and recipient (2048 items),
     # first with empty strings, then with strings long enough to fill the record.

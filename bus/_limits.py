@@ -2,11 +2,17 @@
 
 fastavro reads an Avro array or map of any length. Every item costs at least one byte but also
 a Python object and a call, so a 1 MiB datum of one-byte items makes a million objects: measured
-here, 150 to 530 ms to decode (docs/wire-format.md), against a few microseconds for an ordinary
+here, 110 to 530 ms to decode (docs/wire-format.md), against a few microseconds for an ordinary
 event. The pre-scan walks the datum with the writer schema, compiled once into closures, without
 building anything: it reads lengths and counts, skips bytes, and stops at the first limit
 exceeded. So refusing a hostile datum costs no more than scanning an acceptable one, and what
 fastavro reads afterwards is bounded by the same limits.
+
+Small datums take a shorter road: one of at most ``SMALL_DATUM`` bytes (2 KiB) cannot hold
+more than that many items, which fastavro decodes in about a millisecond even when hostile, nor
+a string longer than any limit; so it is decoded first and its arrays and maps are counted
+afterwards (``check``), which for an ordinary event costs about a microsecond where the pre-scan
+costs some fifteen. Both roads apply the same limits and raise the same errors for them.
 
 Paths name a place in the datum: record fields by name joined with ``.``, array items with
 ``[]``, map values with ``{}`` (``subjects[].attributes{}``); union branches add nothing, so
@@ -22,10 +28,15 @@ from typing import Any, Final
 
 from bus.errors import LimitExceeded, MalformedDatum, SchemaError, TruncatedRecord
 
-__all__ = ["DecodeLimits", "Scanner", "compile_scanner", "scan"]
+__all__ = ["SMALL_DATUM", "DecodeLimits", "Scanner", "check", "compile_scanner", "scan"]
 
 Skip = Callable[[bytes, int, list[int]], int]
 """Skips one value at a position and returns the position after it; the list is the budget."""
+Check = Callable[[Any, list[int]], None]
+"""Counts the arrays and maps of one decoded value against the limits; the list is the budget."""
+
+SMALL_DATUM: Final = 2048
+"""Datums up to this size are decoded first and checked after (see the module's docstring)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -54,6 +65,10 @@ class Scanner:
     skip: Skip
     total_items: int
     name: str
+    small: int = 0
+    """Datums of at most this many bytes may be decoded first and then ``check``-ed (0: none)."""
+    check: Check | None = None
+    """Counts a decoded datum's arrays and maps (read with the reader schema)."""
 
 
 _Bounds = tuple[tuple[str, int | None], ...]
@@ -101,11 +116,27 @@ def scan(scanner: Scanner, data: bytes, start: int) -> None:
         )
 
 
-def compile_scanner(schema: Any, limits: DecodeLimits) -> Scanner:
-    """Compile a fastavro-parsed schema (``parse_schema`` output) into a pre-scan."""
+def check(scanner: Scanner, datum: Any) -> None:
+    """Count the arrays and maps of a decoded small datum; ``LimitExceeded`` as ``scan`` would."""
+    if scanner.check is not None:
+        scanner.check(datum, [scanner.total_items])
+
+
+def compile_scanner(schema: Any, limits: DecodeLimits, reader: Any = None) -> Scanner:
+    """Compile a fastavro-parsed writer schema (``parse_schema`` output) into a pre-scan.
+
+    ``reader`` is the schema the datum is decoded with, if not the writer's: the after-decode
+    check of small datums walks that one.
+    """
     name = schema.get("name", "datum") if isinstance(schema, dict) else str(schema)
-    compiler = _Compiler(limits)
-    return Scanner(compiler.compile(schema, "", 0), limits.total_items, name)
+    skip = _Compiler(limits).compile(schema, "", 0)
+    try:
+        counter = _Counter(limits).compile(schema if reader is None else reader, "", 0)
+    except _NoShortcut:
+        return Scanner(skip, limits.total_items, name)
+    bounds = [b for b in (limits.default_string_bytes, *limits.string_bytes.values()) if b]
+    small = min([SMALL_DATUM, *bounds])
+    return Scanner(skip, limits.total_items, name, small, counter)
 
 
 class _Compiler:
@@ -173,6 +204,80 @@ class _Compiler:
 
     def _bytes(self, path: str) -> int | None:
         return self._limits.string_bytes.get(path, self._limits.default_string_bytes)
+
+
+class _NoShortcut(Exception):
+    """The schema has a shape the after-decode count does not handle: always pre-scan."""
+
+
+class _Counter:
+    """Compiles a schema into a ``Check`` that visits only the arrays and maps of a datum."""
+
+    __slots__ = ("_limits", "_named")
+
+    def __init__(self, limits: DecodeLimits) -> None:
+        self._limits = limits
+        self._named: dict[str, Any] = {}
+
+    def compile(self, schema: Any, path: str, depth: int) -> Check | None:
+        """A ``Check``, or ``None`` when the value holds no array or map."""
+        if depth > self._limits.max_depth:
+            raise _NoShortcut
+        if isinstance(schema, list):
+            if any(self.compile(branch, path, depth) for branch in schema):
+                raise _NoShortcut  # would need to tell the branches apart by value
+            return None
+        if isinstance(schema, str):
+            if schema in self._named:
+                return self.compile(self._named[schema], path, depth + 1)
+            return None
+        kind = schema["type"]
+        if isinstance(kind, (dict, list)):
+            return self.compile(kind, path, depth)
+        if kind in ("record", "error", "enum", "fixed"):
+            self._named[schema["name"]] = schema
+        if kind in ("record", "error"):
+            prefix = f"{path}." if path else ""
+            fields = [
+                (f["name"], self.compile(f["type"], prefix + f["name"], depth + 1))
+                for f in schema["fields"]
+            ]
+            return _counted_record(tuple((n, c) for n, c in fields if c is not None))
+        if kind in ("array", "map"):
+            inner = schema["items"] if kind == "array" else schema["values"]
+            mark = "[]" if kind == "array" else "{}"
+            each = self.compile(inner, path + mark, depth + 1)
+            limit = self._limits.items.get(path, self._limits.default_items)
+            return _counted(path, limit, self._limits.total_items, each, kind == "map")
+        return None
+
+
+def _counted_record(fields: tuple[tuple[str, Check], ...]) -> Check | None:
+    if not fields:
+        return None
+
+    def count(value: Any, budget: list[int]) -> None:
+        for name, field_count in fields:
+            field_count(value[name], budget)
+
+    return count
+
+
+def _counted(path: str, limit: int, total: int, each: Check | None, is_map: bool) -> Check:
+    where = path or "datum"
+
+    def count(value: Any, budget: list[int]) -> None:
+        size = len(value)
+        if size > limit:
+            raise LimitExceeded(f"{where}: more than {limit} items")
+        budget[0] -= size
+        if budget[0] < 0:
+            raise LimitExceeded(f"more than {total} items in all arrays and maps together")
+        if each is not None:
+            for item in value.values() if is_map else value:
+                each(item, budget)
+
+    return count
 
 
 def _null(data: bytes, pos: int, budget: list[int]) -> int:

@@ -44,7 +44,7 @@ from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from bus._compatibility import check_full_transitive
-from bus._limits import DecodeLimits, Scanner, compile_scanner, scan
+from bus._limits import DecodeLimits, Scanner, check, compile_scanner, scan
 from bus.errors import (
     BadMarker,
     EventError,
@@ -283,14 +283,22 @@ class SchemaStore:
                 f"record is a {writer.name} (fingerprint {writer.fingerprint.hex()}), "
                 f"expected a {name}"
             )
-        if limits is not None:
-            scan(self._scanner(writer, limits), bytes(data), HEADER_SIZE)
+        if limits is None:
+            return self._read(writer, data)
+        scanner = self._scanner(writer, limits)
+        if len(data) - HEADER_SIZE <= scanner.small:
+            # Too small to be costly: decode, then count (bus._limits explains).
+            datum = self._read(writer, data)
+            check(scanner, datum)
+            return datum
+        scan(scanner, bytes(data), HEADER_SIZE)
         return self._read(writer, data)
 
     def _scanner(self, writer: SchemaVersion, limits: DecodeLimits) -> Scanner:
         entry = self._scanners.get((writer.fingerprint, id(limits)))
         if entry is None or entry[0] is not limits:
-            entry = (limits, compile_scanner(writer.io_schema, limits))
+            reader = self._readers[writer.fingerprint][1]
+            entry = (limits, compile_scanner(writer.io_schema, limits, reader))
             if len(self._scanners) >= 64:  # callers that make new limits per call: stay small
                 self._scanners.clear()
             self._scanners[(writer.fingerprint, id(limits))] = entry

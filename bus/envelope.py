@@ -82,8 +82,8 @@ At most 16 handling codes, 256 recipients in ``releasable_to``, 1000 subjects wi
 attributes each, 1000 references, 1000 items in any other array or map, and 2048 items in all
 arrays and maps together; strings and bytes of at most 4096 bytes, except ``summary`` and
 ``payload.data`` (bounded by the record's size only) and ``handling_conditions`` (64 KiB).
-Far above what events carry, and low enough that a maximal event decodes in about a
-millisecond."""
+Far above what events carry, and low enough that the fullest event that passes costs about
+3 ms to pre-scan and decode (a hostile one is refused sooner)."""
 
 # Parsing Canonical Form of the SignedEvent layout the hand-written framing implements.
 _FRAMED_LAYOUT: Final = (

@@ -16,8 +16,8 @@ import fastavro
 import pytest
 
 from bus import envelope
-from bus._limits import DecodeLimits, compile_scanner, scan
-from bus.codec import INTELLIGENCE_EVENT, SIGNED_EVENT, default_store
+from bus._limits import SMALL_DATUM, DecodeLimits, compile_scanner, scan
+from bus.codec import HEADER_SIZE, INTELLIGENCE_EVENT, SIGNED_EVENT, default_store
 from bus.envelope import EVENT_LIMITS
 from bus.errors import LimitExceeded, MalformedDatum, RecordRejected, TruncatedRecord
 from bus.events import template
@@ -81,6 +81,11 @@ def _room(field: str) -> int:
     return envelope.DEFAULT_MAX_SIZE - len(_signed({field: b"\x00"})) - 8
 
 
+PAD = _text(3000)
+"""A summary that makes a datum larger than SMALL_DATUM, so that the pre-scan reads it."""
+ATTRIBUTES_65 = _long(65) + b"".join(_long(2) + b"%02d" % i + b"\x00" for i in range(65)) + b"\x00"
+"""A map of 65 distinct attributes with empty values."""
+
 HOSTILE: dict[str, tuple[Callable[[], dict[str, bytes]], str]] = {
     "references: 1M empty strings in one block": (
         lambda: {"references": _items(_room("references"), b"\x00")},
@@ -90,12 +95,12 @@ HOSTILE: dict[str, tuple[Callable[[], dict[str, bytes]], str]] = {
         lambda: {"references": _items(_room("references") // 2, b"\x00", blocks=500_000)},
         "references: more than 1000 items",
     ),
-    "references: a block count of 2^62 with no data": (
-        lambda: {"references": _long(2**62) + bytes(8)},
+    "references: a block count of 2^62 with little data": (
+        lambda: {"references": _long(2**62) + bytes(8), "summary": PAD},
         "references: more than 1000 items",
     ),
     "references: a negative block count of -2^31": (
-        lambda: {"references": _long(-(2**31)) + _long(4) + bytes(8)},
+        lambda: {"references": _long(-(2**31)) + _long(4) + bytes(8), "summary": PAD},
         "references: more than 1000 items",
     ),
     "handling_codes: 1M": (
@@ -117,7 +122,7 @@ HOSTILE: dict[str, tuple[Callable[[], dict[str, bytes]], str]] = {
         r"subjects\[\].attributes: more than 64 items",
     ),
     "subjects[].attributes: 65 entries": (
-        lambda: {"subjects": b"\x02\x00\x00" + _items(65, b"\x00\x00") + b"\x00"},
+        lambda: {"subjects": b"\x02\x00\x00" + ATTRIBUTES_65 + b"\x00", "summary": PAD},
         r"subjects\[\].attributes: more than 64 items",
     ),
     "all collections: 1000 subjects with 2 attributes each": (
@@ -180,9 +185,50 @@ def test_hostile_events_are_refused_before_decoding(case: str) -> None:
 def test_malformed_events_are_refused_by_the_pre_scan(
     raw: dict[str, bytes], error: type[RecordRejected], message: str
 ) -> None:
-    data = _event_bytes(raw)
+    data = _event_bytes({"summary": PAD, **raw})
+    assert len(data) > SMALL_DATUM + HEADER_SIZE
     with pytest.raises(error, match=message):
         STORE.decode(data, INTELLIGENCE_EVENT, limits=EVENT_LIMITS)
+    with pytest.raises(error, match=message):
+        scan(STORE._scanner(WRITER, EVENT_LIMITS), _event_bytes(raw), HEADER_SIZE)
+    with pytest.raises((MalformedDatum, TruncatedRecord)):  # small: fastavro's own errors
+        STORE.decode(_event_bytes(raw), INTELLIGENCE_EVENT, limits=EVENT_LIMITS)
+
+
+SMALL_CASES = {
+    "handling_codes: 17": ({"handling_codes": _items(17, b"\x00")}, "handling_codes: more than 16"),
+    "references: 1001 empty": (
+        {"references": _items(1001, b"\x00")},
+        "references: more than 1000 items",
+    ),
+    "subjects[].attributes: 65 distinct": (
+        {"subjects": b"\x02\x00\x00" + ATTRIBUTES_65 + b"\x00"},
+        r"subjects\[\].attributes: more than 64 items",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SMALL_CASES), ids=list(SMALL_CASES))
+def test_small_events_are_decoded_then_counted_with_the_same_limits(case: str) -> None:
+    """Up to SMALL_DATUM bytes the datum is decoded first, then counted: same error, same
+    message as the pre-scan gives for the same content in a larger datum."""
+    raw, message = SMALL_CASES[case]
+    small = _event_bytes(raw)
+    assert len(small) <= SMALL_DATUM + HEADER_SIZE
+    large = _event_bytes({"summary": PAD, **raw})
+    assert len(large) > SMALL_DATUM + HEADER_SIZE
+    for data in (small, large):
+        with pytest.raises(LimitExceeded, match=message):
+            STORE.decode(data, INTELLIGENCE_EVENT, limits=EVENT_LIMITS)
+
+
+def test_a_small_map_with_repeated_keys_counts_as_decoded() -> None:
+    """65 entries with one key decode to one attribute: small, so counted as the event reads."""
+    raw = {"subjects": b"\x02\x00\x00" + _items(65, b"\x00\x00") + b"\x00"}
+    event = STORE.decode(_event_bytes(raw), INTELLIGENCE_EVENT, limits=EVENT_LIMITS)
+    assert event["subjects"][0]["attributes"] == {"": ""}
+    with pytest.raises(LimitExceeded, match="more than 64 items"):
+        STORE.decode(_event_bytes({**raw, "summary": PAD}), INTELLIGENCE_EVENT, limits=EVENT_LIMITS)
 
 
 def _full_event(references: int) -> dict[str, Any]:
@@ -264,3 +310,28 @@ def test_the_documented_limits_are_the_code_s() -> None:
     assert f"| all arrays and maps together | {EVENT_LIMITS.total_items} items |" in doc
     assert f"| any other string or bytes | {EVENT_LIMITS.default_string_bytes} bytes |" in doc
     assert f"| nesting depth | {EVENT_LIMITS.max_depth} levels |" in doc
+
+
+def test_the_small_road_counts_all_collections_together() -> None:
+    tight = DecodeLimits(total_items=10)
+    data = _event_bytes({"references": _items(9, b"\x00")})  # and one handling code, one recipient
+    with pytest.raises(LimitExceeded, match="more than 10 items in all arrays and maps together"):
+        STORE.decode(data, INTELLIGENCE_EVENT, limits=tight)
+    assert STORE._scanner(WRITER, tight).small == SMALL_DATUM
+
+
+def test_the_small_road_is_never_wider_than_a_string_limit() -> None:
+    """A datum shorter than every string limit cannot hold a string over one."""
+    assert STORE._scanner(WRITER, DecodeLimits(string_bytes={"title": 100})).small == 100
+    assert STORE._scanner(WRITER, EVENT_LIMITS).small == SMALL_DATUM
+
+
+def test_a_recursive_schema_always_takes_the_pre_scan() -> None:
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "Tree",
+            "fields": [{"name": "kids", "type": {"type": "array", "items": "Tree"}}],
+        }
+    )
+    assert compile_scanner(schema, DecodeLimits(max_depth=4)).small == 0
