@@ -6,6 +6,8 @@ name       module (run it alone with ``-m``)     measures
 core       ``bench.bench_core``                  seal/open_ per core against fastavro and
                                                  Ed25519 alone (no Kafka)
 policy     ``bench.bench_policy``                release decisions per second (no Kafka)
+limits     ``bench.bench_limits``                what a maximal hostile event costs to refuse
+                                                 or accept (decode limits; no Kafka)
 pubsub     ``bench.bench_pubsub``                publisher/subscriber against raw aiokafka
                                                  clients (when present)
 bridge     ``bench.bench_bridge [--quick]``      bridge throughput, latency and profile
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 BENCHMARKS = {
     "core": "bench.bench_core",
     "policy": "bench.bench_policy",
+    "limits": "bench.bench_limits",
     "pubsub": "bench.bench_pubsub",
     "bridge": "bench.bench_bridge",
 }

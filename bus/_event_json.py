@@ -35,7 +35,7 @@ __all__ = ["dump", "load", "named_types", "parse", "shown"]
 
 _INT_RANGE: Final = (-(2**31), 2**31 - 1)
 _LONG_RANGE: Final = (-(2**63), 2**63 - 1)
-_UUID_TEXT: Final = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_UUID_TEXT: Final = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 

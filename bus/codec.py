@@ -11,7 +11,9 @@ versions are FULL_TRANSITIVE compatible, and then:
 
 - ``encode(name, datum)`` writes with the newest version of ``name``;
 - ``decode(data, name)`` finds the writer schema by fingerprint and reads into the newest version
-  of the same name (Avro schema resolution).
+  of the same name (Avro schema resolution). With ``limits`` (a ``DecodeLimits``), a pre-scan
+  refuses a datum with too many items, too long strings or too deep nesting before fastavro
+  reads it (``LimitExceeded``), so that the cost of a hostile datum stays bounded.
 
 The schemas ship inside the package (``bus/schemas`` is the repository's ``schemas/``, linked in a
 checkout and copied into wheels), so ``default_store()`` works from a checkout and when installed.
@@ -42,6 +44,7 @@ from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from bus._compatibility import check_full_transitive
+from bus._limits import DecodeLimits, Scanner, check, compile_scanner, scan
 from bus.errors import (
     BadMarker,
     EventError,
@@ -52,6 +55,7 @@ from bus.errors import (
 )
 
 __all__ = [
+    "DecodeLimits",
     "MARKER",
     "HEADER_SIZE",
     "INTELLIGENCE_EVENT",
@@ -70,7 +74,7 @@ HEADER_SIZE: Final = 10
 INTELLIGENCE_EVENT: Final = "bus.intel.IntelligenceEvent"
 SIGNED_EVENT: Final = "bus.intel.SignedEvent"
 
-_VERSIONED = re.compile(r"^(?P<stem>.+)\.v(?P<version>[1-9][0-9]*)\.avsc$")
+_VERSIONED = re.compile(r"(?P<stem>.+)\.v(?P<version>[1-9][0-9]*)\.avsc")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +110,7 @@ def fingerprint_of(canonical_form: str) -> bytes:
 
 
 def _parse_file(path: Path) -> tuple[int, SchemaVersion]:
-    match = _VERSIONED.match(path.name)
+    match = _VERSIONED.fullmatch(path.name)
     if match is None:
         raise SchemaError(f"{path.name}: schema files are named <Name>.v<N>.avsc; rename it")
     try:
@@ -152,13 +156,16 @@ class SchemaStore:
     and safe to share between threads.
     """
 
-    __slots__ = ("_by_fingerprint", "_by_name", "_readers")
+    __slots__ = ("_by_fingerprint", "_by_name", "_readers", "_scanners")
 
     def __init__(self, versions: Mapping[str, tuple[SchemaVersion, ...]]) -> None:
         self._by_name = dict(versions)
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         # fingerprint -> (writer, reader or None when the writer is the newest version)
         self._readers: dict[bytes, tuple[SchemaVersion, Any]] = {}
+        # (fingerprint, id(limits)) -> (limits, its scanner); the limits are kept so the id stays
+        # theirs. Filled on first use; a lost race compiles twice, harmlessly.
+        self._scanners: dict[tuple[bytes, int], tuple[DecodeLimits, Scanner]] = {}
         for name, chain in self._by_name.items():
             if not chain:
                 raise SchemaError(f"{name}: no versions")
@@ -256,11 +263,19 @@ class SchemaStore:
             )
         return self.by_fingerprint(bytes(data[2:HEADER_SIZE]))
 
-    def decode(self, data: bytes | memoryview, name: str | None = None) -> dict[str, Any]:
+    def decode(
+        self,
+        data: bytes | memoryview,
+        name: str | None = None,
+        *,
+        limits: DecodeLimits | None = None,
+    ) -> dict[str, Any]:
         """Decode a single-object encoding into the newest version of its schema.
 
-        ``name`` (a full name) restricts the writer schema to versions of that name.
-        Raises ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint`` or ``MalformedDatum``.
+        ``name`` (a full name) restricts the writer schema to versions of that name. ``limits``
+        pre-scans the datum first and refuses it unread if it breaks one (``LimitExceeded``).
+        Raises ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``, ``MalformedDatum`` or
+        ``LimitExceeded``.
         """
         writer = self.header(data)
         if name is not None and writer.name != name:
@@ -268,7 +283,26 @@ class SchemaStore:
                 f"record is a {writer.name} (fingerprint {writer.fingerprint.hex()}), "
                 f"expected a {name}"
             )
+        if limits is None:
+            return self._read(writer, data)
+        scanner = self._scanner(writer, limits)
+        if len(data) - HEADER_SIZE <= scanner.small:
+            # Too small to be costly: decode, then count (bus._limits explains).
+            datum = self._read(writer, data)
+            check(scanner, datum)
+            return datum
+        scan(scanner, bytes(data), HEADER_SIZE)
         return self._read(writer, data)
+
+    def _scanner(self, writer: SchemaVersion, limits: DecodeLimits) -> Scanner:
+        entry = self._scanners.get((writer.fingerprint, id(limits)))
+        if entry is None or entry[0] is not limits:
+            reader = self._readers[writer.fingerprint][1]
+            entry = (limits, compile_scanner(writer.io_schema, limits, reader))
+            if len(self._scanners) >= 64:  # callers that make new limits per call: stay small
+                self._scanners.clear()
+            self._scanners[(writer.fingerprint, id(limits))] = entry
+        return entry[1]
 
     def _read(self, writer: SchemaVersion, data: bytes | memoryview) -> dict[str, Any]:
         _, reader = self._readers[writer.fingerprint]

@@ -37,7 +37,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bus.errors import ConfigError
 from bus.trust import AGENCY_ID
@@ -54,6 +54,9 @@ __all__ = [
     "load_config",
     "render_toml",
 ]
+
+_SERVER: Final = re.compile(r"[^:\s]+:\d{1,5}")
+"""``host:port`` of a bootstrap server; matched whole (``fullmatch``: no trailing newline)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,7 +226,7 @@ class _Reader:
 
     def agency(self, name: str, raw: Any) -> AgencySettings:
         where = f"agencies.{name}"
-        if not AGENCY_ID.match(name):
+        if not AGENCY_ID.fullmatch(name):
             raise self._fail(
                 f"[{where}]",
                 "agency ids are lowercase letters, digits, '-' and '_' (at most 63, "
@@ -236,7 +239,7 @@ class _Reader:
         if (
             not isinstance(servers, list)
             or not servers
-            or not all(isinstance(s, str) and re.match(r"^[^:\s]+:\d{1,5}$", s) for s in servers)
+            or not all(isinstance(s, str) and _SERVER.fullmatch(s) for s in servers)
         ):
             raise self._fail(
                 f"{where}.bootstrap_servers",

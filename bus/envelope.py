@@ -5,8 +5,14 @@ single-object-encodes the ``SignedEvent`` around them: the result is the Kafka v
 
 ``open_(value, trust)`` does the reverse in the only safe order: check size and framing, find
 the key, verify the signature over the bytes as received, and only then decode the event and
-check that the key may speak for the event's origin at its ``created_at``. Every failure is a
+check that the key may speak for the event's origin at its ``created_at`` and, by the
+receiver's own clock, now (``bus.trust``: grace and skew). Every failure is a
 ``RecordRejected`` subclass whose ``reason`` is the quarantine reason.
+
+The event is decoded under ``EVENT_LIMITS``: a pre-scan refuses, before fastavro reads it, an
+event with more items, longer strings or deeper nesting than any real event needs
+(``LimitExceeded``), so that even a verified record costs at most a few milliseconds to decode
+or refuse (figures in docs/wire-format.md).
 
 ``peek(value)`` decodes without verifying anything, for people looking at a record
 (``bus event show``); never act on what it returns.
@@ -21,7 +27,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Final
 
@@ -29,15 +35,23 @@ from bus.codec import (
     HEADER_SIZE,
     INTELLIGENCE_EVENT,
     SIGNED_EVENT,
+    DecodeLimits,
     SchemaStore,
     default_store,
 )
-from bus.errors import EventError, MalformedDatum, OversizedRecord, TruncatedRecord
+from bus.errors import (
+    EventError,
+    EventFromFuture,
+    MalformedDatum,
+    OversizedRecord,
+    TruncatedRecord,
+)
 from bus.signing import Signer
-from bus.trust import KeyResolver
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, format_time
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "EVENT_LIMITS",
     "VerifiedEvent",
     "UnverifiedEvent",
     "seal",
@@ -47,6 +61,29 @@ __all__ = [
 
 DEFAULT_MAX_SIZE: Final = 1_048_576
 """Largest value ``open_`` accepts by default: 1 MiB, Kafka's default ``max.message.bytes``."""
+
+EVENT_LIMITS: Final = DecodeLimits(
+    items={
+        "handling_codes": 16,
+        "releasable_to": 256,
+        "subjects": 1000,
+        "subjects[].attributes": 64,
+        "references": 1000,
+    },
+    default_items=1000,
+    total_items=2048,
+    string_bytes={"summary": None, "handling_conditions": 65_536, "payload.data": None},
+    default_string_bytes=4096,
+    max_depth=16,
+)
+"""What one ``IntelligenceEvent`` may hold (docs/wire-format.md, "Decode limits").
+
+At most 16 handling codes, 256 recipients in ``releasable_to``, 1000 subjects with 64
+attributes each, 1000 references, 1000 items in any other array or map, and 2048 items in all
+arrays and maps together; strings and bytes of at most 4096 bytes, except ``summary`` and
+``payload.data`` (bounded by the record's size only) and ``handling_conditions`` (64 KiB).
+Far above what events carry, and low enough that the fullest event that passes costs about
+3 ms to pre-scan and decode (a hostile one is refused sooner)."""
 
 # Parsing Canonical Form of the SignedEvent layout the hand-written framing implements.
 _FRAMED_LAYOUT: Final = (
@@ -218,39 +255,59 @@ def open_(
     value: bytes,
     trust: KeyResolver,
     *,
+    now: datetime | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
     max_size: int = DEFAULT_MAX_SIZE,
+    limits: DecodeLimits = EVENT_LIMITS,
     store: SchemaStore | None = None,
 ) -> VerifiedEvent:
     """Verify a Kafka value and decode its event.
 
     Order: size, framing, key lookup, signature over the exact event bytes, decoding of the
     event, and finally the key's agency, validity window and revocation against the event's
-    origin and ``created_at``. Raises a ``RecordRejected`` subclass naming what failed
-    (``OversizedRecord``, ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``,
-    ``MalformedDatum``, ``UnknownKey``, ``BadSignature``, ``KeyAgencyMismatch``,
-    ``KeyNotValid``, ``KeyRevoked``).
+    origin and ``created_at``, then against the receiver's clock ``now`` (default: the current
+    UTC time): the key must be valid at ``now``, its end extended by ``grace`` for records
+    already in flight, and ``created_at`` may be at most ``max_skew`` ahead of ``now``.
+    The event is decoded under ``limits``. Raises a ``RecordRejected`` subclass naming what
+    failed (``OversizedRecord``, ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``,
+    ``MalformedDatum``, ``LimitExceeded``, ``UnknownKey``, ``BadSignature``,
+    ``KeyAgencyMismatch``, ``KeyNotValid``, ``KeyRevoked``, ``EventFromFuture``).
     """
     _check_size(value, max_size)
     framing = _framing(store or default_store())
     event_bytes, key_id, signature = _split(value, framing)
     trusted = trust.get(key_id)
     trusted.public_key.verify(event_bytes, signature)
-    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT)
+    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT, limits=limits)
     agency: str = event["origin"]["agency"]
     created_at: datetime = event["created_at"]
-    trusted.check(agency, created_at)
+    if now is None:
+        now = datetime.now(UTC)
+    trusted.check(agency, created_at, now=now, grace=grace)
+    if created_at > now + max_skew:
+        raise EventFromFuture(
+            f"event of {agency} signed with key {key_id} was created at "
+            f"{format_time(created_at)}, more than {max_skew} ahead of the receiver's clock "
+            f"({format_time(now)}); check the clocks of the publisher and of this host"
+        )
     return VerifiedEvent(event=event, event_bytes=event_bytes, key_id=key_id, agency=agency)
 
 
 def peek(
-    value: bytes, *, max_size: int = DEFAULT_MAX_SIZE, store: SchemaStore | None = None
+    value: bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    limits: DecodeLimits = EVENT_LIMITS,
+    store: SchemaStore | None = None,
 ) -> UnverifiedEvent:
     """Decode a Kafka value WITHOUT verifying it; for display only.
 
-    Raises the same framing and decoding errors as ``open_``, but no verification errors.
+    Raises the same framing and decoding errors as ``open_`` (limits included: the bytes are
+    anyone's), but no verification errors.
     """
     _check_size(value, max_size)
     framing = _framing(store or default_store())
     event_bytes, key_id, signature = _split(value, framing)
-    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT)
+    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT, limits=limits)
     return UnverifiedEvent(event=event, event_bytes=event_bytes, key_id=key_id, signature=signature)

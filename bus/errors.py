@@ -21,14 +21,17 @@
         │   ├── BadMarker
         │   ├── UnknownFingerprint
         │   ├── MalformedDatum
-        │   └── UnreadableRecord    the Kafka client itself cannot read it (e.g. a header name
-        │                           that is not UTF-8); skipped by offset
+        │   ├── UnreadableRecord    the Kafka client itself cannot read it (e.g. a header name
+        │   │                       that is not UTF-8); skipped by offset
+        │   └── LimitExceeded       too many items, too long a string, too deep: refused unread
         ├── VerificationError       its signature does not make it trustworthy
         │   ├── BadSignature
         │   ├── UnknownKey
         │   ├── KeyAgencyMismatch   a key of one agency signed for another (origin spoofing)
-        │   ├── KeyNotValid         the key was not valid when the event was created
-        │   └── KeyRevoked
+        │   ├── KeyNotValid         the key was not valid when the event was created, or is
+        │   │                       not (or no longer, past the grace) by the receiver's clock
+        │   ├── KeyRevoked
+        │   └── EventFromFuture     created_at is later than the receiver's clock plus the skew
         └── EventRejected           verified, but the event itself is unacceptable
 
 Every ``RecordRejected`` carries a stable ``reason`` code: it is the value of the quarantine
@@ -71,12 +74,14 @@ __all__ = [
     "UnknownFingerprint",
     "MalformedDatum",
     "UnreadableRecord",
+    "LimitExceeded",
     "VerificationError",
     "BadSignature",
     "UnknownKey",
     "KeyAgencyMismatch",
     "KeyNotValid",
     "KeyRevoked",
+    "EventFromFuture",
     "EventRejected",
 ]
 
@@ -184,6 +189,16 @@ class UnreadableRecord(WireError):
     reason: ClassVar[str] = "unreadable"
 
 
+class LimitExceeded(WireError):
+    """The datum holds more items, longer strings or deeper nesting than the decode limits.
+
+    Found by a pre-scan that stops at the first excess, so refusing a hostile record costs no
+    more than reading an acceptable one (``bus.codec.DecodeLimits``, docs/wire-format.md).
+    """
+
+    reason: ClassVar[str] = "limit-exceeded"
+
+
 class VerificationError(RecordRejected):
     """The record's signature does not make it trustworthy."""
 
@@ -209,7 +224,11 @@ class KeyAgencyMismatch(VerificationError):
 
 
 class KeyNotValid(VerificationError):
-    """The key was not yet, or no longer, valid when the event was created."""
+    """The key was not yet, or no longer, valid when the event was created.
+
+    Or, by the receiver's own clock, it is not yet valid, or it ended longer ago than the grace
+    that lets records already in flight cross. The message says which clock.
+    """
 
     reason: ClassVar[str] = "key-not-valid"
 
@@ -218,6 +237,16 @@ class KeyRevoked(VerificationError):
     """The key has been revoked."""
 
     reason: ClassVar[str] = "key-revoked"
+
+
+class EventFromFuture(VerificationError):
+    """The event's ``created_at`` is later than the receiver's clock plus the allowed skew.
+
+    An event dated ahead (by a clock that runs fast, or on purpose) would look fresh to expiry
+    checks, ordering and readers long after it was made.
+    """
+
+    reason: ClassVar[str] = "event-from-future"
 
 
 class EventRejected(RecordRejected):

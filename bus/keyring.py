@@ -50,7 +50,7 @@ def generate_agency_key(
     file when a key file of ``agency`` exists already, the trust store is broken, or a file
     cannot be written; in every case nothing is left half-written.
     """
-    if not AGENCY_ID.match(agency):
+    if not AGENCY_ID.fullmatch(agency):
         raise ConfigError(f"agency {agency!r}: use a lowercase agency id like interpol")
     for name, moment in (("not_before", not_before), ("not_after", not_after)):
         if moment is not None and moment.tzinfo is None:

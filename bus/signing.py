@@ -9,11 +9,18 @@ signatures are the same bytes.
 
 A key id names a public key: ``"ed25519:"`` followed by the lowercase hex of the first 16 bytes
 of SHA-256 over the raw 32-byte public key (``key_id_of``).
+
+``SigningKey.load`` refuses a private key file that group or others may read or write (on POSIX
+systems): a key others could read may already be someone else's, and refusing says so at once,
+where a warning would scroll by in a log. ``chmod 600 FILE`` fixes it; ``openssl genpkey`` writes
+files by the umask (often 0644), so run it after ``openssl``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
@@ -148,8 +155,8 @@ class SigningKey:
 
     @classmethod
     def load(cls, path: str | Path) -> SigningKey:
-        """Read a PKCS#8 PEM private key file."""
-        return cls.from_pem(_read(path), source=str(path))
+        """Read a PKCS#8 PEM private key file; ``ConfigError`` if group or others may access it."""
+        return cls.from_pem(_read(path, private=True), source=str(path))
 
     def to_pem(self) -> bytes:
         """The key as unencrypted PKCS#8 PEM. Store it with owner-only permissions."""
@@ -178,8 +185,20 @@ class SigningKey:
         return f"SigningKey(key_id={self.key_id!r})"
 
 
-def _read(path: str | Path) -> bytes:
+def _read(path: str | Path, *, private: bool = False) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with Path(path).open("rb") as file:
+            if private:
+                _refuse_shared(path, os.fstat(file.fileno()).st_mode)
+            return file.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the key file: {exc.strerror}") from exc
+
+
+def _refuse_shared(path: str | Path, mode: int) -> None:
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{path}: the private key file is open to group or others "
+            f"(mode {stat.S_IMODE(mode):04o}); make it readable by its owner only: "
+            f"chmod 600 {path} (and consider the key exposed if others could read it)"
+        )

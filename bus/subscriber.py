@@ -18,7 +18,9 @@ subscriber that crashes or is killed re-delivers, at its next start, at most wha
 since its last commit, and never loses an event.
 
 Records are read with ``read_committed`` isolation and no auto-commit. Each is verified and
-decoded by ``bus.envelope.open_`` against the trust store. A record that is rejected (any
+decoded by ``bus.envelope.open_`` against the trust store, with the keys judged by this host's
+clock too (``key_grace_s`` past a key's end for records in flight; ``created_at`` at most
+``max_clock_skew_s`` ahead). A record that is rejected (any
 ``RecordRejected``; a record without a value is ``TruncatedRecord``) is written to the
 quarantine topic of the same cluster with its original bytes and the reason headers
 (``bus.quarantine``), counted, reported to ``on_rejected`` if given, and committed past only
@@ -42,7 +44,8 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -57,7 +60,7 @@ from bus.errors import ConfigError, RecordRejected, TransportError, TruncatedRec
 from bus.metrics import SubscriberMetrics
 from bus.quarantine import Quarantine, Quarantined
 from bus.records import SourceRecord
-from bus.trust import KeyResolver, TrustStore
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, TrustStore
 
 __all__ = [
     "Delivery",
@@ -67,6 +70,9 @@ __all__ = [
     "open_subscriber",
     "run_subscriber",
 ]
+
+# A grace or skew of more than a week would make key validity windows meaningless.
+_MAX_CLOCK_SETTING_S: Final = 7 * 24 * 3600.0
 
 Record = SourceRecord
 """A fetched record (aiokafka's ``ConsumerRecord``)."""
@@ -143,8 +149,12 @@ class Subscriber:
         max_records: int,
         commit_interval_s: float,
         registry: CollectorRegistry | None,
+        key_grace: timedelta = DEFAULT_GRACE,
+        max_clock_skew: timedelta = DEFAULT_MAX_SKEW,
     ) -> None:
         self._consumer = consumer
+        self._key_grace = key_grace
+        self._max_clock_skew = max_clock_skew
         self.agency = agency
         self.group_id = group_id
         self._trust = trust
@@ -256,7 +266,9 @@ class Subscriber:
         try:
             if record.value is None:
                 raise TruncatedRecord("record has no value (null)")
-            verified = envelope.open_(record.value, self._trust)
+            verified = envelope.open_(
+                record.value, self._trust, grace=self._key_grace, max_skew=self._max_clock_skew
+            )
         except RecordRejected as exc:
             await self._reject(record, exc)
             return None
@@ -352,6 +364,8 @@ async def open_subscriber(
     on_rejected: Callable[[Rejection], None] | None = None,
     max_records: int = 500,
     commit_interval_s: float = 5.0,
+    key_grace_s: float = DEFAULT_GRACE.total_seconds(),
+    max_clock_skew_s: float = DEFAULT_MAX_SKEW.total_seconds(),
     consumer_options: dict[str, Any] | None = None,
     registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[Subscriber]:
@@ -361,8 +375,11 @@ async def open_subscriber(
     commits). ``from_beginning`` starts a group without committed offsets (or a group-less
     subscriber) at the oldest records instead of new ones only. ``trust`` defaults to the
     agency's ``trust_store`` from the configuration. ``quarantine`` defaults to ``True`` with
-    a group and ``False`` without. ``consumer_options`` go to ``AIOKafkaConsumer`` as they are
-    (e.g. ``session_timeout_ms``, ``group_instance_id``).
+    a group and ``False`` without. ``key_grace_s`` (default one hour) is how long past a key's
+    end, by this host's clock, events signed with it are still accepted; ``max_clock_skew_s``
+    (default five minutes) how far ahead of this host's clock an event's ``created_at`` may be
+    (``bus.trust``). ``consumer_options`` go to ``AIOKafkaConsumer`` as they are (e.g.
+    ``session_timeout_ms``, ``group_instance_id``).
     """
     settings = config.agency(agency)
     if trust is None:
@@ -374,6 +391,9 @@ async def open_subscriber(
         trust = TrustStore.load(settings.trust_store)
     if dedup_capacity < 0:
         raise ConfigError(f"dedup_capacity {dedup_capacity}: give 0 (off) or more")
+    for name, seconds in (("key_grace_s", key_grace_s), ("max_clock_skew_s", max_clock_skew_s)):
+        if not 0 <= seconds <= _MAX_CLOCK_SETTING_S:
+            raise ConfigError(f"{name} {seconds}: give 0 to {_MAX_CLOCK_SETTING_S:.0f} seconds")
     topics = tuple(topics or (config.topics.events,))
     if quarantine is None:
         quarantine = group_id is not None
@@ -422,6 +442,8 @@ async def open_subscriber(
             max_records=max_records,
             commit_interval_s=commit_interval_s,
             registry=registry,
+            key_grace=timedelta(seconds=key_grace_s),
+            max_clock_skew=timedelta(seconds=max_clock_skew_s),
         )
         # Closing order: the subscriber (stop fetching, commit, close the consumer) first, then
         # the quarantine producer (flushed by stop): the stack unwinds in reverse.

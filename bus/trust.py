@@ -17,30 +17,66 @@ A trust store is a TOML file (``trust.toml``) with one ``[[keys]]`` table per ke
 
 Timestamps may also be TOML offset date-times. An event verifies with a key only if the key is
 in the store, belongs to the agency named in the event's ``origin.agency``, was valid at the
-event's ``created_at`` (``not_before <= created_at < not_after``) and is not revoked. A revoked
-key fails for every event, whatever its ``created_at``: whoever holds a compromised key can write
-any ``created_at``. Keys rotate by overlapping windows: both keys verify during the overlap.
+event's ``created_at`` (``not_before <= created_at < not_after``), is valid by the receiver's own
+clock too (``not_before <= now < not_after + grace``) and is not revoked. A revoked key fails for
+every event, whatever its ``created_at``: whoever holds a compromised key can write any
+``created_at``. For the same reason the receiver's clock judges as well: an expired key's holder
+could backdate ``created_at`` into the key's window, so past ``not_after`` plus the grace
+(:data:`DEFAULT_GRACE`, for records already in flight) nothing signed with it is accepted. Keys
+rotate by overlapping windows: both keys verify during the overlap, and events signed with the
+old key shortly before its end still cross within the grace.
+
+The file holds public keys only, but whoever can change it decides whom the receiver trusts:
+:meth:`TrustStore.load` refuses a file that group or others may write, and :func:`append_key`
+writes it atomically (a temporary file in the same folder, fsync, rename) with mode 0644.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import stat
+import tempfile
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from bus._time import format_time as _format_time
 from bus._time import parse_time
 from bus.errors import ConfigError, KeyAgencyMismatch, KeyNotValid, KeyRevoked, UnknownKey
 from bus.signing import PublicKey
 
-__all__ = ["AGENCY_ID", "KeyResolver", "TrustedKey", "TrustStore", "append_key", "format_time"]
+__all__ = [
+    "AGENCY_ID",
+    "DEFAULT_GRACE",
+    "DEFAULT_MAX_SKEW",
+    "KeyResolver",
+    "TrustedKey",
+    "TrustStore",
+    "append_key",
+    "format_time",
+]
 
-AGENCY_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-"""What an agency id looks like: lowercase letters, digits, ``-`` and ``_``, starting a letter."""
+AGENCY_ID: Final = re.compile(r"\A[a-z][a-z0-9_-]{0,62}\Z")
+"""What an agency id looks like: lowercase letters, digits, ``-`` and ``_``, starting with a
+letter, at most 63 characters. Anchored with ``\\A`` and ``\\Z`` (never ``$``, which also matches
+before a trailing newline), so ``match``, ``fullmatch`` and ``search`` all test the whole id."""
+
+DEFAULT_GRACE: Final = timedelta(hours=1)
+"""How long after a key's ``not_after``, by the receiver's clock, events signed with it (and
+dated inside its window) are still accepted. It lets records already in flight cross a rotation:
+a receiver that lags, restarts or waits out a short outage still reads the last events signed
+with the old key. ``not_after`` is the planned end of a key; a compromised key is revoked
+(``revoked_at``), which is immediate and has no grace."""
+
+DEFAULT_MAX_SKEW: Final = timedelta(minutes=5)
+"""How far ahead of the receiver's clock an event's ``created_at`` may be. Clocks synchronised
+by NTP agree within a second; five minutes is Kerberos's long-standing tolerance, enough for a
+host whose clock drifted, small enough that a pre-dated event cannot stay "fresh" for long."""
 
 _FIELDS = frozenset(
     {"agency", "key_id", "public_key", "public_key_file", "not_before", "not_after", "revoked_at"}
@@ -62,9 +98,19 @@ class TrustedKey:
         """Id of the public key."""
         return self.public_key.key_id
 
-    def check(self, agency: str, created_at: datetime) -> None:
+    def check(
+        self,
+        agency: str,
+        created_at: datetime,
+        *,
+        now: datetime | None = None,
+        grace: timedelta = DEFAULT_GRACE,
+    ) -> None:
         """Raise unless this key may sign an event of ``agency`` created at ``created_at``.
 
+        ``now`` is the receiver's clock: the key must also be valid then, its end extended by
+        ``grace``. ``None`` judges by the event's ``created_at`` only, for tools that look at
+        old records; receivers go through ``envelope.open_``, which always passes a ``now``.
         ``KeyRevoked``, ``KeyAgencyMismatch`` or ``KeyNotValid``, each naming the key id.
         """
         if self.revoked_at is not None:
@@ -86,12 +132,37 @@ class TrustedKey:
         if created_at < self.not_before or (
             self.not_after is not None and created_at >= self.not_after
         ):
-            end = format_time(self.not_after) if self.not_after else "open end"
             raise KeyNotValid(
-                f"key {self.key_id} of {self.agency} is valid from "
-                f"{format_time(self.not_before)} to {end}, but the event was created at "
-                f"{format_time(created_at)}"
+                f"key {self.key_id} of {self.agency} is valid {self._window()}, but the event "
+                f"was created at {format_time(created_at)} (by the event's clock)"
             )
+        if now is None:
+            return
+        if now < self.not_before:
+            raise KeyNotValid(
+                f"key {self.key_id} of {self.agency} is valid {self._window()}, but it is "
+                f"{format_time(now)} by the receiver's clock: not valid yet"
+            )
+        if self.not_after is not None and now >= self.not_after + grace:
+            raise KeyNotValid(
+                f"key {self.key_id} of {self.agency} is valid {self._window()}, and it is "
+                f"{format_time(now)} by the receiver's clock, past the end and its grace of "
+                f"{_duration(grace)}: the key has expired; events must be signed with its "
+                "successor"
+            )
+
+    def _window(self) -> str:
+        end = format_time(self.not_after) if self.not_after else "open end"
+        return f"from {format_time(self.not_before)} to {end}"
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{span.total_seconds():g} s"
 
 
 class KeyResolver(Protocol):
@@ -117,13 +188,18 @@ class TrustStore:
 
     @classmethod
     def load(cls, path: str | Path) -> TrustStore:
-        """Read a ``trust.toml``; ``ConfigError`` naming the file and the entry if it is wrong."""
+        """Read a ``trust.toml``; ``ConfigError`` naming the file and the entry if it is wrong.
+
+        Also refused: a file (or a ``public_key_file`` it names) that group or others may write.
+        """
         path = Path(path)
+        return cls._parse(path, _read_checked(path, "trust store"))
+
+    @classmethod
+    def _parse(cls, path: Path, text: str) -> TrustStore:
         try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the trust store: {exc.strerror}") from exc
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         unknown = set(document) - {"keys"}
         if unknown:
@@ -160,6 +236,31 @@ class TrustStore:
         return key_id in self._keys
 
 
+def _read_checked(path: Path, what: str) -> str:
+    """The text of ``path``, refused if group or others may write it (checked on the open file)."""
+    try:
+        with path.open("rb") as file:
+            _refuse_writable(path, os.fstat(file.fileno()).st_mode, what)
+            data = file.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the {what} is not UTF-8 text: {exc}") from exc
+
+
+def _refuse_writable(path: Path, mode: int, what: str) -> None:
+    # Whoever can change a trust store decides whom the receiver trusts. Windows has no such
+    # bits: there the folder's ACLs are the operator's to set.
+    if os.name == "posix" and mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            f"{path}: the {what} is writable by group or others "
+            f"(mode {stat.S_IMODE(mode):04o}), so anyone in them could add a key this receiver "
+            f"would trust; run: chmod go-w {path}"
+        )
+
+
 def _printable(text: str) -> str:
     # Key ids come off the wire: bound and escape them before they reach a log line.
     return repr(text[:80] + ("..." if len(text) > 80 else ""))
@@ -173,7 +274,7 @@ def _entry(path: Path, index: int, entry: Any) -> TrustedKey:
     if unknown:
         raise ConfigError(f"{where}: unknown fields {sorted(unknown)}")
     agency = entry.get("agency")
-    if not isinstance(agency, str) or not AGENCY_ID.match(agency):
+    if not isinstance(agency, str) or not AGENCY_ID.fullmatch(agency):
         raise ConfigError(f"{where}: 'agency' must be a lowercase agency id like \"interpol\"")
     where = f"{where} ({agency})"
     if ("public_key" in entry) == ("public_key_file" in entry):
@@ -187,7 +288,10 @@ def _entry(path: Path, index: int, entry: Any) -> TrustedKey:
         file = entry["public_key_file"]
         if not isinstance(file, str):
             raise ConfigError(f"{where}: 'public_key_file' must be a path")
-        public_key = PublicKey.load(path.parent / file)
+        key_path = path.parent / file
+        with contextlib.suppress(FileNotFoundError):  # PublicKey.load says it is missing
+            _refuse_writable(key_path, key_path.stat().st_mode, "public key file")
+        public_key = PublicKey.load(key_path)
     key_id = entry.get("key_id")
     if key_id is not None and key_id != public_key.key_id:
         raise ConfigError(
@@ -234,10 +338,20 @@ def append_key(path: str | Path, key: TrustedKey, *, dry_run: bool = False) -> N
     """Add ``key`` to the trust store file at ``path`` (created if missing).
 
     The existing file is loaded first, so a broken file or a duplicate key id raises
-    ``ConfigError`` and nothing is written. ``dry_run`` does the checks only.
+    ``ConfigError`` and nothing is written. ``dry_run`` does the checks only. The new file
+    replaces the old one atomically (temporary file in the same folder, fsync, rename): a crash
+    leaves the old store or the new one, never half of one. A new store gets mode 0644 (public
+    keys only); an existing one keeps its mode.
     """
     path = Path(path)
-    existing = TrustStore.load(path) if path.exists() else TrustStore(())
+    if path.exists():
+        text = _read_checked(path, "trust store")
+        existing = TrustStore._parse(path, text)
+        mode = stat.S_IMODE(path.stat().st_mode)
+    else:
+        text = "# Exchange Bus trust store (format: bus/trust.py).\n"
+        existing = TrustStore(())
+        mode = 0o644
     TrustStore([*existing, key], source=str(path))  # rejects a duplicate key id
     if dry_run:
         return
@@ -253,9 +367,34 @@ def append_key(path: str | Path, key: TrustedKey, *, dry_run: bool = False) -> N
     if key.revoked_at is not None:
         lines.append(f'revoked_at = "{format_time(key.revoked_at)}"')
     lines.append(f'public_key = """\n{key.public_key.to_pem().decode("ascii")}"""')
-    header = "" if path.exists() else "# Exchange Bus trust store (format: bus/trust.py).\n"
+    if text and not text.endswith("\n"):
+        text += "\n"
+    _replace(path, (text + "\n".join(lines) + "\n").encode("utf-8"), mode)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode``: temp file, fsync, rename, fsync dir."""
     try:
-        with path.open("a", encoding="utf-8") as out:
-            out.write(header + "\n".join(lines) + "\n")
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write the trust store: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"{path}: cannot write the trust store: {exc.strerror}") from exc
+        raise
+    # The rename is durable once the folder is: best effort, some filesystems refuse.
+    with contextlib.suppress(OSError):
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

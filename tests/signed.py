@@ -32,6 +32,7 @@ def signed_config(config: Config, directory: Path) -> Config:
         key = SigningKey.generate()
         key_file = directory / f"{name}.key.pem"
         key_file.write_bytes(key.to_pem())
+        key_file.chmod(0o600)  # SigningKey.load refuses a private key others may read
         append_key(trust, TrustedKey(agency=name, public_key=key.public_key, not_before=KEY_START))
         agencies[name] = replace(settings, signing_key=key_file)
     agencies = {name: replace(s, trust_store=trust) for name, s in agencies.items()}

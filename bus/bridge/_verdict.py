@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bus.audit import SourcePosition, audit_key, audit_record, encode_audit_record
@@ -18,7 +18,7 @@ from bus.envelope import open_
 from bus.errors import EventError, EventRejected, RecordRejected, TruncatedRecord
 from bus.policy import Decision, ReleasePolicy, ReleaseRequest
 from bus.records import SourceRecord
-from bus.trust import KeyResolver
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver
 
 __all__ = ["Outcome", "Verdict", "judge"]
 
@@ -56,13 +56,26 @@ def judge(
     bridge_id: str,
     now: datetime,
     max_size: int,
+    key_grace: timedelta = DEFAULT_GRACE,
+    max_clock_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> Verdict:
-    """Verify, decode and decide one record of ``source``'s cluster bound for ``destination``."""
+    """Verify, decode and decide one record of ``source``'s cluster bound for ``destination``.
+
+    ``now`` is the bridge's clock: the policy decides by it, and keys are judged by it too
+    (``key_grace``, ``max_clock_skew``: see ``envelope.open_``).
+    """
     where = f"{record.topic}/{record.partition}@{record.offset}"
     if record.value is None:
         return _quarantine(record, TruncatedRecord(f"{where}: the record has no value"))
     try:
-        verified = open_(record.value, trust, max_size=max_size)
+        verified = open_(
+            record.value,
+            trust,
+            now=now,
+            grace=key_grace,
+            max_skew=max_clock_skew,
+            max_size=max_size,
+        )
         request = ReleaseRequest.from_event(
             verified.event,
             source=source,

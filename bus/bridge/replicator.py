@@ -337,6 +337,8 @@ class Replicator:
                     bridge_id=s.bridge_id,
                     now=now,
                     max_size=s.max_record_size,
+                    key_grace=s.key_grace,
+                    max_clock_skew=s.max_clock_skew,
                 )
                 for r in chunk
             ]

@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
 
 from bus.config import AgencySettings, Config, TopicSettings
 from bus.envelope import DEFAULT_MAX_SIZE
 from bus.errors import ConfigError
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW
 
 __all__ = ["BridgeSettings"]
+
+# A grace or skew of more than a week would make key validity windows meaningless.
+_MAX_CLOCK_SETTING_S: Final = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +44,13 @@ class BridgeSettings:
     transaction_timeout_ms: int = 60_000
     verify_threads: int = 0
     """Threads that verify and decide (PyNaCl releases the GIL); 0 does it on the loop."""
+    key_grace_s: float = DEFAULT_GRACE.total_seconds()
+    """How long past a key's ``not_after``, by this worker's clock, events signed with it still
+    cross: records in flight during a rotation (``bus.trust.DEFAULT_GRACE``, one hour)."""
+    max_clock_skew_s: float = DEFAULT_MAX_SKEW.total_seconds()
+    """How far ahead of this worker's clock an event's ``created_at`` may be
+    (``bus.trust.DEFAULT_MAX_SKEW``, five minutes); later ones are quarantined as
+    ``event-from-future``."""
 
     def __post_init__(self) -> None:
         if self.source.name == self.destination.name:
@@ -46,6 +59,22 @@ class BridgeSettings:
             raise ConfigError(f"bridge {self.name}: no source topic to move")
         if self.max_batch < 1:
             raise ConfigError(f"bridge {self.name}: max_batch must be at least 1")
+        for name in ("key_grace_s", "max_clock_skew_s"):
+            if not 0 <= getattr(self, name) <= _MAX_CLOCK_SETTING_S:
+                raise ConfigError(
+                    f"bridge {self.name}: {name} must be between 0 and "
+                    f"{_MAX_CLOCK_SETTING_S:.0f} seconds (a week)"
+                )
+
+    @property
+    def key_grace(self) -> timedelta:
+        """``key_grace_s`` as a ``timedelta``."""
+        return timedelta(seconds=self.key_grace_s)
+
+    @property
+    def max_clock_skew(self) -> timedelta:
+        """``max_clock_skew_s`` as a ``timedelta``."""
+        return timedelta(seconds=self.max_clock_skew_s)
 
     @property
     def name(self) -> str:

@@ -18,7 +18,7 @@ from bus.cli._common import (
 from bus.config import default_home
 from bus.errors import ConfigError
 from bus.policy import load_policy
-from bus.trust import TrustStore
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, TrustStore
 
 __all__ = ["bridge"]
 
@@ -51,6 +51,20 @@ def bridge() -> None:
     type=click.FloatRange(min=1),
     help="Seconds before a write or commit counts as failed (then reopened and retried).",
 )
+@click.option(
+    "--key-grace",
+    default=DEFAULT_GRACE.total_seconds(),
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds past a key's end, by this host's clock, that events signed with it still cross.",
+)
+@click.option(
+    "--max-clock-skew",
+    default=DEFAULT_MAX_SKEW.total_seconds(),
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds an event's created_at may be ahead of this host's clock.",
+)
 @click.option("--loglevel", default="info", show_default=True)
 @config_option
 @fail_on_bus_error
@@ -66,6 +80,8 @@ def run(
     verify_threads: int,
     max_batch: int,
     operation_timeout: float,
+    key_grace: float,
+    max_clock_skew: float,
     loglevel: str,
     config_path: Path | None,
 ) -> None:
@@ -84,6 +100,8 @@ def run(
         verify_threads=verify_threads,
         max_batch=max_batch,
         operation_timeout_s=operation_timeout,
+        key_grace_s=key_grace,
+        max_clock_skew_s=max_clock_skew,
     )
     policy_file = policy_path or config.policy_file
     if policy_file is None:

@@ -8,13 +8,14 @@ a broken trust store, a usage error).
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 import click
 
 from bus import envelope, events
-from bus.cli._common import fail_on_bus_error, key_option, trust_option
+from bus.cli._common import fail_on_bus_error, key_option, rfc3339_time, trust_option
 from bus.errors import ConfigError, RecordRejected
 from bus.signing import SigningKey
 from bus.trust import TrustStore
@@ -89,17 +90,26 @@ def sign(key_path: Path, output: Path | None, event_json: BinaryIO) -> None:
     show_default=True,
     help="Largest record accepted, in bytes.",
 )
+@click.option(
+    "--at",
+    callback=rfc3339_time,
+    default=None,
+    metavar="TIME",
+    help="Judge the keys as a receiver whose clock reads this RFC 3339 time (default: now), "
+    "e.g. to check an old record as it was received.",
+)
 @fail_on_bus_error
-def verify(value_file: BinaryIO, trust_path: Path, max_size: int) -> None:
+def verify(value_file: BinaryIO, trust_path: Path, max_size: int, at: datetime | None) -> None:
     """Verify a Kafka value (a file, or - for stdin) and print its event as JSON.
 
-    Exit 0 if it verified; 1 with the reason on stderr if the record is rejected; 2 on other
-    errors.
+    The key must be valid at the event's created_at and, within the grace, by this host's clock
+    (or --at). Exit 0 if it verified; 1 with the reason on stderr if the record is rejected; 2
+    on other errors.
     """
     trust = TrustStore.load(trust_path)
     value = _read(value_file, max_size)
     try:
-        verified = envelope.open_(value, trust, max_size=max_size)
+        verified = envelope.open_(value, trust, now=at, max_size=max_size)
     except RecordRejected as exc:
         click.echo(f"bus: rejected ({exc.reason}): {exc}", err=True)
         sys.exit(_EXIT_REJECTED)

@@ -119,7 +119,7 @@ def explain(
     (the Kafka value bytes, starting with C3 01). Exit 0 if it would cross, 1 if not.
     """
     loaded = _policy(policy_path, config_path)
-    event = _event(event_file, trust_path)
+    event = _event(event_file, trust_path, at)
     origin = str(event["origin"]["agency"])
     request = ReleaseRequest.from_event(
         event,
@@ -163,7 +163,7 @@ def _policy(policy_file: Path | None, config_path: Path | None) -> Policy:
     return load_policy(policy_file)
 
 
-def _event(event_file: BinaryIO, trust_path: Path | None) -> dict[str, Any]:
+def _event(event_file: BinaryIO, trust_path: Path | None, at: datetime | None) -> dict[str, Any]:
     data = event_file.read(envelope.DEFAULT_MAX_SIZE + 1)
     if not data.startswith(MARKER):
         return events.from_json(data)
@@ -176,7 +176,7 @@ def _event(event_file: BinaryIO, trust_path: Path | None) -> dict[str, Any]:
                 err=True,
             )
             return unverified.event
-        return envelope.open_(data, TrustStore.load(trust_path)).event
+        return envelope.open_(data, TrustStore.load(trust_path), now=at).event
     except RecordRejected as exc:
         # The bridge quarantines such a record: it never crosses, whatever the policy says.
         click.echo(f"bus: rejected ({exc.reason}): {exc}; it would NOT cross", err=True)

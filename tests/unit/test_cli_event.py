@@ -206,3 +206,36 @@ def test_sign_refuses_deeply_nested_json_with_exit_2(tmp_path: Path, keys: Path)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.stderr.startswith("bus: error: event JSON nests arrays or objects more than")
     assert "at line 1 column 101" in result.stderr
+
+
+def test_verify_judges_keys_by_this_hosts_clock_or_by_at(tmp_path: Path) -> None:
+    """A key that ended in 2026-02: its event of January is rejected now, verified --at then."""
+    keys = tmp_path / "k"
+    runner = CliRunner()
+    window = ("--not-before", "2026-01-01T00:00:00Z", "--not-after", "2026-02-01T00:00:00Z")
+    made = runner.invoke(main, ["keys", "generate", "interpol", "--dir", str(keys), *window])
+    assert made.exit_code == 0, made.output
+    event = json.loads(runner.invoke(main, ["event", "template"]).stdout)
+    event["created_at"] = "2026-01-15T12:00:00Z"
+    event["expires_at"] = None
+    (tmp_path / "event.json").write_text(json.dumps(event))
+    value = tmp_path / "value.bin"
+    signed = runner.invoke(
+        main,
+        [
+            *("event", "sign", "--key", str(keys / "interpol.key.pem")),
+            *(str(tmp_path / "event.json"), "-o", str(value)),
+        ],
+    )
+    assert signed.exit_code == 0, signed.output
+    verify = ["event", "verify", str(value), "--trust", str(keys / "trust.toml")]
+    rejected = runner.invoke(main, verify)
+    assert rejected.exit_code == 1
+    assert "rejected (key-not-valid)" in rejected.stderr
+    assert "receiver's clock" in rejected.stderr
+    accepted = runner.invoke(main, [*verify, "--at", "2026-01-15T12:05:00Z"])
+    assert accepted.exit_code == 0, accepted.stderr
+    early = runner.invoke(main, [*verify, "--at", "2026-01-15T11:00:00Z"])
+    assert early.exit_code == 1
+    assert "rejected (event-from-future)" in early.stderr
+    assert runner.invoke(main, [*verify, "--at", "yesterday"]).exit_code == 2

@@ -17,6 +17,7 @@ from bus.errors import (
     BadMarker,
     BadSignature,
     EventError,
+    EventFromFuture,
     KeyAgencyMismatch,
     KeyNotValid,
     KeyRevoked,
@@ -28,7 +29,7 @@ from bus.errors import (
     UnknownKey,
 )
 from bus.signing import SigningKey
-from bus.trust import TrustedKey, TrustStore
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, TrustedKey, TrustStore
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -242,7 +243,8 @@ def test_rotation_overlap_both_keys_verify() -> None:
         ]
     )
     for key in (INTERPOL, new):
-        assert envelope.open_(envelope.seal(_event(), key), store).key_id == key.key_id
+        value = envelope.seal(_event(), key)
+        assert envelope.open_(value, store, now=NOW).key_id == key.key_id
 
 
 def test_oversized_record() -> None:
@@ -357,6 +359,124 @@ def _events(draw: st.DrawFn) -> dict[str, Any]:
 def test_any_valid_event_round_trips(event: dict[str, Any]) -> None:
     """seal then open_ gives back the event; its JSON form gives it back too."""
     original = copy.deepcopy(event)
-    verified = envelope.open_(envelope.seal(event, INTERPOL), TRUST)
+    # The receiver's clock: when the event was made (it may lie ahead of the real clock).
+    verified = envelope.open_(envelope.seal(event, INTERPOL), TRUST, now=event["created_at"])
     assert verified.event == original
     assert events.from_json(events.to_json(verified.event)) == original
+
+
+# --- the receiver's clock ------------------------------------------------------------------
+
+END = NOW + timedelta(hours=1)
+"""End of the key in the clock tests; the event (created at NOW) is inside its window."""
+
+
+def _ending(key: SigningKey = INTERPOL, **window: datetime) -> TrustStore:
+    return TrustStore(
+        [
+            TrustedKey(
+                agency="interpol",
+                public_key=key.public_key,
+                not_before=window.get("not_before", START),
+                not_after=window.get("not_after", END),
+            )
+        ]
+    )
+
+
+def test_the_clock_defaults_are_an_hour_of_grace_and_five_minutes_of_skew() -> None:
+    assert (timedelta(hours=1), timedelta(minutes=5)) == (DEFAULT_GRACE, DEFAULT_MAX_SKEW)
+
+
+def test_a_key_expired_by_the_receivers_clock_passes_within_the_grace() -> None:
+    store = _ending()
+    for late in (timedelta(0), timedelta(minutes=30), DEFAULT_GRACE - timedelta(microseconds=1)):
+        assert envelope.open_(VALUE, store, now=END + late).agency == "interpol"
+    assert envelope.open_(VALUE, store, now=END + timedelta(hours=5), grace=timedelta(hours=6))
+
+
+def test_a_key_expired_by_the_receivers_clock_fails_beyond_the_grace() -> None:
+    store = _ending()
+    for now, grace in (
+        (END + DEFAULT_GRACE, DEFAULT_GRACE),
+        (END + timedelta(days=30), DEFAULT_GRACE),
+        (END + timedelta(minutes=11), timedelta(minutes=10)),
+        (END, timedelta(0)),
+    ):
+        with pytest.raises(KeyNotValid, match="by the receiver's clock, past the end") as caught:
+            envelope.open_(VALUE, store, now=now, grace=grace)
+        assert INTERPOL.key_id in str(caught.value)
+
+
+def test_by_default_the_receivers_clock_is_the_real_clock() -> None:
+    """A key that ended two hours ago: an event dated inside its window no longer verifies."""
+    real = datetime.now(UTC)
+    event = _event(created_at=real - timedelta(hours=3))
+    store = _ending(not_after=real - timedelta(hours=2))
+    value = envelope.seal(event, INTERPOL)
+    with pytest.raises(KeyNotValid, match="receiver's clock"):
+        envelope.open_(value, store)
+    assert envelope.open_(value, store, grace=timedelta(hours=3)).agency == "interpol"
+
+
+def test_a_key_not_yet_valid_by_the_receivers_clock_fails() -> None:
+    """The event claims a time in the key's window, but for the receiver the key has not begun."""
+    store = _ending(not_before=NOW - timedelta(minutes=1))
+    with pytest.raises(KeyNotValid, match="by the receiver's clock: not valid yet"):
+        envelope.open_(VALUE, store, now=NOW - timedelta(minutes=2), max_skew=timedelta(hours=1))
+    assert envelope.open_(VALUE, store, now=NOW - timedelta(minutes=1)).agency == "interpol"
+
+
+def test_the_message_says_which_clock_judged() -> None:
+    with pytest.raises(KeyNotValid, match="by the event's clock"):
+        envelope.open_(VALUE, _ending(not_after=NOW), now=NOW)
+
+
+def test_an_event_from_beyond_the_skew_is_rejected() -> None:
+    with pytest.raises(EventFromFuture, match="ahead of the receiver's clock") as caught:
+        envelope.open_(VALUE, TRUST, now=NOW - DEFAULT_MAX_SKEW - timedelta(microseconds=1))
+    assert caught.value.reason == "event-from-future"
+    with pytest.raises(EventFromFuture):
+        envelope.open_(VALUE, TRUST, now=NOW - timedelta(minutes=2), max_skew=timedelta(minutes=1))
+    long_valid = _ending(not_before=NOW - timedelta(days=400))
+    with pytest.raises(EventFromFuture):
+        envelope.open_(VALUE, long_valid, now=NOW - timedelta(days=300))
+
+
+def test_an_event_from_within_the_skew_passes() -> None:
+    for ahead in (DEFAULT_MAX_SKEW, timedelta(minutes=1), timedelta(0), -timedelta(days=300)):
+        assert envelope.open_(VALUE, TRUST, now=NOW - ahead).agency == "interpol"
+    assert envelope.open_(VALUE, TRUST, now=NOW - timedelta(hours=1), max_skew=timedelta(hours=1))
+
+
+def test_rotation_events_signed_just_before_the_old_keys_end_cross_within_the_grace() -> None:
+    """Old key ends at END, the new one began a day before: a last event of the old key that
+    is still in flight after END verifies; once the grace is over, only the new key does."""
+    new = SigningKey.generate()
+    store = TrustStore(
+        [
+            TrustedKey(
+                agency="interpol", public_key=INTERPOL.public_key, not_before=START, not_after=END
+            ),
+            TrustedKey(
+                agency="interpol", public_key=new.public_key, not_before=END - timedelta(days=1)
+            ),
+        ]
+    )
+    last_of_old = envelope.seal(_event(created_at=END - timedelta(seconds=1)), INTERPOL)
+    first_of_new = envelope.seal(_event(created_at=END + timedelta(seconds=1)), new)
+    in_flight = END + timedelta(minutes=20)
+    assert envelope.open_(last_of_old, store, now=in_flight).key_id == INTERPOL.key_id
+    assert envelope.open_(first_of_new, store, now=in_flight).key_id == new.key_id
+    later = END + DEFAULT_GRACE + timedelta(seconds=1)
+    with pytest.raises(KeyNotValid):
+        envelope.open_(last_of_old, store, now=later)
+    assert envelope.open_(first_of_new, store, now=later).key_id == new.key_id
+
+
+def test_revocation_has_no_grace() -> None:
+    revoked = TrustedKey(
+        agency="interpol", public_key=INTERPOL.public_key, not_before=START, revoked_at=NOW
+    )
+    with pytest.raises(KeyRevoked):
+        envelope.open_(VALUE, _store(revoked), now=NOW, grace=timedelta(days=7))

@@ -74,12 +74,14 @@ EXPECTED = [
     "BadMarker",
     "UnknownFingerprint",
     "MalformedDatum",
+    "LimitExceeded",
     "VerificationError",
     "BadSignature",
     "UnknownKey",
     "KeyAgencyMismatch",
     "KeyNotValid",
     "KeyRevoked",
+    "EventFromFuture",
     "EventRejected",
 ]
 

@@ -17,6 +17,7 @@ from bus.signing import PublicKey, SigningKey, key_id_of
 def test_pem_round_trip_keeps_the_key(tmp_path: Path) -> None:
     key = SigningKey.generate()
     (tmp_path / "k.pem").write_bytes(key.to_pem())
+    (tmp_path / "k.pem").chmod(0o600)
     (tmp_path / "p.pem").write_bytes(key.public_key.to_pem())
     assert key.to_pem().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert key.public_key.to_pem().startswith(b"-----BEGIN PUBLIC KEY-----")
@@ -82,3 +83,24 @@ def test_other_algorithms_are_refused() -> None:
 def test_missing_key_file() -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         SigningKey.load("/nonexistent/k.pem")
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o620, 0o602])
+def test_a_private_key_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "k.pem"
+    path.write_bytes(SigningKey.generate().to_pem())
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match="open to group or others") as caught:
+        SigningKey.load(path)
+    assert f"chmod 600 {path}" in str(caught.value)
+    path.chmod(0o600)
+    SigningKey.load(path)
+    path.chmod(0o400)
+    SigningKey.load(path)
+
+
+def test_a_public_key_file_may_be_read_by_anyone(tmp_path: Path) -> None:
+    path = tmp_path / "p.pem"
+    path.write_bytes(SigningKey.generate().public_key.to_pem())
+    path.chmod(0o644)
+    PublicKey.load(path)

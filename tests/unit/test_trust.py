@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -154,3 +156,110 @@ def test_check_rules() -> None:
     )
     with pytest.raises(KeyRevoked):
         revoked.check("interpol", START - timedelta(days=1))
+
+
+def _key_entry(key: SigningKey = KEY) -> TrustedKey:
+    return TrustedKey(agency="interpol", public_key=key.public_key, not_before=START)
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666])
+def test_a_trust_store_others_may_write_is_refused_with_the_fix(tmp_path: Path, mode: int) -> None:
+    """Whoever can change the trust store decides whom the receiver trusts."""
+    path = tmp_path / "trust.toml"
+    append_key(path, _key_entry())
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match="writable by group or others") as caught:
+        TrustStore.load(path)
+    assert f"chmod go-w {path}" in str(caught.value)
+    assert f"{mode:04o}" in str(caught.value)
+    path.chmod(0o644)
+    assert KEY.key_id in TrustStore.load(path)
+
+
+def test_a_public_key_file_others_may_write_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "interpol.pub.pem").write_bytes(KEY.public_key.to_pem())
+    (tmp_path / "interpol.pub.pem").chmod(0o666)
+    path = tmp_path / "trust.toml"
+    path.write_text(
+        _entry(agency='"interpol"', public_key_file='"interpol.pub.pem"', not_before='"2026-01-01"')
+    )
+    with pytest.raises(ConfigError, match="public key file is writable by group or others"):
+        TrustStore.load(path)
+
+
+def test_append_key_creates_the_store_with_mode_0644_and_no_temporary_files(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "trust.toml"
+    append_key(path, _key_entry())
+    append_key(path, _key_entry(SigningKey.generate()))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trust.toml"]
+    assert len(TrustStore.load(path)) == 2
+
+
+def test_append_key_keeps_the_mode_of_an_existing_store(tmp_path: Path) -> None:
+    path = tmp_path / "trust.toml"
+    append_key(path, _key_entry())
+    path.chmod(0o600)
+    append_key(path, _key_entry(SigningKey.generate()))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_append_key_replaces_the_store_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed write leaves the old store whole, and no temporary file behind."""
+    path = tmp_path / "trust.toml"
+    append_key(path, _key_entry())
+    before = path.read_bytes()
+    inode = path.stat().st_ino
+    written: list[tuple[str, str]] = []
+
+    def failing_replace(source: str, target: str) -> None:
+        written.append((source, target))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(ConfigError, match="cannot write the trust store: No space left"):
+        append_key(path, _key_entry(SigningKey.generate()))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert path.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trust.toml"]
+    [(source, target)] = written
+    assert Path(source).parent == tmp_path  # same folder: the rename cannot cross filesystems
+    assert Path(target) == path
+
+
+def test_append_key_refuses_a_store_others_may_write(tmp_path: Path) -> None:
+    path = tmp_path / "trust.toml"
+    append_key(path, _key_entry())
+    path.chmod(0o666)
+    with pytest.raises(ConfigError, match="chmod go-w"):
+        append_key(path, _key_entry(SigningKey.generate()))
+
+
+def test_check_by_the_receivers_clock() -> None:
+    """``now`` adds the receiver's clock: valid from not_before to not_after plus the grace."""
+    key = TrustedKey(
+        agency="interpol",
+        public_key=KEY.public_key,
+        not_before=START,
+        not_after=START + timedelta(days=10),
+    )
+    inside = START + timedelta(days=5)
+    key.check("interpol", inside)  # no receiver clock: the event's clock only
+    key.check("interpol", inside, now=START)
+    key.check("interpol", inside, now=START + timedelta(days=10, minutes=59))
+    key.check("interpol", inside, now=START + timedelta(days=12), grace=timedelta(days=3))
+    with pytest.raises(KeyNotValid, match="receiver's clock: not valid yet"):
+        key.check("interpol", inside, now=START - timedelta(microseconds=1))
+    with pytest.raises(KeyNotValid, match="grace of 1 h"):
+        key.check("interpol", inside, now=START + timedelta(days=10, hours=1))
+    with pytest.raises(KeyNotValid, match="grace of 10 min"):
+        key.check("interpol", inside, now=START + timedelta(days=11), grace=timedelta(minutes=10))
+    with pytest.raises(KeyNotValid, match="event's clock"):
+        key.check("interpol", START - timedelta(days=1), now=inside)
+    open_ended = TrustedKey(agency="interpol", public_key=KEY.public_key, not_before=START)
+    open_ended.check("interpol", inside, now=START + timedelta(days=10_000))
