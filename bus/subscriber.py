@@ -20,8 +20,15 @@ since its last commit, and never loses an event.
 Records are read with ``read_committed`` isolation and no auto-commit. Each is verified and
 decoded by ``bus.envelope.open_`` against the trust store, with the keys judged by this host's
 clock too (``key_grace_s`` past a key's end for records in flight; ``created_at`` at most
-``max_clock_skew_s`` ahead). A record that is rejected (any
-``RecordRejected``; a record without a value is ``TruncatedRecord``) is written to the
+``max_clock_skew_s`` ahead), then validated
+(``bus.events.validate``: a verified event that breaks the event model is ``EventRejected``).
+On a mirrored topic (``<agency>.<events topic>``, written only by that agency's bridge) the
+subscriber also requires, unless ``require_release=False``, that the event's signed origin is
+that agency (``OriginMismatch``) and that its ``releasable_to`` names the subscriber's own
+agency (``NotReleasable``). Nothing raised while judging a record escapes: an unexpected error
+is ``UnexpectedFailure`` (reason ``internal-error``), logged once with its traceback. A record
+that is rejected (any ``RecordRejected``; a record without a value is ``TruncatedRecord``, a
+record the Kafka client could not read is ``UnreadableRecord``) is written to the
 quarantine topic of the same cluster with its original bytes and the reason headers
 (``bus.quarantine``), counted, reported to ``on_rejected`` if given, and committed past only
 after the cluster acknowledged the quarantine record. Then the subscriber goes on.
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -52,14 +60,24 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry
 
-from bus import envelope
+from bus import envelope, events
 from bus._kafka import client_options, translated
 from bus.config import Config
 from bus.envelope import VerifiedEvent
-from bus.errors import ConfigError, RecordRejected, TransportError, TruncatedRecord
+from bus.errors import (
+    ConfigError,
+    EventError,
+    EventRejected,
+    NotReleasable,
+    OriginMismatch,
+    RecordRejected,
+    TransportError,
+    TruncatedRecord,
+    UnexpectedFailure,
+)
 from bus.metrics import SubscriberMetrics
 from bus.quarantine import Quarantine, Quarantined
-from bus.records import SourceRecord
+from bus.records import SourceRecord, unreadable_error
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, TrustStore
 
 __all__ = [
@@ -73,6 +91,8 @@ __all__ = [
 
 # A grace or skew of more than a week would make key validity windows meaningless.
 _MAX_CLOCK_SETTING_S: Final = 7 * 24 * 3600.0
+
+log = logging.getLogger("bus.subscriber")
 
 Record = SourceRecord
 """A fetched record (aiokafka's ``ConsumerRecord``)."""
@@ -144,6 +164,7 @@ class Subscriber:
         group_id: str | None,
         trust: KeyResolver,
         quarantine: Quarantine | None,
+        mirrors: dict[str, str] | None = None,
         dedup_capacity: int,
         on_rejected: Callable[[Rejection], None] | None,
         max_records: int,
@@ -159,6 +180,8 @@ class Subscriber:
         self.group_id = group_id
         self._trust = trust
         self._quarantine = quarantine
+        self._mirrors = dict(mirrors or {})
+        """Mirrored topic -> the agency it is mirrored from, for the receiving checks."""
         self._dedup_capacity = dedup_capacity
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._on_rejected = on_rejected
@@ -263,14 +286,9 @@ class Subscriber:
 
     async def _accept(self, record: Record) -> Delivery | None:
         """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
-        try:
-            if record.value is None:
-                raise TruncatedRecord("record has no value (null)")
-            verified = envelope.open_(
-                record.value, self._trust, grace=self._key_grace, max_skew=self._max_clock_skew
-            )
-        except RecordRejected as exc:
-            await self._reject(record, exc)
+        verified = self._judge(record)
+        if isinstance(verified, RecordRejected):
+            await self._reject(record, verified)
             return None
         delivery = Delivery(
             verified=verified,
@@ -290,6 +308,45 @@ class Subscriber:
                 return None
         self._metrics.consumed.labels(self.agency, record.topic, "delivered").inc()
         return delivery
+
+    def _judge(self, record: Record) -> VerifiedEvent | RecordRejected:
+        """The verified, valid (and, on a mirrored topic, released) event, or why not.
+
+        Never raises ``Exception``: what is unexpected becomes ``UnexpectedFailure``.
+        """
+        unreadable = unreadable_error(record)
+        if unreadable is not None:
+            return unreadable
+        stage = "verifying"
+        try:
+            if record.value is None:
+                return TruncatedRecord("record has no value (null)")
+            verified = envelope.open_(
+                record.value, self._trust, grace=self._key_grace, max_skew=self._max_clock_skew
+            )
+            stage = "validating"
+            events.validate(verified.event)
+            mirrored_from = self._mirrors.get(record.topic)
+            if mirrored_from is not None:
+                stage = "checking the release of"
+                _check_release(verified, mirrored_from=mirrored_from, agency=self.agency)
+        except RecordRejected as exc:
+            return exc
+        except EventError as exc:
+            return EventRejected(f"the verified event breaks the event model: {exc}")
+        except Exception as exc:  # nothing escapes judging; BaseException is not caught
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            log.exception(
+                "%s: %s raised while %s the record; it is rejected as internal-error",
+                where,
+                type(exc).__name__,
+                stage,
+            )
+            return UnexpectedFailure(
+                f"{type(exc).__name__} raised while {stage} the record (a bug or a library "
+                "failing on this input; the subscriber's log has the traceback)"
+            )
+        return verified
 
     async def _reject(self, record: Record, error: RecordRejected) -> None:
         where = f"{record.topic}/{record.partition}@{record.offset}"
@@ -320,6 +377,22 @@ class Subscriber:
             await self.commit()
         finally:
             await self._consumer.stop()
+
+
+def _check_release(verified: VerifiedEvent, *, mirrored_from: str, agency: str) -> None:
+    """The receiving side's checks of an event read from ``mirrored_from``'s mirrored feed."""
+    origin = verified.agency  # the signed origin, its key checked against it
+    if origin != mirrored_from:
+        raise OriginMismatch(
+            f"event {verified.event['event_id']} was signed by {origin}, but the topic is "
+            f"{mirrored_from}'s mirrored feed (only {mirrored_from}'s bridge writes it); "
+            "open the subscriber with require_release=False to read onward-forwarded feeds"
+        )
+    if agency not in verified.event.get("releasable_to", ()):
+        raise NotReleasable(
+            f"event {verified.event['event_id']} of {origin} is not releasable to {agency} "
+            "(its releasable_to does not name it), so it is not delivered"
+        )
 
 
 async def assign_all(
@@ -360,6 +433,7 @@ async def open_subscriber(
     from_beginning: bool = False,
     trust: KeyResolver | None = None,
     quarantine: bool | None = None,
+    require_release: bool = True,
     dedup_capacity: int = 0,
     on_rejected: Callable[[Rejection], None] | None = None,
     max_records: int = 500,
@@ -378,8 +452,11 @@ async def open_subscriber(
     a group and ``False`` without. ``key_grace_s`` (default one hour) is how long past a key's
     end, by this host's clock, events signed with it are still accepted; ``max_clock_skew_s``
     (default five minutes) how far ahead of this host's clock an event's ``created_at`` may be
-    (``bus.trust``). ``consumer_options`` go to ``AIOKafkaConsumer`` as they are (e.g.
-    ``session_timeout_ms``, ``group_instance_id``).
+    (``bus.trust``). ``require_release`` (default ``True``): on a mirrored topic
+    (``<agency>.<events topic>``), reject an event whose signed origin is not that agency or
+    whose ``releasable_to`` does not name ``agency``; turn it off to read a feed that carries
+    onward-forwarded events of third agencies. ``consumer_options`` go to ``AIOKafkaConsumer``
+    as they are (e.g. ``session_timeout_ms``, ``group_instance_id``).
     """
     settings = config.agency(agency)
     if trust is None:
@@ -395,6 +472,12 @@ async def open_subscriber(
         if not 0 <= seconds <= _MAX_CLOCK_SETTING_S:
             raise ConfigError(f"{name} {seconds}: give 0 to {_MAX_CLOCK_SETTING_S:.0f} seconds")
     topics = tuple(topics or (config.topics.events,))
+    mirrors = {}
+    if require_release:
+        for topic in topics:
+            mirrored_from = config.topics.mirrored_from(topic)
+            if mirrored_from is not None:
+                mirrors[topic] = mirrored_from
     if quarantine is None:
         quarantine = group_id is not None
     async with AsyncExitStack() as stack:
@@ -437,6 +520,7 @@ async def open_subscriber(
             group_id=group_id,
             trust=trust,
             quarantine=quarantine_writer,
+            mirrors=mirrors,
             dedup_capacity=dedup_capacity,
             on_rejected=on_rejected,
             max_records=max_records,

@@ -12,6 +12,8 @@ import os
 import random
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ import pytest
 from bus import local
 from bus.audit import decode_audit_record
 from bus.bridge._hops import HOP, PATH
-from bus.envelope import seal
+from bus.envelope import peek, seal
+from bus.headers import event_headers
 from bus.quarantine import read_quarantined
 from tests.bridge import (
     BridgeProcess,
@@ -123,12 +126,34 @@ async def _wait_until_moved(
     raise AssertionError(f"the bridge did not catch up: {bridge.tail()}")
 
 
-async def test_released_events_cross_byte_for_byte_and_every_decision_is_audited(
+async def test_released_events_cross_rebuilt_from_what_was_verified_and_are_all_audited(
     federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
 ) -> None:
     topic = await _source_topic(federation)
     plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=600, garbage_every=100)
     await publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE])
+    # A released event written raw with a forged key, forged CloudEvents and hop headers, an
+    # extra header and a timestamp half an hour ahead (the broker takes up to an hour).
+    forged = plan.event(1)
+    forged["event_id"] = str(uuid.uuid4())
+    plan.ids.append(forged["event_id"])
+    plan.released.add(forged["event_id"])
+    forged_at = int((time.time() + 1800) * 1000)
+    await produce(
+        federation.bootstrap(SOURCE),
+        topic,
+        [seal(forged, federated.keys[SOURCE])],
+        key=b"attacker-chosen",
+        timestamp_ms=forged_at,
+        headers=[
+            ("ce_id", b"forged"),
+            ("ce_source", b"/agencies/ameripol/units/forged"),
+            ("content-type", b"text/plain"),
+            (PATH, b"europol"),
+            (HOP, b"ameripol->interpol forged"),
+            ("x-smuggled", b"anything"),
+        ],
+    )
     bridge = _bridge(federated, topic, tmp_path)
     bridges.append(bridge)
     bridge.start()
@@ -136,7 +161,8 @@ async def test_released_events_cross_byte_for_byte_and_every_decision_is_audited
     await _wait_until_moved(federation, topic, plan, bridge)
     await _assert_exactly_released(federation, federated, topic, plan)
 
-    # Byte for byte: value, key, timestamp and partition as on the source, plus the hop headers.
+    # The value byte for byte in the source's partition; the key and headers rebuilt from the
+    # verified event; the timestamp the bridge's.
     source = {
         (r.partition, r.value): r
         for r in await consume_all(federation.bootstrap(SOURCE), topic, idle_ms=1000)
@@ -144,12 +170,18 @@ async def test_released_events_cross_byte_for_byte_and_every_decision_is_audited
     mirrored = await consume_all(
         federation.bootstrap(DESTINATION), f"{SOURCE}.{topic}", idle_ms=1000
     )
+    assert len(mirrored) == len(plan.released)
     for copy in mirrored:
-        original = source[(copy.partition, copy.value)]
-        assert (copy.key, copy.timestamp) == (original.key, original.timestamp)
-        headers = dict(copy.headers)
-        assert headers[PATH] == SOURCE.encode()
-        assert headers[HOP].startswith(f"{SOURCE}->{DESTINATION} bridge-1".encode())
+        assert (copy.partition, copy.value) in source
+        assert copy.value is not None
+        event = peek(copy.value).event
+        assert copy.key == event["correlation_id"].encode()
+        assert list(copy.headers)[:-1] == [*event_headers(event), (PATH, SOURCE.encode())]
+        name, hop = list(copy.headers)[-1]
+        assert name == HOP
+        assert hop.startswith(f"{SOURCE}->{DESTINATION} bridge-1".encode())
+        if event["event_id"] == forged["event_id"]:
+            assert copy.timestamp < forged_at - 600_000  # not the forged one
 
     # The garbage went to the source's quarantine, with where it came from.
     quarantined = [

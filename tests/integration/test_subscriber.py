@@ -10,7 +10,9 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -278,6 +280,80 @@ async def test_duplicates_are_skipped_with_dedup_and_a_groupless_reader_commits_
     assert [(r.offset, r.reason, r.quarantined) for r in rejections] == [(2, "bad-marker", None)]
     labels = {"agency": AGENCY, "topic": topic, "outcome": "duplicate"}
     assert registry.get_sample_value("bus_consumed_total", labels) == 2
+
+
+async def test_a_subscriber_of_a_mirrored_topic_delivers_only_the_topics_origins_released_events(
+    signed_federation: Config,
+) -> None:
+    """On europol's cluster, ``interpol.<events>`` is interpol's mirrored feed: records written
+    raw into it that europol or ameripol signed, or that interpol did not release to europol,
+    are quarantined with typed reasons; with ``require_release=False`` the first two pass."""
+    events_topic = unique_topic("sub-events")
+    config = replace(
+        signed_federation, topics=replace(signed_federation.topics, events=events_topic)
+    )
+    topic = config.topics.mirror_of("interpol")
+    bootstrap = ",".join(config.agency("europol").bootstrap_servers)
+    await create_topic(bootstrap, topic, partitions=1)
+    keys = {
+        name: SigningKey.load(config.agency(name).signing_key)  # type: ignore[arg-type]
+        for name in ("interpol", "europol", "ameripol")
+    }
+
+    def signed(agency: str, **fields: Any) -> bytes:
+        event = make_event(agency, **{"releasable_to": ["europol"], **fields})
+        return envelope.seal(event, keys[agency])
+
+    valid = [make_event("interpol", releasable_to=["europol"]) for _ in range(2)]
+    records = [
+        (signed("europol"), "origin-mismatch"),
+        (envelope.seal(valid[0], keys["interpol"]), None),
+        (signed("interpol", releasable_to=["ameripol"]), "not-releasable"),
+        (signed("interpol", handling_codes=[]), "event-rejected"),
+        (signed("ameripol"), "origin-mismatch"),
+        (envelope.seal(valid[1], keys["interpol"]), None),
+    ]
+    await produce(bootstrap, topic, [value for value, _ in records], key=b"k")
+    expected = [(offset, reason) for offset, (_, reason) in enumerate(records) if reason]
+
+    rejections: list[Rejection] = []
+    group = _group()
+    async with open_subscriber(
+        config,
+        "europol",
+        group_id=group,
+        topics=[topic],
+        from_beginning=True,
+        on_rejected=rejections.append,
+    ) as subscriber:
+        got = await _take(subscriber, len(valid))
+    assert [d.event_id for d in got] == [e["event_id"] for e in valid]
+    assert [(r.offset, r.reason) for r in rejections] == expected
+    assert all(r.quarantined is not None for r in rejections)
+    quarantined: list[QuarantinedRecord] = []
+    for _ in range(20):
+        found = await consume_all(bootstrap, config.topics.quarantine, idle_ms=500)
+        quarantined = [q for q in map(read_quarantined, found) if q.source_topic == topic]
+        if len(quarantined) >= len(expected):
+            break
+        await asyncio.sleep(0.5)
+    assert sorted((q.source_offset, q.reason) for q in quarantined) == expected
+
+    # Without the receiving checks (a feed with onward-forwarded events), only the invalid
+    # event is refused.
+    unchecked: list[Rejection] = []
+    async with open_subscriber(
+        config,
+        "europol",
+        group_id=None,
+        topics=[topic],
+        from_beginning=True,
+        require_release=False,
+        on_rejected=unchecked.append,
+    ) as subscriber:
+        everything = await _take(subscriber, len(records) - 1)
+    assert [d.offset for d in everything] == [0, 1, 2, 4, 5]
+    assert [(r.offset, r.reason) for r in unchecked] == [(3, "event-rejected")]
 
 
 async def test_a_subscriber_killed_at_random_moments_loses_nothing(
