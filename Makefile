@@ -41,8 +41,13 @@ check: install
 	$(BIN)/ruff format --check bus tests bench
 	$(BIN)/mypy
 
+# Under coverage, with the child processes the tests start (bridges, subscribers); the branch
+# coverage report comes last and fails below the floor in pyproject.toml.
 test: check kafka
-	$(BIN)/pytest
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
 
 test-unit: install
 	$(BIN)/pytest tests/unit
@@ -60,4 +65,4 @@ bench: kafka
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.*

@@ -33,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from bus import local
 from bus._provisioning import render_policy
@@ -235,19 +236,14 @@ async def consume_all(
     Raises ``TimeoutError`` naming the topic and the counts if ``expected`` is not reached
     within ``timeout_s``.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
+    consumer: AIOKafkaConsumer | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            partitions = await _partitions(consumer, topic, wait=expected is not None, check=check)
-            consumer.assign(partitions)
+            consumer = await _open_reader(bootstrap, topic, wait=expected is not None, check=check)
+            if consumer is None:
+                return records
+            partitions = sorted(consumer.assignment())
             await _read_to_end(consumer, partitions, records, where)
             if expected is None:
                 return records
@@ -264,19 +260,36 @@ async def consume_all(
             f"after {timeout_s:.0f} s"
         ) from None
     finally:
-        await consumer.stop()
+        if consumer is not None:
+            await consumer.stop()
     return records
 
 
-async def _partitions(
-    consumer: AIOKafkaConsumer, topic: str, *, wait: bool, check: Callable[[], object] | None
-) -> list[TopicPartition]:
-    """The partitions of ``topic``; none if it does not exist, unless ``wait``."""
+async def _open_reader(
+    bootstrap: str, topic: str, *, wait: bool, check: Callable[[], object] | None
+) -> AIOKafkaConsumer | None:
+    """A started consumer with every partition of ``topic`` assigned (no group, nothing
+    committed); None if the topic does not exist, unless ``wait``: then it waits for it."""
     while True:
-        await consumer.topics()  # a metadata update, so that a new topic is seen
-        numbers = consumer.partitions_for_topic(topic)
-        if numbers or not wait:
-            return [TopicPartition(topic, p) for p in sorted(numbers or ())]
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        try:
+            await consumer.start()  # assigns all partitions, or raises if the topic is unknown
+        except UnknownTopicOrPartitionError:
+            await consumer.stop()
+            if not wait:
+                return None
+        except BaseException:
+            await consumer.stop()
+            raise
+        else:
+            return consumer
         if check is not None:
             check()
         await asyncio.sleep(_POLL_S)

@@ -191,10 +191,11 @@ class BridgeProcess:
         return total
 
 
-def stop_all(bridges: Sequence[BridgeProcess], timeout_s: float = 30.0) -> None:
+def stop_all(bridges: Sequence[BridgeProcess], timeout_s: float = 5.0) -> None:
     """SIGTERM to every running bridge at once, then SIGKILL to any still running after
     ``timeout_s``: a clean exit where possible, so that children measured by coverage write
-    their data."""
+    their data. (After earlier tests' bridges were killed, a bridge may take longer than that
+    to stop; a test that needs a clean stop uses :meth:`BridgeProcess.terminate`.)"""
     running = [b.process for b in bridges if b.process is not None and b.process.poll() is None]
     for process in running:
         process.send_signal(signal.SIGTERM)
