@@ -31,14 +31,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.bench_core import realistic_event
-from bus import envelope, local
-from bus.config import Config, java_home
+from bus import envelope
+from bus.config import Config
 from bus.headers import event_headers
 from bus.publisher import open_publisher
 from bus.signing import SigningKey
 from bus.subscriber import open_subscriber
-from tests.kafka import create_topic, free_base_port
-from tests.signed import signed_config
+from bus.testing import create_topic, running_federation, signed_config
 
 __all__ = ["main"]
 
@@ -171,21 +170,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     count = args.events or (5000 if args.quick else 20000)
     rounds = args.rounds or (1 if args.quick else 3)
     print(f"python {platform.python_version()}, {os.cpu_count()} cores; Kafka on loopback")
-    with tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp:
-        spec = local.FederationSpec(
-            home=Path(tmp) / "federation",
-            agencies=(AGENCY,),
-            base_port=free_base_port(2),
-            heap_mb=512,
-            partitions=PARTITIONS,
-            java_home=java_home(),
-        )
-        try:
-            config = asyncio.run(local.up(spec))
-            config = signed_config(config, Path(tmp) / "keys")
-            asyncio.run(_bench(config, count, rounds, args.window))
-        finally:
-            local.down(spec)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp,
+        running_federation(
+            Path(tmp) / "federation", (AGENCY,), partitions=PARTITIONS
+        ) as federation,
+    ):
+        config = signed_config(federation.config, Path(tmp) / "keys")
+        asyncio.run(_bench(config, count, rounds, args.window))
 
 
 if __name__ == "__main__":

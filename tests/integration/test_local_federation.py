@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bus import local
 from bus.config import load_config
 from bus.errors import LocalClusterError
-from tests.kafka import Federation, consume_all, create_topic, free_base_port, produce, unique_topic
+from bus.testing import Federation, consume_all, create_topic, free_base_port, produce, unique_topic
 
 pytestmark = pytest.mark.integration
 
