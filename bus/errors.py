@@ -30,6 +30,7 @@
         │   ├── KeyNotValid         the key was not valid when the event was created
         │   └── KeyRevoked
         └── EventRejected           verified, but the event itself is unacceptable
+            └── RevisionConflict    the same event id and revision with another body
 
 Every ``RecordRejected`` carries a stable ``reason`` code: it is the value of the quarantine
 header ``bus_reason`` and the ``reason`` label of the quarantine metrics. Messages say what
@@ -78,6 +79,7 @@ __all__ = [
     "KeyNotValid",
     "KeyRevoked",
     "EventRejected",
+    "RevisionConflict",
 ]
 
 
@@ -225,3 +227,10 @@ class EventRejected(RecordRejected):
     the release policy cannot decide on): not a verification failure."""
 
     reason: ClassVar[str] = "event-rejected"
+
+
+class RevisionConflict(EventRejected):
+    """An event with the same id and revision as one already forwarded or delivered, but with
+    other signed bytes: two different bodies were signed under one version of one event."""
+
+    reason: ClassVar[str] = "revision-conflict"

@@ -7,7 +7,8 @@ audited exactly once and mirrored exactly once:
 - the source log gets the audit record of every decision and a quarantine copy of every record
   that failed verification, for the records at or above its checkpoint ``audited_until``;
 - the destination log gets every released record, value byte for byte with the hop headers,
-  at or above its checkpoint ``next_offset``.
+  at or above its checkpoint ``next_offset``, and, in the same transaction, an entry per
+  released event in the forwarded topic (``_replays``): what the direction has forwarded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bus.bridge._hops import forwarded_headers
+from bus.bridge._replays import entry_record, forwarded_topic
 from bus.bridge._verdict import Outcome, Verdict
 from bus.bridge.settings import BridgeSettings
 from bus.records import quarantine_copy
@@ -108,7 +110,7 @@ def destination_log_records(
     """
     s = settings
     mirror = s.mirror_topic(topic)
-    return [
+    mirrored = [
         Outgoing(
             topic=mirror,
             value=v.record.value,
@@ -126,3 +128,21 @@ def destination_log_records(
         # Below the checkpoint: mirrored before a crash, read again only to be audited.
         if v.outcome is Outcome.FORWARD and v.record.offset >= next_offset
     ]
+    return mirrored + forwarded_entries(
+        verdicts, next_offset=next_offset, source=s.source.name, topic=topic, partition=partition
+    )
+
+
+def forwarded_entries(
+    verdicts: Sequence[Verdict], *, next_offset: int, source: str, topic: str, partition: int
+) -> list[Outgoing]:
+    """What the destination must remember of the events forwarded in this transaction (one
+    entry per event, ``_replays``), for the same partition of the forwarded topic."""
+    state = forwarded_topic(source, topic)
+    entries = []
+    for v in verdicts:
+        r = v.record
+        if v.outcome is Outcome.FORWARD and r.offset >= next_offset and v.identity is not None:
+            key, value = entry_record(v.identity, (r.topic, r.partition, r.offset))
+            entries.append(Outgoing(topic=state, value=value, key=key, partition=partition))
+    return entries

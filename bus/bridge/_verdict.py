@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bus._revisions import EventIdentity
 from bus.audit import SourcePosition, audit_key, audit_record, encode_audit_record
 from bus.bridge._hops import path_of
 from bus.envelope import open_
@@ -44,6 +45,8 @@ class Verdict:
     """The encoded ``AuditRecord`` (FORWARD and DENY)."""
     created_at: datetime | None = None
     """The event's creation time, for the end-to-end latency of forwarded events."""
+    identity: EventIdentity | None = None
+    """Which version of which event it is (FORWARD and DENY), for replays and rollbacks."""
 
 
 def judge(
@@ -71,6 +74,7 @@ def judge(
             now=now,
         )
         decision = policy.decide(request)
+        identity = EventIdentity.of(verified.event, verified.event_bytes)
         audit: dict[str, Any] = audit_record(
             decision,
             request,
@@ -92,6 +96,7 @@ def judge(
         audit_key=audit_key(audit),
         audit_value=encode_audit_record(audit),
         created_at=verified.event["created_at"],
+        identity=identity,
     )
 
 

@@ -38,6 +38,10 @@ class BridgeSettings:
     transaction_timeout_ms: int = 60_000
     verify_threads: int = 0
     """Threads that verify and decide (PyNaCl releases the GIL); 0 does it on the loop."""
+    replay_capacity: int = 200_000
+    """Most event ids whose forwarded revision a worker remembers (least recently used out)."""
+    replay_window_s: float = 30 * 24 * 3600.0
+    """How long what was forwarded is remembered (also the forwarded topics' retention)."""
 
     def __post_init__(self) -> None:
         if self.source.name == self.destination.name:
@@ -46,6 +50,11 @@ class BridgeSettings:
             raise ConfigError(f"bridge {self.name}: no source topic to move")
         if self.max_batch < 1:
             raise ConfigError(f"bridge {self.name}: max_batch must be at least 1")
+        if self.replay_capacity < 1 or self.replay_window_s <= 0:
+            raise ConfigError(
+                f"bridge {self.name}: replay_capacity must be at least 1 and replay_window_s "
+                "positive"
+            )
 
     @property
     def name(self) -> str:

@@ -51,6 +51,20 @@ def bridge() -> None:
     type=click.FloatRange(min=1),
     help="Seconds before a write or commit counts as failed (then reopened and retried).",
 )
+@click.option(
+    "--replay-capacity",
+    default=200_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Event ids whose forwarded revision a worker remembers (replays and rollbacks).",
+)
+@click.option(
+    "--replay-window-days",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Days a forwarded revision is remembered (and kept on the destination).",
+)
 @click.option("--loglevel", default="info", show_default=True)
 @config_option
 @fail_on_bus_error
@@ -66,6 +80,8 @@ def run(
     verify_threads: int,
     max_batch: int,
     operation_timeout: float,
+    replay_capacity: int,
+    replay_window_days: float,
     loglevel: str,
     config_path: Path | None,
 ) -> None:
@@ -84,6 +100,8 @@ def run(
         verify_threads=verify_threads,
         max_batch=max_batch,
         operation_timeout_s=operation_timeout,
+        replay_capacity=replay_capacity,
+        replay_window_s=replay_window_days * 24 * 3600,
     )
     policy_file = policy_path or config.policy_file
     if policy_file is None:
