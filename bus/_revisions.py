@@ -13,7 +13,8 @@ expires and where it was read. ``classify`` answers for a new arrival:
 ============  =========================================================================
 
 The index is bounded by count (``capacity`` event ids, least recently used first out) and by
-time: an entry is forgotten once its event has expired, or ``window_s`` after it was entered.
+time: an entry is forgotten ``window_s`` after it was entered, and (where expired events are
+refused anyway, as at the bridge) once its event has expired.
 What it forgets is ``NEW`` again. See ``docs/decisions/0008-replays-and-revisions.md``.
 """
 
@@ -89,13 +90,16 @@ class Seen:
 class RevisionIndex:
     """Per event id, the highest revision seen; bounded by count and time (module docs)."""
 
-    def __init__(self, *, capacity: int, window_s: float) -> None:
+    def __init__(self, *, capacity: int, window_s: float, forget_expired: bool = True) -> None:
+        """``forget_expired``: drop an entry once its event expired (right where expired events
+        are refused anyway, as at the bridge); else only by count and window."""
         if capacity < 1:
             raise ValueError(f"capacity {capacity}: must be at least 1")
         if window_s <= 0:
             raise ValueError(f"window_s {window_s}: must be positive")
         self.capacity = capacity
         self.window_s = window_s
+        self.forget_expired = forget_expired
         self._entries: OrderedDict[str, Seen] = OrderedDict()
 
     def __len__(self) -> int:
@@ -158,5 +162,5 @@ class RevisionIndex:
             self._entries.popitem(last=False)
 
     def _stale(self, entry: Seen, now: float) -> bool:
-        expired = entry.expires_at is not None and now > entry.expires_at
+        expired = self.forget_expired and entry.expires_at is not None and now > entry.expires_at
         return expired or now - entry.seen_at > self.window_s

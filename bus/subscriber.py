@@ -171,7 +171,8 @@ class Subscriber:
         self._trust = trust
         self._quarantine = quarantine
         self._seen = (
-            RevisionIndex(capacity=dedup_capacity, window_s=_DEDUP_WINDOW_S)
+            # Subscribers deliver expired events too: their entries must not go before.
+            RevisionIndex(capacity=dedup_capacity, window_s=_DEDUP_WINDOW_S, forget_expired=False)
             if dedup_capacity
             else None
         )

@@ -116,3 +116,10 @@ def test_bounds_must_be_positive() -> None:
         RevisionIndex(capacity=0, window_s=1)
     with pytest.raises(ValueError, match="window_s"):
         RevisionIndex(capacity=1, window_s=0)
+
+
+def test_an_index_that_keeps_expired_events_forgets_them_only_by_the_window() -> None:
+    seen = RevisionIndex(capacity=10, window_s=100, forget_expired=False)
+    seen.remember(identity("short", expires_at=T0 + 10), now=T0)
+    assert seen.classify(identity("short", expires_at=T0 + 10), now=T0 + 50)[0] is Repeat.REPLAY
+    assert seen.classify(identity("short", expires_at=T0 + 10), now=T0 + 101)[0] is Repeat.NEW
