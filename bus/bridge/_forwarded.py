@@ -72,7 +72,24 @@ class Forwarded:
         )
 
     async def start(self) -> None:
-        """Read everything the direction forwarded (within the window) before any lane moves."""
+        """Read everything the direction forwarded (within the window) before any lane moves;
+        retries with backoff until it has (only cancellation stops it)."""
+        attempt = 0
+        while True:
+            try:
+                await self._start()
+            except RETRYABLE as exc:
+                await self.aclose()
+                attempt += 1
+                self._metrics.retries.labels(*self._labels, "start").inc()
+                log.warning(
+                    "bridge %s: cannot read forwarded events (%s); retrying", self._name, exc
+                )
+                await asyncio.sleep(self.settings.backoff_s(attempt))
+            else:
+                return
+
+    async def _start(self) -> None:
         await self.aclose()
         s = self.settings
         topics = [forwarded_topic(s.source.name, t) for t in s.source_topics]
@@ -138,7 +155,8 @@ class Forwarded:
             return
         # read_committed: the last stable offsets; after fencing, nothing below them is pending.
         ends = await reader.end_offsets(wanted)
-        deadline = time.monotonic() + self.settings.operation_timeout_s
+        timeout = self.settings.operation_timeout_s
+        deadline = time.monotonic() + timeout
         while True:
             behind = [tp for tp in wanted if await reader.position(tp) < ends[tp]]
             if not behind:
@@ -146,12 +164,14 @@ class Forwarded:
             if time.monotonic() > deadline:
                 raise TransportError(
                     f"bridge {self._name}: reading the forwarded events on "
-                    f"{self.settings.destination.name} timed out "
-                    f"({behind[0].topic}/{behind[0].partition})"
+                    f"{self.settings.destination.name} made no progress for {timeout:g} s "
+                    f"({behind[0].topic}/{behind[0].partition} and {len(behind) - 1} more behind)"
                 )
             batches = await fetch(reader, timeout_ms=500)
             for records in batches.values():
                 self._merge(records)
+            if batches:  # a large state takes long to read: only a stall times out
+                deadline = time.monotonic() + timeout
 
     def _merge(self, records: Sequence[Any]) -> None:
         now = self._clock().timestamp()

@@ -137,7 +137,7 @@ class Replicator:
         )
         try:
             await self._retrying("start", self._ensure_topics)
-            await self._retrying("start", self._forwarded.start)
+            await self._forwarded.start()  # retries by itself: a large state may take long
             await self._retrying("start", self._consumer.start)
             self._consumer.subscribe(list(s.source_topics), listener=_Listener(self))
             self.started.set()
