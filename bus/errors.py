@@ -34,6 +34,7 @@
         │   └── EventFromFuture     created_at is later than the receiver's clock plus the skew
         ├── EventRejected           verified, but the event itself is unacceptable
         │   ├── OriginMismatch      (subscriber) not from the agency its mirrored topic is of
+        │   ├── RevisionConflict    the same event id and revision with another body
         │   └── NotReleasable       (subscriber) not releasable to the subscriber's agency
         └── UnexpectedFailure       judging it raised an unexpected error (a bug, or a library
                                     failing on hostile input): quarantined, never fatal
@@ -91,6 +92,7 @@ __all__ = [
     "OriginMismatch",
     "NotReleasable",
     "UnexpectedFailure",
+    "RevisionConflict",
 ]
 
 
@@ -285,3 +287,10 @@ class UnexpectedFailure(RecordRejected):
     message names the exception type and the stage, the log has the traceback."""
 
     reason: ClassVar[str] = "internal-error"
+
+
+class RevisionConflict(EventRejected):
+    """An event with the same id and revision as one already forwarded or delivered, but with
+    other signed bytes: two different bodies were signed under one version of one event."""
+
+    reason: ClassVar[str] = "revision-conflict"

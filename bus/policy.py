@@ -31,6 +31,10 @@ rule                   denies when
 ``allowed``            (every rule passed: the event crosses)
 =====================  ===================================================================
 
+Two more rules are named here but decided by the bridge right after the policy, because they
+need what it forwarded before: ``replay`` (this revision of the event was forwarded already)
+and ``rollback`` (a higher revision was). ``Policy.decide`` never returns them.
+
 Routing rules come first so that an event that would loop is reported as a loop, whatever its
 markings; then expiry; then the origin's own markings; then the direction's agreement.
 
@@ -96,6 +100,10 @@ class Rule(StrEnum):
     ONWARD_FORWARDING = "onward-forwarding"
     HANDLING_H2_ONWARD = "handling-h2-onward"
     ALLOWED = "allowed"
+    # Decided by the bridge after the policy, from what it forwarded before (never by
+    # ``Policy.decide``, which has no state): docs/decisions/0008-replays-and-revisions.md.
+    REPLAY = "replay"
+    ROLLBACK = "rollback"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,9 +37,15 @@ Without a ``group_id`` the subscriber reads every partition of its topics by its
 nothing and, by default, quarantines nothing (it is a viewer, like ``bus tail`` without
 ``--group``): rejected records are only reported.
 
-With ``dedup_capacity > 0``, an event whose ``(event_id, revision)`` was handled among the last
-``dedup_capacity`` handled events is skipped (and committed past). A later revision of an event
-is not a duplicate.
+Replays and revisions (``docs/decisions/0008-replays-and-revisions.md``): a subscriber with a
+group remembers, for the last ``dedup_capacity`` event ids it handled (default 100,000) across
+every topic it reads, the highest revision handled and the SHA-256 of its signed bytes. The same
+revision again (say an event that reached the agency by two routes) is skipped as a duplicate,
+a lower revision is skipped as a rollback (both committed past, counted), and the same revision
+with other bytes is quarantined as ``RevisionConflict``. A later revision is delivered. This is
+kept in memory: after a restart the group resumes after what it committed, so only a copy of an
+event handled before the restart that is published after it is delivered again. A group-less
+subscriber (a viewer) does not de-duplicate unless given ``dedup_capacity``; 0 turns it off.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -62,6 +68,7 @@ from prometheus_client import CollectorRegistry
 
 from bus import envelope, events
 from bus._kafka import client_options, translated
+from bus._revisions import EventIdentity, Repeat, RevisionIndex
 from bus.config import Config
 from bus.envelope import VerifiedEvent
 from bus.errors import (
@@ -71,6 +78,7 @@ from bus.errors import (
     NotReleasable,
     OriginMismatch,
     RecordRejected,
+    RevisionConflict,
     TransportError,
     TruncatedRecord,
     UnexpectedFailure,
@@ -96,6 +104,12 @@ log = logging.getLogger("bus.subscriber")
 
 Record = SourceRecord
 """A fetched record (aiokafka's ``ConsumerRecord``)."""
+
+DEFAULT_DEDUP_CAPACITY = 100_000
+"""Event ids a subscriber with a group remembers against replays and rollbacks."""
+
+_DEDUP_WINDOW_S = 30 * 24 * 3600.0
+"""How long a handled revision is remembered (the bridge's replay window)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,8 +196,12 @@ class Subscriber:
         self._quarantine = quarantine
         self._mirrors = dict(mirrors or {})
         """Mirrored topic -> the agency it is mirrored from, for the receiving checks."""
-        self._dedup_capacity = dedup_capacity
-        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._seen = (
+            # Subscribers deliver expired events too: their entries must not go before.
+            RevisionIndex(capacity=dedup_capacity, window_s=_DEDUP_WINDOW_S, forget_expired=False)
+            if dedup_capacity
+            else None
+        )
         self._on_rejected = on_rejected
         self._max_records = max_records
         self._metrics = SubscriberMetrics.on(registry)
@@ -222,8 +240,11 @@ class Subscriber:
         """
         if delivery is self._current:
             self._current = None
-        if self._dedup_capacity:
-            self._remember((delivery.event_id, int(delivery.event.get("revision", 1))))
+        if self._seen is not None:
+            verified = delivery.verified
+            self._seen.remember(
+                EventIdentity.of(verified.event, verified.event_bytes), now=time.time()
+            )
         self._mark(TopicPartition(delivery.topic, delivery.partition), delivery.offset)
 
     def _mark(self, tp: TopicPartition, offset: int) -> None:
@@ -231,12 +252,6 @@ class Subscriber:
             return  # revoked meanwhile: its new owner re-delivers from the last commit
         if offset + 1 > self._handled.get(tp, -1):
             self._handled[tp] = offset + 1
-
-    def _remember(self, key: tuple[str, int]) -> None:
-        self._seen[key] = None
-        self._seen.move_to_end(key)
-        while len(self._seen) > self._dedup_capacity:
-            self._seen.popitem(last=False)
 
     async def commit(self) -> None:
         """Commit every handled offset now (a no-op without a consumer group)."""
@@ -299,13 +314,8 @@ class Subscriber:
             headers=tuple(record.headers),
             timestamp=record.timestamp,
         )
-        if self._dedup_capacity:
-            key = (delivery.event_id, int(verified.event.get("revision", 1)))
-            if key in self._seen:
-                self._seen.move_to_end(key)
-                self._metrics.consumed.labels(self.agency, record.topic, "duplicate").inc()
-                self._mark(TopicPartition(record.topic, record.partition), record.offset)
-                return None
+        if self._seen is not None and not await self._fresh(record, verified):
+            return None
         self._metrics.consumed.labels(self.agency, record.topic, "delivered").inc()
         return delivery
 
@@ -347,6 +357,35 @@ class Subscriber:
                 "failing on this input; the subscriber's log has the traceback)"
             )
         return verified
+
+    async def _fresh(self, record: Record, verified: VerifiedEvent) -> bool:
+        """False once ``record`` is skipped (a duplicate or a rollback) or quarantined (a
+        revision conflict): a version of its event already handled, or an older one."""
+        assert self._seen is not None
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        try:
+            identity = EventIdentity.of(verified.event, verified.event_bytes)
+        except EventError as exc:
+            await self._reject(record, EventRejected(f"{where}: {exc}"))
+            return False
+        repeat, entry = self._seen.classify(identity, now=time.time())
+        if repeat is Repeat.NEW:
+            return True
+        if repeat is Repeat.CONFLICT:
+            assert entry is not None
+            await self._reject(
+                record,
+                RevisionConflict(
+                    f"{where}: event {identity.event_id} revision {identity.revision} has other "
+                    f"signed bytes (sha256 {identity.digest.hex()[:16]}...) than the one already "
+                    f"handled (sha256 {entry.digest.hex()[:16]}...)"
+                ),
+            )
+            return False
+        outcome = "duplicate" if repeat is Repeat.REPLAY else "rollback"
+        self._metrics.consumed.labels(self.agency, record.topic, outcome).inc()
+        self._mark(TopicPartition(record.topic, record.partition), record.offset)
+        return False
 
     async def _reject(self, record: Record, error: RecordRejected) -> None:
         where = f"{record.topic}/{record.partition}@{record.offset}"
@@ -434,7 +473,7 @@ async def open_subscriber(
     trust: KeyResolver | None = None,
     quarantine: bool | None = None,
     require_release: bool = True,
-    dedup_capacity: int = 0,
+    dedup_capacity: int | None = None,
     on_rejected: Callable[[Rejection], None] | None = None,
     max_records: int = 500,
     commit_interval_s: float = 5.0,
@@ -455,7 +494,9 @@ async def open_subscriber(
     (``bus.trust``). ``require_release`` (default ``True``): on a mirrored topic
     (``<agency>.<events topic>``), reject an event whose signed origin is not that agency or
     whose ``releasable_to`` does not name ``agency``; turn it off to read a feed that carries
-    onward-forwarded events of third agencies. ``consumer_options`` go to ``AIOKafkaConsumer``
+    onward-forwarded events of third agencies. ``dedup_capacity`` (replays and rollbacks,
+    module docs) defaults to ``DEFAULT_DEDUP_CAPACITY`` with a group and 0 (off) without.
+    ``consumer_options`` go to ``AIOKafkaConsumer``
     as they are (e.g. ``session_timeout_ms``, ``group_instance_id``).
     """
     settings = config.agency(agency)
@@ -466,6 +507,8 @@ async def open_subscriber(
                 "a subscriber needs a trust store to verify events"
             )
         trust = TrustStore.load(settings.trust_store)
+    if dedup_capacity is None:
+        dedup_capacity = DEFAULT_DEDUP_CAPACITY if group_id is not None else 0
     if dedup_capacity < 0:
         raise ConfigError(f"dedup_capacity {dedup_capacity}: give 0 (off) or more")
     for name, seconds in (("key_grace_s", key_grace_s), ("max_clock_skew_s", max_clock_skew_s)):

@@ -10,6 +10,8 @@ audited exactly once and mirrored exactly once:
   the value byte for byte (the origin's signature), the key and the CloudEvents headers rebuilt
   from the verified event, and the bridge's own hop headers (``_hops``). Nothing else of the
   source record crosses: not its key, its other headers or its timestamp.
+  In the same transaction, an entry per released event in the forwarded topic
+  (``_replays``): what the direction has forwarded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bus.bridge._hops import mirrored_headers
+from bus.bridge._replays import entry_record, forwarded_topic
 from bus.bridge._verdict import Outcome, Verdict
 from bus.bridge.settings import BridgeSettings
 from bus.headers import event_key
@@ -135,4 +138,21 @@ def destination_log_records(
                 ),
             )
         )
-    return records
+    return records + forwarded_entries(
+        verdicts, next_offset=next_offset, source=s.source.name, topic=topic, partition=partition
+    )
+
+
+def forwarded_entries(
+    verdicts: Sequence[Verdict], *, next_offset: int, source: str, topic: str, partition: int
+) -> list[Outgoing]:
+    """What the destination must remember of the events forwarded in this transaction (one
+    entry per event, ``_replays``), for the same partition of the forwarded topic."""
+    state = forwarded_topic(source, topic)
+    entries = []
+    for v in verdicts:
+        r = v.record
+        if v.outcome is Outcome.FORWARD and r.offset >= next_offset and v.identity is not None:
+            key, value = entry_record(v.identity, (r.topic, r.partition, r.offset))
+            entries.append(Outgoing(topic=state, value=value, key=key, partition=partition))
+    return entries

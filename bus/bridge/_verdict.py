@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bus._revisions import EventIdentity
 from bus.audit import SourcePosition, audit_key, audit_record, encode_audit_record
 from bus.bridge._hops import verified_path
 from bus.envelope import open_
@@ -64,6 +65,8 @@ class Verdict:
     event: dict[str, Any] | None = field(default=None, repr=False)
     """The verified and validated event (FORWARD and DENY): the mirrored record's key and
     headers are rebuilt from it, never copied from the source record."""
+    identity: EventIdentity | None = None
+    """Which version of which event it is (FORWARD and DENY), for replays and rollbacks."""
 
 
 def judge(
@@ -113,6 +116,7 @@ def judge(
             now=now,
         )
         decision = policy.decide(request)
+        identity = EventIdentity.of(verified.event, verified.event_bytes)
         stage = "auditing"
         audit: dict[str, Any] = audit_record(
             decision,
@@ -131,6 +135,7 @@ def judge(
             audit_value=encode_audit_record(audit),
             created_at=event["created_at"],
             event=event,
+            identity=identity,
         )
     except RecordRejected as exc:
         return _quarantine(record, exc)

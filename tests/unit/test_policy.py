@@ -278,6 +278,8 @@ def test_rule_names_are_stable() -> None:
         "onward-forwarding",
         "handling-h2-onward",
         "allowed",
+        "replay",
+        "rollback",
     ]
 
 
