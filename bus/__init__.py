@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 # Importing ``bus`` loads the pure core (fastavro, cryptography, PyNaCl) but never aiokafka or
 # faust: the transport layers re-exported here import them lazily or not at all.
 from bus.audit import SourcePosition, audit_record, decode_audit_record, encode_audit_record
+from bus.batch import RootCache
 from bus.codec import SchemaStore, default_store
 from bus.config import AgencySettings, Config, TlsSettings, TopicSettings, load_config
-from bus.envelope import UnverifiedEvent, VerifiedEvent, open_, peek, seal
+from bus.envelope import UnverifiedEvent, VerifiedEvent, open_, peek, seal, seal_batch
 from bus.errors import (
     BadMarker,
+    BadProof,
     BadSignature,
     BusError,
     ConfigError,
@@ -102,6 +104,8 @@ __all__ = [
     "open_",
     "peek",
     "seal",
+    "seal_batch",
+    "RootCache",
     # release policy and the audit trail
     "Decision",
     "Policy",
@@ -151,6 +155,7 @@ __all__ = [
     "LimitExceeded",
     "VerificationError",
     "BadSignature",
+    "BadProof",
     "UnknownKey",
     "KeyAgencyMismatch",
     "KeyNotValid",
