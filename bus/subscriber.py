@@ -62,6 +62,7 @@ from prometheus_client import CollectorRegistry
 
 from bus import envelope, events
 from bus._kafka import client_options, translated
+from bus.batch import RootCache, shared_roots
 from bus.config import Config
 from bus.envelope import VerifiedEvent
 from bus.errors import (
@@ -172,8 +173,10 @@ class Subscriber:
         registry: CollectorRegistry | None,
         key_grace: timedelta = DEFAULT_GRACE,
         max_clock_skew: timedelta = DEFAULT_MAX_SKEW,
+        roots: RootCache | None = None,
     ) -> None:
         self._consumer = consumer
+        self._roots = shared_roots() if roots is None else roots
         self._key_grace = key_grace
         self._max_clock_skew = max_clock_skew
         self.agency = agency
@@ -322,7 +325,11 @@ class Subscriber:
             if record.value is None:
                 return TruncatedRecord("record has no value (null)")
             verified = envelope.open_(
-                record.value, self._trust, grace=self._key_grace, max_skew=self._max_clock_skew
+                record.value,
+                self._trust,
+                grace=self._key_grace,
+                max_skew=self._max_clock_skew,
+                roots=self._roots,
             )
             stage = "validating"
             events.validate(verified.event)
@@ -442,6 +449,7 @@ async def open_subscriber(
     max_clock_skew_s: float = DEFAULT_MAX_SKEW.total_seconds(),
     consumer_options: dict[str, Any] | None = None,
     registry: CollectorRegistry | None = None,
+    roots: RootCache | None = None,
 ) -> AsyncIterator[Subscriber]:
     """A started ``Subscriber`` of ``topics`` (default: the events topic) on ``agency``'s cluster.
 
@@ -456,7 +464,9 @@ async def open_subscriber(
     (``<agency>.<events topic>``), reject an event whose signed origin is not that agency or
     whose ``releasable_to`` does not name ``agency``; turn it off to read a feed that carries
     onward-forwarded events of third agencies. ``consumer_options`` go to ``AIOKafkaConsumer``
-    as they are (e.g. ``session_timeout_ms``, ``group_instance_id``).
+    as they are (e.g. ``session_timeout_ms``, ``group_instance_id``). ``roots`` keeps the batch
+    signatures already verified (``bus.batch.RootCache``; default: the per-process
+    ``shared_roots()``), so each batch's signature is checked once.
     """
     settings = config.agency(agency)
     if trust is None:
@@ -528,6 +538,7 @@ async def open_subscriber(
             registry=registry,
             key_grace=timedelta(seconds=key_grace_s),
             max_clock_skew=timedelta(seconds=max_clock_skew_s),
+            roots=roots,
         )
         # Closing order: the subscriber (stop fetching, commit, close the consumer) first, then
         # the quarantine producer (flushed by stop): the stack unwinds in reverse.
