@@ -4,8 +4,8 @@ Layers, lowest first (a module imports only from layers below it; the import-lin
 in ``pyproject.toml`` hold the code to this, and ``make check`` runs them):
 
 1. ``errors``: the exception tree.
-2. pure core, no Kafka: ``codec``, ``signing``, ``trust``, ``envelope``, ``events``,
-   ``policy``, ``audit``, ``headers``, ``records``; ``config``, the federation's settings.
+2. pure core, no Kafka: ``codec``, ``signing``, ``trust``, ``merkle``, ``batch``,
+   ``envelope``, ``events``, ``policy``, ``audit``, ``headers``, ``records``; ``config``, the federation's settings.
 3. transport on aiokafka: ``_kafka`` (client options, error translation), ``metrics``,
    ``publisher``, ``subscriber``, ``quarantine``.
 4. ``bridge``: the Faust worker that replicates released events between clusters.

@@ -25,9 +25,9 @@ Records of both versions open the same way; ``seal`` still writes v1.
 
 The ``SignedEvent`` framings of v1 (bytes, string, bytes) and v2 (the same, then a union of null
 and the ``BatchProof`` record) are written and split by hand rather than through fastavro: they
-are a few length-prefixed fields, and doing it inline keeps the envelope's cost negligible next
-to Ed25519 (and, for batches, next to hashing). Any other ``SignedEvent`` layout goes through the
-schema store.
+are a few length-prefixed fields, and doing it inline (``bus._framing``) keeps the envelope's
+cost negligible next to Ed25519 (and, for batches, next to hashing). Any other ``SignedEvent``
+layout goes through the schema store.
 """
 
 from __future__ import annotations
