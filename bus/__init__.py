@@ -5,7 +5,8 @@ in ``pyproject.toml`` hold the code to this, and ``make check`` runs them):
 
 1. ``errors``: the exception tree.
 2. pure core, no Kafka: ``codec``, ``signing``, ``trust``, ``merkle``, ``batch``,
-   ``envelope``, ``events``, ``policy``, ``audit``, ``headers``, ``records``; ``config``, the federation's settings.
+   ``envelope``, ``events``, ``policy``, ``audit``, ``headers``, ``records``; ``config``, the
+   federation's settings.
 3. transport on aiokafka: ``_kafka`` (client options, error translation), ``metrics``,
    ``publisher``, ``subscriber``, ``quarantine``.
 4. ``bridge``: the Faust worker that replicates released events between clusters.
