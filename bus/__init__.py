@@ -4,8 +4,9 @@ Layers, lowest first (a module imports only from layers below it; the import-lin
 in ``pyproject.toml`` hold the code to this, and ``make check`` runs them):
 
 1. ``errors``: the exception tree.
-2. pure core, no Kafka: ``codec``, ``signing``, ``trust``, ``envelope``, ``events``,
-   ``policy``, ``audit``, ``headers``, ``records``; ``config``, the federation's settings.
+2. pure core, no Kafka: ``codec``, ``signing``, ``trust``, ``merkle``, ``batch``,
+   ``envelope``, ``events``, ``policy``, ``audit``, ``headers``, ``records``; ``config``, the
+   federation's settings.
 3. transport on aiokafka: ``_kafka`` (client options, error translation), ``metrics``,
    ``publisher``, ``subscriber``, ``quarantine``.
 4. ``bridge``: the Faust worker that replicates released events between clusters.
@@ -18,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 # Importing ``bus`` loads the pure core (fastavro, cryptography, PyNaCl) but never aiokafka or
 # faust: the transport layers re-exported here import them lazily or not at all.
 from bus.audit import SourcePosition, audit_record, decode_audit_record, encode_audit_record
+from bus.batch import RootCache
 from bus.codec import SchemaStore, default_store
 from bus.config import AgencySettings, Config, TlsSettings, TopicSettings, load_config
-from bus.envelope import UnverifiedEvent, VerifiedEvent, open_, peek, seal
+from bus.envelope import UnverifiedEvent, VerifiedEvent, open_, peek, seal, seal_batch
 from bus.errors import (
     BadMarker,
+    BadProof,
     BadSignature,
     BusError,
     ConfigError,
@@ -102,6 +105,8 @@ __all__ = [
     "open_",
     "peek",
     "seal",
+    "seal_batch",
+    "RootCache",
     # release policy and the audit trail
     "Decision",
     "Policy",
@@ -151,6 +156,7 @@ __all__ = [
     "LimitExceeded",
     "VerificationError",
     "BadSignature",
+    "BadProof",
     "UnknownKey",
     "KeyAgencyMismatch",
     "KeyNotValid",

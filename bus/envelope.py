@@ -14,25 +14,39 @@ event with more items, longer strings or deeper nesting than any real event need
 (``LimitExceeded``), so that even a verified record costs at most a few milliseconds to decode
 or refuse (figures in docs/wire-format.md).
 
+``seal_batch(events, key)`` seals many events with one signature (``SignedEvent`` v2, batch
+signatures: ``bus.batch``, ``bus.merkle``, docs/wire-format.md section 7): each value carries
+the batch signature and its event's inclusion proof, so ``open_`` verifies every record alone.
+Given a ``RootCache`` (``open_(..., roots=cache)``), it checks each batch's signature once.
+Records of both versions open the same way; ``seal`` still writes v1.
+
 ``peek(value)`` decodes without verifying anything, for people looking at a record
 (``bus event show``); never act on what it returns.
 
-The ``SignedEvent`` v1 framing (bytes, string, bytes) is written and split by hand rather than
-through fastavro: it is three length-prefixed fields, and doing it inline keeps the envelope's
-cost negligible next to Ed25519. Any other ``SignedEvent`` version goes through the schema store.
+The ``SignedEvent`` framings of v1 (bytes, string, bytes) and v2 (the same, then a union of null
+and the ``BatchProof`` record) are written and split by hand rather than through fastavro: they
+are a few length-prefixed fields, and doing it inline (``bus._framing``) keeps the envelope's
+cost negligible next to Ed25519 (and, for batches, next to hashing). Any other ``SignedEvent``
+layout goes through the schema store.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any, Final
 
+from bus import _framing, merkle
+from bus.batch import (
+    MAX_TREE_SIZE,
+    BatchProof,
+    RootCache,
+    batch_root,
+)
 from bus.codec import (
-    HEADER_SIZE,
     INTELLIGENCE_EVENT,
     SIGNED_EVENT,
     DecodeLimits,
@@ -40,14 +54,15 @@ from bus.codec import (
     default_store,
 )
 from bus.errors import (
+    BadProof,
     EventError,
     EventFromFuture,
-    MalformedDatum,
+    KeyAgencyMismatch,
+    LimitExceeded,
     OversizedRecord,
-    TruncatedRecord,
 )
 from bus.signing import Signer
-from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, format_time
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, TrustedKey, format_time
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -55,6 +70,7 @@ __all__ = [
     "VerifiedEvent",
     "UnverifiedEvent",
     "seal",
+    "seal_batch",
     "open_",
     "peek",
 ]
@@ -85,13 +101,6 @@ arrays and maps together; strings and bytes of at most 4096 bytes, except ``summ
 Far above what events carry, and low enough that the fullest event that passes costs about
 3 ms to pre-scan and decode (a hostile one is refused sooner)."""
 
-# Parsing Canonical Form of the SignedEvent layout the hand-written framing implements.
-_FRAMED_LAYOUT: Final = (
-    '{"name":"bus.intel.SignedEvent","type":"record","fields":['
-    '{"name":"event","type":"bytes"},{"name":"key_id","type":"string"},'
-    '{"name":"signature","type":"bytes"}]}'
-)
-_MAX_KEY_ID: Final = 256
 _UUID_TEXT: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
@@ -117,41 +126,11 @@ class UnverifiedEvent:
     event_bytes: bytes = field(repr=False)
     key_id: str
     signature: bytes = field(repr=False)
+    batch: BatchProof | None = None
+    """For a batch-signed record (``SignedEvent`` v2), its claimed place in the batch."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Framing:
-    """Per store: the SignedEvent header, whether the hand framing applies, the event header."""
-
-    store: SchemaStore
-    signed_header: bytes
-    hand_framed: bool
-
-
-@cache
-def _framing(store: SchemaStore) -> _Framing:
-    latest = store.latest(SIGNED_EVENT)
-    return _Framing(
-        store=store,
-        signed_header=latest.header,
-        hand_framed=latest.canonical_form == _FRAMED_LAYOUT,
-    )
-
-
-def _varint(value: int) -> bytes:
-    # Avro long: zig-zag, then 7 bits per byte, low first. Only non-negative lengths here.
-    value <<= 1
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _with_text_id(event: dict[str, Any]) -> dict[str, Any]:
+def _with_text_id(event: Mapping[str, Any]) -> dict[str, Any]:
     event_id = event.get("event_id")
     if isinstance(event_id, uuid.UUID):
         return {**event, "event_id": str(event_id)}
@@ -163,84 +142,99 @@ def _with_text_id(event: dict[str, Any]) -> dict[str, Any]:
     raise EventError("event_id: must be a UUID (a uuid.UUID or its canonical text)")
 
 
+def _encode(event: Mapping[str, Any], store: SchemaStore) -> bytes:
+    event_id = event.get("event_id")
+    if type(event_id) is not str or not _UUID_TEXT.match(event_id):
+        event = _with_text_id(event)
+    return store.encode(INTELLIGENCE_EVENT, event)
+
+
 def seal(event: dict[str, Any], key: Signer, *, store: SchemaStore | None = None) -> bytes:
     """Encode ``event``, sign the encoding with ``key`` and return the Kafka value.
 
     ``event`` is the in-memory form (see ``bus.codec``); it is not checked beyond fitting the
     schema (``EventError`` otherwise): check events from untrusted input with
     ``bus.events.validate`` first. The key should belong to ``event["origin"]["agency"]``, or
-    receivers reject the record.
+    receivers reject the record. The value is a ``SignedEvent`` v1 (one signature per event),
+    which every receiver reads; ``seal_batch`` signs many events at once.
     """
-    framing = _framing(store or default_store())
-    event_id = event.get("event_id")
-    if type(event_id) is not str or not _UUID_TEXT.match(event_id):
-        event = _with_text_id(event)
-    event_bytes = framing.store.encode(INTELLIGENCE_EVENT, event)
+    framing = _framing.framing(store or default_store())
+    event_bytes = _encode(event, framing.store)
     signature = key.sign(event_bytes)
-    if framing.hand_framed:
-        key_id = key.key_id.encode("utf-8")
-        return b"".join(
-            (
-                framing.signed_header,
-                _varint(len(event_bytes)),
-                event_bytes,
-                _varint(len(key_id)),
-                key_id,
-                _varint(len(signature)),
-                signature,
-            )
+    if framing.v1_header is not None:
+        return _framing.frame_v1(
+            framing.v1_header, event_bytes, key.key_id.encode("utf-8"), signature
         )
     return framing.store.encode(
         SIGNED_EVENT, {"event": event_bytes, "key_id": key.key_id, "signature": signature}
     )
 
 
-def _split(value: bytes, framing: _Framing) -> tuple[bytes, str, bytes]:
-    """The SignedEvent's (event bytes, key id, signature), checked for framing only."""
-    if framing.hand_framed and value[:HEADER_SIZE] == framing.signed_header:
-        position = HEADER_SIZE
-        size = len(value)
-        parts: list[bytes] = []
-        for name in ("event", "key_id", "signature"):
-            shift = length = 0
-            while True:
-                if position >= size:
-                    raise TruncatedRecord(
-                        f"SignedEvent ends in the length of '{name}' (record is {size} bytes)"
-                    )
-                byte = value[position]
-                position += 1
-                length |= (byte & 0x7F) << shift
-                if byte < 0x80:
-                    break
-                shift += 7
-                if shift > 63:
-                    raise MalformedDatum(f"SignedEvent '{name}' length is not a valid varint")
-            if length & 1:
-                raise MalformedDatum(f"SignedEvent '{name}' has a negative length")
-            length >>= 1
-            end = position + length
-            if end > size:
-                raise TruncatedRecord(
-                    f"SignedEvent '{name}' claims {length} bytes at offset {position}, "
-                    f"past the end of the {size}-byte record"
-                )
-            parts.append(value[position:end])
-            position = end
-        if position != size:
-            raise MalformedDatum(
-                f"SignedEvent ends at byte {position} but the record has {size} bytes"
+def seal_batch(
+    events: Sequence[Mapping[str, Any]], key: Signer, *, store: SchemaStore | None = None
+) -> list[bytes]:
+    """Seal ``events`` with one signature; return their Kafka values, in order.
+
+    Each value is a ``SignedEvent`` v2 that verifies alone: its event, the batch signature over
+    the RFC 9162 Merkle root of all the events' encodings (``bus.batch``), its leaf index and
+    its inclusion proof. Every event must have the same ``origin.agency``, the key's agency;
+    check events from untrusted input with ``bus.events.validate`` first. ``EventError`` if an
+    event does not fit the schema; ``ValueError`` for more than ``MAX_TREE_SIZE`` events or
+    events of several origins. No events, no values (and no signature).
+    """
+    if len(events) > MAX_TREE_SIZE:
+        raise ValueError(
+            f"events: {len(events)} events, more than the {MAX_TREE_SIZE} that one batch "
+            "signature may cover; split them"
+        )
+    if not events:
+        return []
+    framing = _framing.framing(store or default_store())
+    encoded = [_encode(event, framing.store) for event in events]
+    origins = {event["origin"]["agency"] for event in events}
+    if len(origins) != 1:
+        raise ValueError(
+            f"events: a batch is signed for one origin agency, these have {len(origins)}; "
+            "seal each agency's events apart"
+        )
+    [origin] = origins
+    size = len(encoded)
+    root, paths = merkle.tree([merkle.leaf_hash(event_bytes) for event_bytes in encoded])
+    signature = key.sign(batch_root(root=root, tree_size=size, key_id=key.key_id, origin=origin))
+    if framing.v2_header is None:
+        return [
+            framing.store.encode(
+                SIGNED_EVENT,
+                {
+                    "event": event_bytes,
+                    "key_id": key.key_id,
+                    "signature": signature,
+                    "batch": {
+                        "origin": origin,
+                        "tree_size": size,
+                        "leaf_index": index,
+                        "path": path,
+                    },
+                },
             )
-        event_bytes, raw_key_id, signature = parts
-        if len(raw_key_id) > _MAX_KEY_ID:
-            raise MalformedDatum(f"SignedEvent 'key_id' is {len(raw_key_id)} bytes long")
-        try:
-            key_id = raw_key_id.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedDatum("SignedEvent 'key_id' is not UTF-8") from None
-        return event_bytes, key_id, signature
-    signed = framing.store.decode(value, SIGNED_EVENT)
-    return signed["event"], signed["key_id"], signed["signature"]
+            for index, (event_bytes, path) in enumerate(zip(encoded, paths, strict=True))
+        ]
+    head = framing.v2_header
+    key_id = _framing.varint(len(key.key_id.encode("utf-8"))) + key.key_id.encode("utf-8")
+    signed = key_id + _framing.varint(len(signature)) + signature
+    agency = origin.encode("utf-8")
+    return [
+        b"".join(
+            (
+                head,
+                _framing.varint(len(event_bytes)),
+                event_bytes,
+                signed,
+                _framing.batch_suffix(agency, size, index, path),
+            )
+        )
+        for index, (event_bytes, path) in enumerate(zip(encoded, paths, strict=True))
+    ]
 
 
 def _check_size(value: bytes, max_size: int) -> None:
@@ -249,6 +243,39 @@ def _check_size(value: bytes, max_size: int) -> None:
             f"record is {len(value)} bytes, more than the maximum of {max_size}; "
             "raise max_size only if the agencies agreed on larger events"
         )
+
+
+def _verify_batch(
+    parts: _framing.Parts, batch: BatchProof, trusted: TrustedKey, roots: RootCache | None
+) -> None:
+    """Check a batch-signed record's proof and the signature over the root it leads to."""
+    size = batch.tree_size
+    if size > MAX_TREE_SIZE:
+        raise LimitExceeded(
+            f"batch of key {parts.key_id} claims {size} events, more than the {MAX_TREE_SIZE} "
+            "one batch signature may cover"
+        )
+    if size < 1 or not 0 <= batch.leaf_index < size:
+        raise BadProof(
+            f"batch of key {parts.key_id}: leaf index {batch.leaf_index} is not in a tree of "
+            f"{size} events"
+        )
+    longest = merkle.max_proof_length(size)
+    root = None
+    if len(batch.path) <= longest:
+        root = merkle.root_from_proof(
+            merkle.leaf_hash(parts.event_bytes), batch.leaf_index, size, batch.path
+        )
+    if root is None:
+        raise BadProof(
+            f"batch of key {parts.key_id}: a proof of {len(batch.path)} hashes cannot place leaf "
+            f"{batch.leaf_index} in a tree of {size} events (RFC 9162 2.1.3.2)"
+        )
+    signed = batch_root(root=root, tree_size=size, key_id=parts.key_id, origin=batch.origin)
+    if roots is None:
+        trusted.public_key.verify(signed, parts.signature)
+    else:
+        roots.verify(trusted.public_key, signed, parts.signature)
 
 
 def open_(
@@ -261,37 +288,56 @@ def open_(
     max_size: int = DEFAULT_MAX_SIZE,
     limits: DecodeLimits = EVENT_LIMITS,
     store: SchemaStore | None = None,
+    roots: RootCache | None = None,
 ) -> VerifiedEvent:
     """Verify a Kafka value and decode its event.
 
-    Order: size, framing, key lookup, signature over the exact event bytes, decoding of the
-    event, and finally the key's agency, validity window and revocation against the event's
-    origin and ``created_at``, then against the receiver's clock ``now`` (default: the current
-    UTC time): the key must be valid at ``now``, its end extended by ``grace`` for records
-    already in flight, and ``created_at`` may be at most ``max_skew`` ahead of ``now``.
-    The event is decoded under ``limits``. Raises a ``RecordRejected`` subclass naming what
-    failed (``OversizedRecord``, ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``,
-    ``MalformedDatum``, ``LimitExceeded``, ``UnknownKey``, ``BadSignature``,
-    ``KeyAgencyMismatch``, ``KeyNotValid``, ``KeyRevoked``, ``EventFromFuture``).
+    Order: size, framing, key lookup, signature over the exact event bytes (for a batch-signed
+    record: the inclusion proof of the event bytes, then the signature over the batch root it
+    leads to), decoding of the event, and finally the key's agency, validity window and
+    revocation against the event's origin and ``created_at``, then against the receiver's
+    clock ``now`` (default: the current UTC time): the key must be valid at ``now``, its end
+    extended by ``grace`` for records already in flight, and ``created_at`` may be at most
+    ``max_skew`` ahead of ``now``. The event is decoded under ``limits``.
+
+    ``roots``, a ``RootCache``, remembers batch signatures that verified, so that the records
+    of one batch cost one signature check between them; without it, each record's is checked.
+    Trust is judged per record either way.
+
+    Raises a ``RecordRejected`` subclass naming what failed (``OversizedRecord``,
+    ``TruncatedRecord``, ``BadMarker``, ``UnknownFingerprint``, ``MalformedDatum``,
+    ``LimitExceeded``, ``UnknownKey``, ``BadProof``, ``BadSignature``, ``KeyAgencyMismatch``,
+    ``KeyNotValid``, ``KeyRevoked``, ``EventFromFuture``).
     """
     _check_size(value, max_size)
-    framing = _framing(store or default_store())
-    event_bytes, key_id, signature = _split(value, framing)
-    trusted = trust.get(key_id)
-    trusted.public_key.verify(event_bytes, signature)
-    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT, limits=limits)
+    framing = _framing.framing(store or default_store())
+    parts = _framing.split(value, framing)
+    trusted = trust.get(parts.key_id)
+    batch = parts.batch
+    if batch is None:
+        trusted.public_key.verify(parts.event_bytes, parts.signature)
+    else:
+        _verify_batch(parts, batch, trusted, roots)
+    event = framing.store.decode(parts.event_bytes, INTELLIGENCE_EVENT, limits=limits)
     agency: str = event["origin"]["agency"]
     created_at: datetime = event["created_at"]
     if now is None:
         now = datetime.now(UTC)
     trusted.check(agency, created_at, now=now, grace=grace)
+    if batch is not None and batch.origin != agency:
+        raise KeyAgencyMismatch(
+            f"key {parts.key_id} of {agency} signed this record's batch for another origin "
+            f"than the event's ({agency!r}): a batch signature speaks for the agency it names"
+        )
     if created_at > now + max_skew:
         raise EventFromFuture(
-            f"event of {agency} signed with key {key_id} was created at "
+            f"event of {agency} signed with key {parts.key_id} was created at "
             f"{format_time(created_at)}, more than {max_skew} ahead of the receiver's clock "
             f"({format_time(now)}); check the clocks of the publisher and of this host"
         )
-    return VerifiedEvent(event=event, event_bytes=event_bytes, key_id=key_id, agency=agency)
+    return VerifiedEvent(
+        event=event, event_bytes=parts.event_bytes, key_id=parts.key_id, agency=agency
+    )
 
 
 def peek(
@@ -307,7 +353,13 @@ def peek(
     anyone's), but no verification errors.
     """
     _check_size(value, max_size)
-    framing = _framing(store or default_store())
-    event_bytes, key_id, signature = _split(value, framing)
-    event = framing.store.decode(event_bytes, INTELLIGENCE_EVENT, limits=limits)
-    return UnverifiedEvent(event=event, event_bytes=event_bytes, key_id=key_id, signature=signature)
+    framing = _framing.framing(store or default_store())
+    parts = _framing.split(value, framing)
+    event = framing.store.decode(parts.event_bytes, INTELLIGENCE_EVENT, limits=limits)
+    return UnverifiedEvent(
+        event=event,
+        event_bytes=parts.event_bytes,
+        key_id=parts.key_id,
+        signature=parts.signature,
+        batch=parts.batch,
+    )

@@ -26,6 +26,7 @@
         │   └── LimitExceeded       too many items, too long a string, too deep: refused unread
         ├── VerificationError       its signature does not make it trustworthy
         │   ├── BadSignature
+        │   ├── BadProof            a batch-signed record's inclusion proof cannot be one
         │   ├── UnknownKey
         │   ├── KeyAgencyMismatch   a key of one agency signed for another (origin spoofing)
         │   ├── KeyNotValid         the key was not valid when the event was created, or is
@@ -83,6 +84,7 @@ __all__ = [
     "LimitExceeded",
     "VerificationError",
     "BadSignature",
+    "BadProof",
     "UnknownKey",
     "KeyAgencyMismatch",
     "KeyNotValid",
@@ -219,6 +221,15 @@ class BadSignature(VerificationError):
     """The signature is malformed or does not match the signed bytes."""
 
     reason: ClassVar[str] = "bad-signature"
+
+
+class BadProof(VerificationError):
+    """A batch-signed record's inclusion proof cannot prove its event for its leaf index and
+    tree size (index outside the tree, proof of the wrong length): RFC 9162 2.1.3.2 refuses it
+    before any signature is checked. A proof of the right shape that leads to another root
+    fails the signature instead (``BadSignature``)."""
+
+    reason: ClassVar[str] = "bad-proof"
 
 
 class UnknownKey(VerificationError):

@@ -69,6 +69,7 @@ from prometheus_client import CollectorRegistry
 from bus import envelope, events
 from bus._kafka import client_options, translated
 from bus._revisions import EventIdentity, Repeat, RevisionIndex
+from bus.batch import RootCache, shared_roots
 from bus.config import Config
 from bus.envelope import VerifiedEvent
 from bus.errors import (
@@ -186,8 +187,10 @@ class Subscriber:
         registry: CollectorRegistry | None,
         key_grace: timedelta = DEFAULT_GRACE,
         max_clock_skew: timedelta = DEFAULT_MAX_SKEW,
+        roots: RootCache | None = None,
     ) -> None:
         self._consumer = consumer
+        self._roots = shared_roots() if roots is None else roots
         self._key_grace = key_grace
         self._max_clock_skew = max_clock_skew
         self.agency = agency
@@ -332,7 +335,11 @@ class Subscriber:
             if record.value is None:
                 return TruncatedRecord("record has no value (null)")
             verified = envelope.open_(
-                record.value, self._trust, grace=self._key_grace, max_skew=self._max_clock_skew
+                record.value,
+                self._trust,
+                grace=self._key_grace,
+                max_skew=self._max_clock_skew,
+                roots=self._roots,
             )
             stage = "validating"
             events.validate(verified.event)
@@ -481,6 +488,7 @@ async def open_subscriber(
     max_clock_skew_s: float = DEFAULT_MAX_SKEW.total_seconds(),
     consumer_options: dict[str, Any] | None = None,
     registry: CollectorRegistry | None = None,
+    roots: RootCache | None = None,
 ) -> AsyncIterator[Subscriber]:
     """A started ``Subscriber`` of ``topics`` (default: the events topic) on ``agency``'s cluster.
 
@@ -497,7 +505,9 @@ async def open_subscriber(
     onward-forwarded events of third agencies. ``dedup_capacity`` (replays and rollbacks,
     module docs) defaults to ``DEFAULT_DEDUP_CAPACITY`` with a group and 0 (off) without.
     ``consumer_options`` go to ``AIOKafkaConsumer``
-    as they are (e.g. ``session_timeout_ms``, ``group_instance_id``).
+    as they are (e.g. ``session_timeout_ms``, ``group_instance_id``). ``roots`` keeps the batch
+    signatures already verified (``bus.batch.RootCache``; default: the per-process
+    ``shared_roots()``), so each batch's signature is checked once.
     """
     settings = config.agency(agency)
     if trust is None:
@@ -571,6 +581,7 @@ async def open_subscriber(
             registry=registry,
             key_grace=timedelta(seconds=key_grace_s),
             max_clock_skew=timedelta(seconds=max_clock_skew_s),
+            roots=roots,
         )
         # Closing order: the subscriber (stop fetching, commit, close the consumer) first, then
         # the quarantine producer (flushed by stop): the stack unwinds in reverse.

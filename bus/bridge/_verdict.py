@@ -22,6 +22,7 @@ from typing import Any
 
 from bus._revisions import EventIdentity
 from bus.audit import SourcePosition, audit_key, audit_record, encode_audit_record
+from bus.batch import RootCache, shared_roots
 from bus.bridge._hops import verified_path
 from bus.envelope import open_
 from bus.errors import (
@@ -81,12 +82,15 @@ def judge(
     max_size: int,
     key_grace: timedelta = DEFAULT_GRACE,
     max_clock_skew: timedelta = DEFAULT_MAX_SKEW,
+    roots: RootCache | None = None,
 ) -> Verdict:
     """Verify, decode, validate and decide one record of ``source``'s cluster bound for
     ``destination``. Never raises ``Exception``: what fails is a QUARANTINE verdict.
 
     ``now`` is the bridge's clock: the policy decides by it, and keys are judged by it too
-    (``key_grace``, ``max_clock_skew``: see ``envelope.open_``).
+    (``key_grace``, ``max_clock_skew``: see ``envelope.open_``). ``roots`` keeps the batch
+    signatures already verified (default: the per-process ``bus.batch.shared_roots()``); it
+    is safe to share between the threads that judge.
     """
     where = f"{record.topic}/{record.partition}@{record.offset}"
     unreadable = unreadable_error(record)
@@ -103,6 +107,7 @@ def judge(
             grace=key_grace,
             max_skew=max_clock_skew,
             max_size=max_size,
+            roots=shared_roots() if roots is None else roots,
         )
         event = verified.event
         stage = "validating"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from bus import envelope, headers
+from bus.batch import RootCache
 from bus.config import Config
 from bus.errors import ConfigError, EventError
 from bus.publisher import open_publisher
@@ -116,3 +119,91 @@ async def test_wrong_publisher_options_are_configuration_errors(
     with pytest.raises(ConfigError, match="no agency 'nobody'"):
         async with open_publisher(signed_federation, "nobody"):
             pass
+
+
+async def test_publish_calls_within_the_linger_share_one_signature_and_each_verifies_alone(
+    signed_federation: Config,
+) -> None:
+    bootstrap = _bootstrap(signed_federation, "interpol")
+    topic = unique_topic("pub-linger")
+    await create_topic(bootstrap, topic, partitions=3)
+    batch = [make_event("interpol", correlation_id=f"case-{i}") for i in range(10)]
+    async with open_publisher(
+        signed_federation, "interpol", topic=topic, linger_ms=200
+    ) as publisher:
+        published = await asyncio.gather(*(publisher.publish(event) for event in batch))
+        assert [p.event_id for p in published] == [e["event_id"] for e in batch]
+        alone = await publisher.publish(make_event("interpol"))  # after the batch: its own
+    records = await consume_all(bootstrap, topic, expected=11)
+    trust = TrustStore.load(signed_federation.agency("interpol").trust_store)  # type: ignore[arg-type]
+    roots = RootCache()
+    proofs = {}
+    for record in records:
+        verified = envelope.open_(record.value, trust, roots=roots)
+        proof = envelope.peek(record.value).batch
+        assert proof is not None
+        proofs[verified.event["event_id"]] = (
+            proof.tree_size,
+            envelope.peek(record.value).signature,
+        )
+    assert {proofs[e["event_id"]][0] for e in batch} == {10}
+    assert len({proofs[e["event_id"]][1] for e in batch}) == 1
+    assert proofs[alone.event_id][0] == 1
+    assert (roots.misses, roots.hits) == (2, 9)
+
+
+async def test_publish_many_signs_at_most_sign_batch_events_with_one_signature(
+    signed_federation: Config,
+) -> None:
+    bootstrap = _bootstrap(signed_federation, "interpol")
+    topic = unique_topic("pub-sign-batch")
+    await create_topic(bootstrap, topic)
+    batch = [make_event("interpol", correlation_id="one-case") for _ in range(25)]
+    async with open_publisher(
+        signed_federation, "interpol", topic=topic, sign_batch=10
+    ) as publisher:
+        await publisher.publish_many(batch)
+    records = await consume_all(bootstrap, topic, expected=25)
+    sizes = [envelope.peek(r.value).batch.tree_size for r in records]  # type: ignore[union-attr]
+    assert sizes == [10] * 10 + [10] * 10 + [5] * 5
+    trust = TrustStore.load(signed_federation.agency("interpol").trust_store)  # type: ignore[arg-type]
+    assert [envelope.open_(r.value, trust).event["event_id"] for r in records] == [
+        e["event_id"] for e in batch
+    ]
+
+
+async def test_a_lone_publish_waits_no_longer_than_the_linger_for_company(
+    signed_federation: Config,
+) -> None:
+    """With a linger of 2 s, a lone publish takes at least 2 s; with 0, it does not wait."""
+    topic = unique_topic("pub-lone")
+    await create_topic(_bootstrap(signed_federation, "interpol"), topic)
+    loop = asyncio.get_running_loop()
+    async with open_publisher(signed_federation, "interpol", topic=topic, linger_ms=0) as publisher:
+        await publisher.publish(make_event("interpol"))  # connections and metadata warm
+        started = loop.time()
+        await publisher.publish(make_event("interpol"))
+        quick = loop.time() - started
+    async with open_publisher(
+        signed_federation, "interpol", topic=topic, linger_ms=2000
+    ) as publisher:
+        await publisher.publish_many([make_event("interpol")])
+        started = loop.time()
+        await publisher.publish(make_event("interpol"))
+        slow = loop.time() - started
+    assert slow >= 2.0
+    assert quick < slow - 1.0
+
+
+async def test_an_error_in_the_body_leaves_open_publisher_as_it_came(
+    signed_federation: Config,
+) -> None:
+    """The batching task group never wraps the caller's exception in an ExceptionGroup."""
+
+    async def use() -> None:
+        async with open_publisher(signed_federation, "interpol") as publisher:
+            await publisher.publish(make_event("interpol"))
+            raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await use()

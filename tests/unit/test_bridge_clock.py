@@ -13,7 +13,7 @@ from bus.envelope import seal
 from bus.errors import ConfigError
 from bus.policy import parse_policy
 from bus.signing import SigningKey
-from bus.trust import TrustedKey, TrustStore
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, TrustedKey, TrustStore
 from tests.signed import make_event
 
 KEY = SigningKey.generate()
@@ -54,7 +54,8 @@ def _reason(now: datetime, **clock: timedelta) -> str | None:
         bridge_id="test",
         now=now,
         max_size=1 << 20,
-        **clock,
+        key_grace=clock.get("key_grace", DEFAULT_GRACE),
+        max_clock_skew=clock.get("max_clock_skew", DEFAULT_MAX_SKEW),
     )
     if verdict.outcome is Outcome.QUARANTINE:
         assert verdict.error is not None

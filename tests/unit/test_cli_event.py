@@ -114,7 +114,8 @@ def test_sign_to_stdout_gives_the_same_kind_of_value(tmp_path: Path, keys: Path)
         ["event", "sign", "--key", str(keys / "interpol.key.pem"), str(tmp_path / "event.json")],
     )
     assert result.exit_code == 0
-    assert result.stdout_bytes[:10] == default_store().latest("bus.intel.SignedEvent").header
+    # One event, one signature: SignedEvent v1, which every receiver reads.
+    assert result.stdout_bytes[:10] == default_store().versions("bus.intel.SignedEvent")[0].header
 
 
 def test_verify_rejects_with_one_line_and_exit_1(tmp_path: Path, keys: Path) -> None:

@@ -53,7 +53,9 @@ def test_packaged_schemas_are_the_repository_schemas() -> None:
     assert schema_dir().resolve() == REPO_SCHEMAS.resolve()
 
 
-@pytest.mark.parametrize("name", ["IntelligenceEvent.v1.avsc", "SignedEvent.v1.avsc"])
+@pytest.mark.parametrize(
+    "name", ["IntelligenceEvent.v1.avsc", "SignedEvent.v1.avsc", "SignedEvent.v2.avsc"]
+)
 def test_fingerprints_match_the_apache_library(name: str) -> None:
     """Our CRC-64-AVRO fingerprint is the official library's (logical types stripped: PCF)."""
     version = next(v for v in default_store() if v.file == name)
@@ -66,7 +68,9 @@ def test_documented_fingerprints() -> None:
     """docs/wire-format.md lists these bytes; a schema change must update the page."""
     store = default_store()
     assert store.latest(INTELLIGENCE_EVENT).fingerprint.hex() == "27bc1eca53544181"
-    assert store.latest(SIGNED_EVENT).fingerprint.hex() == "9264cb1f0b869875"
+    v1, v2 = store.versions(SIGNED_EVENT)
+    assert v1.fingerprint.hex() == "9264cb1f0b869875"
+    assert v2.fingerprint.hex() == "2675638a77a64223"
 
 
 def test_every_field_and_symbol_is_documented() -> None:
@@ -178,14 +182,14 @@ def test_new_records_read_by_an_old_reader_with_enum_default(tmp_path: Path) -> 
 
 def test_versions_are_ordered_by_number_not_name(tmp_path: Path) -> None:
     directory = _copy_schemas(tmp_path)
-    schema = _raw("SignedEvent.v1.avsc")
-    for number in (2, 10):
+    schema = _raw("SignedEvent.v2.avsc")
+    for number in (3, 10):
         schema["fields"].append(
             {"name": f"extra{number}", "type": ["null", "string"], "default": None, "doc": "x"}
         )
         (directory / f"SignedEvent.v{number}.avsc").write_text(json.dumps(schema))
     versions = SchemaStore.load(directory).versions(SIGNED_EVENT)
-    assert [v.version for v in versions] == [1, 2, 10]
+    assert [v.version for v in versions] == [1, 2, 3, 10]
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,8 @@ EXPECTED = [
     "open_",
     "peek",
     "seal",
+    "seal_batch",
+    "RootCache",
     # policy and audit
     "Decision",
     "Policy",
@@ -77,6 +79,7 @@ EXPECTED = [
     "LimitExceeded",
     "VerificationError",
     "BadSignature",
+    "BadProof",
     "UnknownKey",
     "KeyAgencyMismatch",
     "KeyNotValid",
