@@ -38,6 +38,9 @@ class BridgeSettings:
     transaction_timeout_ms: int = 60_000
     verify_threads: int = 0
     """Threads that verify and decide (PyNaCl releases the GIL); 0 does it on the loop."""
+    checkpoint_recheck_s: float = 30.0
+    """How often a lane stopped by an untrusted checkpoint re-reads it, to go on once an
+    operator has corrected it."""
 
     def __post_init__(self) -> None:
         if self.source.name == self.destination.name:

@@ -60,7 +60,7 @@ def _quarantined(**changes: bytes) -> _Record:
         UnknownKey("key k is not in trust.toml"),
         quarantined_at=datetime(2026, 3, 1, tzinfo=UTC),
         consumer="g",
-        omit_value=False,
+        max_size=1 << 20,
     )
     headers = [(name, changes.get(name, value)) for name, value in copy.headers]
     return replace(_Record(topic="bus.quarantine", offset=5), headers=tuple(headers))

@@ -33,6 +33,8 @@ class Harness:
         self.destination = FakeLog("mirror", checkpoint=next_offset)
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.leaving = False
+        self.bounds = (0, 1000)
+        """The source partition's earliest retained offset and its end."""
         self.registry = CollectorRegistry()
         self.lane = Lane(
             tp=TP,
@@ -44,8 +46,12 @@ class Harness:
             quarantine_partition=1,
             leaving=lambda: self.leaving,
             seek=lambda tp, offset: self.seeks.append((tp, offset)),
+            source_bounds=self.source_bounds,
             clock=lambda: NOW,
         )
+
+    async def source_bounds(self) -> tuple[int, int]:
+        return self.bounds
 
     def revoke(self) -> None:
         self.leaving = True

@@ -3,6 +3,7 @@ source, released records byte for byte with hop headers on the destination."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from bus import headers as h
@@ -62,17 +63,25 @@ def test_a_quarantined_record_is_copied_with_its_reason_to_the_quarantine_partit
 
 
 def test_a_quarantined_value_that_would_not_fit_beside_the_headers_is_left_out() -> None:
-    fits = b"x" * (10_000 - 8192)
+    """The whole copy when it fits under max_record_size to the byte; one byte more and the
+    value is left out, with its size and digest."""
+    [probe] = _source([verdict(5, Outcome.QUARANTINE, value=b"")])
+    fits = b"x" * (SETTINGS.max_record_size - probe.size)
     too_large = fits + b"x"
     kept, omitted = _source(
         [
             verdict(5, Outcome.QUARANTINE, value=fits),
-            verdict(6, Outcome.QUARANTINE, value=too_large),
+            verdict(5, Outcome.QUARANTINE, value=too_large),
         ]
     )
     assert kept.value == fits
+    assert kept.size == SETTINGS.max_record_size
     assert omitted.value is None
+    assert omitted.key == b"case-5"
     assert h.header_value(omitted.headers, h.VALUE_OMITTED) == str(len(too_large)).encode()
+    digest = hashlib.sha256(too_large).hexdigest().encode()
+    assert h.header_value(omitted.headers, h.VALUE_SHA256) == digest
+    assert omitted.size <= SETTINGS.max_record_size
 
 
 def test_only_released_records_at_or_above_the_mirror_checkpoint_are_mirrored() -> None:
