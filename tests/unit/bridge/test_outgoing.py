@@ -3,13 +3,20 @@ source, released records byte for byte with hop headers on the destination."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 
 from bus import headers as h
 from bus.bridge._hops import HOP, PATH
-from bus.bridge._outgoing import Outgoing, destination_log_records, source_log_records
+from bus.bridge._outgoing import (
+    Outgoing,
+    admitted,
+    destination_log_records,
+    source_log_records,
+)
 from bus.bridge._verdict import Outcome, Verdict
+from bus.errors import OversizedRecord
 from tests.unit.bridge.fakes import Record, bridge_settings, verdict
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -120,3 +127,39 @@ def test_a_mirrored_record_without_a_timestamp_gets_the_brokers() -> None:
     record = Record(value=b"v", offset=9, timestamp=-1)
     [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD)])
     assert mirrored.timestamp_ms is None
+
+
+def test_a_released_record_whose_mirrored_copy_would_not_fit_is_quarantined_instead() -> None:
+    """The hop headers push a record that filled the source's limit past the destination's:
+    it is quarantined as oversized (its copy without the value), never retried for ever."""
+    [probe] = _destination([verdict(5, Outcome.FORWARD, value=b"")])
+    fits = b"x" * (SETTINGS.max_record_size - probe.size)
+    verdicts = admitted(
+        [verdict(5, Outcome.FORWARD, value=fits), verdict(6, Outcome.FORWARD, value=fits + b"x")],
+        settings=SETTINGS,
+    )
+    assert [v.outcome for v in verdicts] == [Outcome.FORWARD, Outcome.QUARANTINE]
+    error = verdicts[1].error
+    assert isinstance(error, OversizedRecord)
+    assert "intel.events/2@6" in str(error)
+    assert verdicts[1].audit_value is None
+    [mirrored] = _destination(verdicts)
+    assert mirrored.size == SETTINGS.max_record_size
+    audit, copy = _source(verdicts)
+    assert audit.topic == "bus.audit"
+    assert (copy.topic, copy.value) == ("bus.quarantine", None)
+    assert h.header_value(copy.headers, h.REASON) == b"oversized"
+    assert copy.size <= SETTINGS.max_record_size
+
+
+def test_a_decision_whose_audit_record_would_not_fit_is_quarantined_instead() -> None:
+    big = dataclasses.replace(verdict(7, Outcome.DENY), audit_value=b"a" * SETTINGS.max_record_size)
+    [v] = admitted([big], settings=SETTINGS)
+    assert v.outcome is Outcome.QUARANTINE
+    assert isinstance(v.error, OversizedRecord)
+    assert "audit record" in str(v.error)
+
+
+def test_verdicts_that_fit_are_admitted_as_they_are() -> None:
+    verdicts = [verdict(o, outcome) for o, outcome in enumerate(Outcome)]
+    assert admitted(verdicts, settings=SETTINGS) == verdicts
