@@ -68,7 +68,13 @@ from bus._kafka import client_options, is_transient, translated
 from bus._quote import bounded
 from bus.config import Config
 from bus.envelope import VerifiedEvent
-from bus.errors import ConfigError, RecordRejected, TransportError, TruncatedRecord
+from bus.errors import (
+    ConfigError,
+    MalformedDatum,
+    RecordRejected,
+    TransportError,
+    TruncatedRecord,
+)
 from bus.metrics import SubscriberMetrics
 from bus.quarantine import Quarantine, Quarantined
 from bus.records import SourceRecord
@@ -298,14 +304,24 @@ class Subscriber:
 
     async def _accept(self, record: Record) -> Delivery | None:
         """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
+        if isinstance(record, Unreadable):
+            await self._reject(record, record.error)  # skipped by offset: nothing could be read
+            return None
+        if record.value is None:
+            await self._reject(record, TruncatedRecord("record has no value (null)"))
+            return None
         try:
-            if isinstance(record, Unreadable):
-                raise record.error  # skipped by offset: nothing of it could be read
-            if record.value is None:
-                raise TruncatedRecord("record has no value (null)")
             verified = envelope.open_(record.value, self._trust)
         except RecordRejected as exc:
             await self._reject(record, exc)
+            return None
+        except Exception as exc:
+            # A bug in verification or decoding must not end every subscriber of the topic on
+            # the same record: quarantine it like any record that cannot be read.
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            log.exception("subscriber of %s: unexpected error verifying %s", self.agency, where)
+            error = MalformedDatum(f"could not be verified or decoded ({type(exc).__name__})")
+            await self._reject(record, error)
             return None
         delivery = Delivery(
             verified=verified,
