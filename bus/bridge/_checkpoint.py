@@ -61,8 +61,9 @@ class Checkpoint:
     """The next source offset to move, and who wrote it when."""
 
     next_offset: int
-    direction: str
-    """``<source>-><destination>``: the bridge direction that wrote it."""
+    direction: str | None
+    """``<source>-><destination>``: the bridge direction that wrote it (None in checkpoints
+    written before the direction was recorded: they are still read)."""
     bridge_id: str
     written_at: datetime
 
@@ -90,7 +91,7 @@ class Checkpoint:
         if not isinstance(raw, dict):
             raise CheckpointError(f"{where}: not a bridge checkpoint (not a JSON object)")
         next_offset = _field(raw, "next_offset", _integer, where)
-        direction = _field(raw, "direction", _text, where)
+        direction = _field(raw, "direction", _text, where) if "direction" in raw else None
         bridge_id = _field(raw, "bridge_id", _text, where)
         written_at = _field(raw, "written_at", datetime.fromisoformat, where)
         if next_offset < 0:

@@ -181,10 +181,10 @@ class Lane:
     def _trusted(self, checkpoint: Checkpoint | None, txlog: Log) -> int:
         if checkpoint is None:
             return 0
-        if checkpoint.direction != self._settings.name:
+        if checkpoint.direction not in (None, self._settings.name):
             raise CheckpointError(
                 f"{txlog.where}: the checkpoint names another direction "
-                f"({bounded(checkpoint.direction, 60)!r}, not {self._settings.name})",
+                f"({bounded(checkpoint.direction or '', 60)!r}, not {self._settings.name})",
                 reason="foreign",
             )
         return checkpoint.next_offset
