@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from aiokafka.helpers import create_ssl_context
 
 from bus.config import AgencySettings, TlsSettings
@@ -28,6 +28,7 @@ __all__ = [
     "RETRYABLE",
     "client_options",
     "describe",
+    "is_transient",
     "ssl_context",
     "translated",
 ]
@@ -60,6 +61,19 @@ def client_options(agency: AgencySettings, *, client_id: str | None = None) -> d
     if client_id is not None:
         options["client_id"] = client_id
     return options
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (a ``TransportError`` from ``translated``, or an aiokafka error) is worth
+    a retry: a broker away, slow, or electing a leader or coordinator (aiokafka's
+    ``retriable`` errors and its timeouts). Not transient: authorization failures, a topic or
+    partition that does not exist (deleted), and the rest, which need an operator."""
+    cause = exc.__cause__ if isinstance(exc, TransportError) else exc
+    if isinstance(cause, UnknownTopicOrPartitionError):
+        return False
+    if isinstance(cause, KafkaTimeoutError | TimeoutError):
+        return True
+    return isinstance(cause, KafkaError) and bool(cause.retriable)
 
 
 def describe(exc: BaseException) -> str:

@@ -3,7 +3,10 @@
 The bridge writes every decision, forwarded or denied, to the ``bus.audit`` topic of the
 *source* cluster, so that the owner of the data can always answer "what left, to whom, and
 why". A record holds ids, agencies, the rule and its reason, and where the event was read
-(topic, partition, offset): never the event's contents.
+(topic, partition, offset): never the event's contents. The strings that may quote input (the
+policy's reason can list the event's ``releasable_to`` or the unsigned hop path; the origin is
+the event's own) are bounded (``MAX_REASON_LENGTH``, ``bus._quote``), so an audit record stays a
+few KiB whatever the event holds.
 
 ::
 
@@ -23,12 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from bus._quote import bounded
 from bus.codec import SchemaStore, default_store
 from bus.errors import EventError
 from bus.policy import Decision, ReleaseRequest
 
 __all__ = [
     "AUDIT_RECORD",
+    "MAX_REASON_LENGTH",
     "FORWARDED",
     "DENIED",
     "SourcePosition",
@@ -44,6 +49,8 @@ FORWARDED: Final = "FORWARDED"
 """``decision`` of an event the policy allowed and the bridge forwarded."""
 DENIED: Final = "DENIED"
 """``decision`` of an event the policy refused."""
+MAX_REASON_LENGTH: Final = 1000
+"""``reason`` is cut to this many characters, ``origin`` to 200 (``bus._quote.bounded``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,12 +98,12 @@ def audit_record(
         raise EventError("audit record: decided_at must be timezone-aware")
     return {
         "event_id": event_id,
-        "origin": request.origin,
+        "origin": bounded(request.origin),
         "source": request.source,
         "destination": request.destination,
         "decision": FORWARDED if decision.allowed else DENIED,
         "rule": str(decision.rule),
-        "reason": decision.reason,
+        "reason": bounded(decision.reason, MAX_REASON_LENGTH),
         "decided_at": moment,
         "source_topic": position.topic,
         "source_partition": position.partition,

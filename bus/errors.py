@@ -142,7 +142,13 @@ class SchemaError(BusError):
 
 class CheckpointError(BusError):
     """A bridge checkpoint record is not one, or holds an impossible offset: the bridge stops
-    rather than guess where to resume; the message names the checkpoint topic and offset."""
+    that partition rather than guess where to resume; the message names the checkpoint topic
+    and offset. ``reason`` labels the alarm: ``undecodable``, ``foreign`` (another key or
+    direction), ``ahead-of-source`` or ``behind-retention``."""
+
+    def __init__(self, message: str, *, reason: str = "undecodable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class QuarantineRecordError(BusError):

@@ -28,7 +28,19 @@ original order), then add ours, all prefixed ``bus_``:
 ``bus_quarantined_at``       when it was quarantined, RFC 3339 UTC
 ``bus_consumer``             who quarantined it (consumer group or bridge name); optional
 ``bus_value_omitted``        the original value's size, when it was too large to copy
+``bus_value_sha256``         the original value's SHA-256 (hex), when it was left out
+``bus_key_omitted``          the original key's size, when the key was left out
+``bus_key_sha256``           the original key's SHA-256 (hex), when it was left out
+``bus_headers_omitted``      how many original headers were left out
+``bus_headers_sha256``       SHA-256 (hex) of the original headers left out (each as
+                             4-byte big-endian length + UTF-8 name, length + value)
 ===========================  ================================================================
+
+A quarantine record must fit under its topic's size limit although the original may have
+filled it alone, so the copy comes in three forms, the first that fits (``bus.records``): whole;
+without the value; or a *dead letter* without value, key and original headers, holding only
+the reason headers, the coordinates and the digests above. The original stays in its source
+topic for that topic's retention.
 
 An original header whose name is one of those is renamed ``bus_original_<name>``, so that the
 quarantine headers are always the last word and appear exactly once.
@@ -41,6 +53,7 @@ from datetime import datetime
 from typing import Any, Final
 
 # RFC 3339, UTC, microseconds, ``Z`` (``2026-03-01T09:30:00.000000Z``); kept under its old name.
+from bus._quote import bounded
 from bus._time import format_time as rfc3339
 
 __all__ = [
@@ -62,6 +75,11 @@ __all__ = [
     "QUARANTINED_AT",
     "CONSUMER",
     "VALUE_OMITTED",
+    "VALUE_SHA256",
+    "KEY_OMITTED",
+    "KEY_SHA256",
+    "HEADERS_OMITTED",
+    "HEADERS_SHA256",
     "QUARANTINE_HEADERS",
     "ORIGINAL_PREFIX",
     "MAX_ERROR_LENGTH",
@@ -95,6 +113,11 @@ SOURCE_OFFSET: Final = "bus_source_offset"
 QUARANTINED_AT: Final = "bus_quarantined_at"
 CONSUMER: Final = "bus_consumer"
 VALUE_OMITTED: Final = "bus_value_omitted"
+VALUE_SHA256: Final = "bus_value_sha256"
+KEY_OMITTED: Final = "bus_key_omitted"
+KEY_SHA256: Final = "bus_key_sha256"
+HEADERS_OMITTED: Final = "bus_headers_omitted"
+HEADERS_SHA256: Final = "bus_headers_sha256"
 
 QUARANTINE_HEADERS: Final = frozenset(
     {
@@ -106,6 +129,11 @@ QUARANTINE_HEADERS: Final = frozenset(
         QUARANTINED_AT,
         CONSUMER,
         VALUE_OMITTED,
+        VALUE_SHA256,
+        KEY_OMITTED,
+        KEY_SHA256,
+        HEADERS_OMITTED,
+        HEADERS_SHA256,
     }
 )
 """The names of the headers a quarantine record gets on top of the original ones."""
@@ -155,22 +183,22 @@ def quarantine_headers(
     quarantined_at: datetime,
     consumer: str | None = None,
     value_omitted: int | None = None,
+    omitted: Sequence[tuple[str, bytes]] = (),
 ) -> list[tuple[str, bytes]]:
     """The headers of a quarantine record: the original ones, then the reason headers.
 
     An original header named like a quarantine header is renamed with ``ORIGINAL_PREFIX``.
     ``error`` is cut to ``MAX_ERROR_LENGTH`` characters. ``value_omitted`` is the size of a
-    value that was too large to copy into the quarantine record.
+    value that was too large to copy into the quarantine record; ``omitted``, more headers
+    that say what else was left out (``KEY_OMITTED``, the digests, ...).
     """
     headers = [
         (ORIGINAL_PREFIX + name if name in QUARANTINE_HEADERS else name, value)
         for name, value in original or ()
     ]
-    if len(error) > MAX_ERROR_LENGTH:
-        error = error[: MAX_ERROR_LENGTH - 3] + "..."
     headers += [
         (REASON, reason.encode()),
-        (ERROR, error.encode()),
+        (ERROR, bounded(error, MAX_ERROR_LENGTH).encode()),
         (SOURCE_TOPIC, source_topic.encode()),
         (SOURCE_PARTITION, str(source_partition).encode()),
         (SOURCE_OFFSET, str(source_offset).encode()),
@@ -180,6 +208,7 @@ def quarantine_headers(
         headers.append((CONSUMER, consumer.encode()))
     if value_omitted is not None:
         headers.append((VALUE_OMITTED, str(value_omitted).encode()))
+    headers += omitted
     return headers
 
 

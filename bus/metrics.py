@@ -16,6 +16,8 @@ Metrics:
 - ``bus_consumed_total{agency, topic, outcome}``: records a subscriber read; ``outcome`` is
   ``delivered`` (verified, handed to the consumer's code), ``duplicate`` (skipped by
   de-duplication) or ``rejected`` (could not be accepted; see the quarantine metric).
+- ``bus_subscriber_retries_total{agency, stage}``: transient Kafka errors a subscriber rode out
+  with backoff, by stage (``fetch``, ``commit``, ``quarantine``).
 - ``bus_quarantined_total{agency, topic, reason}``: records written to ``bus.quarantine``;
   ``topic`` is the record's source topic, ``reason`` the ``RecordRejected.reason`` code.
 """
@@ -87,7 +89,7 @@ class PublisherMetrics(ComponentMetrics):
 
 
 class SubscriberMetrics(ComponentMetrics):
-    """``bus_consumed_total``."""
+    """``bus_consumed_total`` and ``bus_subscriber_retries_total``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
@@ -95,6 +97,12 @@ class SubscriberMetrics(ComponentMetrics):
             "bus_consumed_total",
             "Records read by subscribers, by outcome (delivered, duplicate, rejected).",
             ["agency", "topic", "outcome"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "bus_subscriber_retries_total",
+            "Transient Kafka errors a subscriber retried with backoff, by stage.",
+            ["agency", "stage"],
             registry=registry,
         )
 

@@ -24,9 +24,17 @@ from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
 from bus._kafka import translated
+from bus.envelope import DEFAULT_MAX_SIZE
 from bus.errors import PublishError, RecordRejected
 from bus.metrics import QuarantineMetrics
-from bus.records import QuarantinedRecord, SourceRecord, quarantine_copy, read_quarantined
+from bus.records import (
+    CopyForm,
+    QuarantineCopy,
+    QuarantinedRecord,
+    SourceRecord,
+    quarantine_copy,
+    read_quarantined,
+)
 
 __all__ = [
     "Quarantined",
@@ -57,7 +65,7 @@ class Quarantine:
     ``bus_consumer`` header. The producer should be idempotent with ``acks="all"``.
     """
 
-    __slots__ = ("_agency", "_consumer", "_metrics", "_producer", "topic")
+    __slots__ = ("_agency", "_consumer", "_max_size", "_metrics", "_producer", "topic")
 
     def __init__(
         self,
@@ -67,21 +75,16 @@ class Quarantine:
         agency: str,
         consumer: str | None = None,
         registry: CollectorRegistry | None = None,
+        max_record_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
         self._producer = producer
+        self._max_size = max_record_size
         self.topic = topic
         self._agency = agency
         self._consumer = consumer
         self._metrics = QuarantineMetrics.on(registry)
 
-    async def _send(self, record: SourceRecord, error: RecordRejected, *, omit_value: bool) -> Any:
-        copy = quarantine_copy(
-            record,
-            error,
-            quarantined_at=datetime.now(UTC),
-            consumer=self._consumer,
-            omit_value=omit_value,
-        )
+    async def _send(self, copy: QuarantineCopy) -> Any:
         future = await self._producer.send(
             self.topic,
             copy.value,
@@ -94,20 +97,41 @@ class Quarantine:
     async def put(self, record: SourceRecord, error: RecordRejected) -> Quarantined:
         """Write ``record`` with the reason of ``error``; return once the cluster has it.
 
-        A value too large for the quarantine topic together with the reason headers (an
-        ``OversizedRecord``, say) is left out, and ``bus_value_omitted`` gives its size: the
-        original stays in the source topic for its retention. Raises ``PublishError`` naming the
-        source record if the cluster does not take it: then the caller must not commit past it.
+        The copy is the first form of ``bus.records.quarantine_copy`` that fits under
+        ``max_record_size`` (whole, without the value, or a dead letter with sizes and digests
+        only); if the cluster still finds it too large (its topic's limit is lower), the dead
+        letter is sent. The original stays in the source topic for its retention. Raises
+        ``PublishError`` naming the source record if the cluster does not take it: then the
+        caller must not commit past it.
         """
         with translated(
             f"could not quarantine {record.topic}/{record.partition}@{record.offset} "
             f"({error.reason}) to topic {self.topic}",
             error=PublishError,
         ):
-            try:
-                metadata = await self._send(record, error, omit_value=False)
-            except MessageSizeTooLargeError:
-                metadata = await self._send(record, error, omit_value=True)
+            quarantined_at = datetime.now(UTC)
+            copy = quarantine_copy(
+                record,
+                error,
+                quarantined_at=quarantined_at,
+                consumer=self._consumer,
+                max_size=self._max_size,
+            )
+            while True:
+                try:
+                    metadata = await self._send(copy)
+                    break
+                except MessageSizeTooLargeError:
+                    if copy.form is CopyForm.DEAD_LETTER:
+                        raise
+                    # The topic's limit is lower than ours: the next smaller form.
+                    copy = quarantine_copy(
+                        record,
+                        error,
+                        quarantined_at=quarantined_at,
+                        consumer=self._consumer,
+                        max_size=copy.size - 1,
+                    )
         self._metrics.quarantined.labels(self._agency, record.topic, error.reason).inc()
         return Quarantined(
             reason=error.reason,

@@ -7,6 +7,13 @@ timestamp and headers, plus the reason headers of ``bus.headers`` (reason code, 
 source topic/partition/offset, time, and who quarantined it). The subscriber's ``Quarantine``
 writer and the bridge's transactions both send that copy, so the two write the same record.
 
+The copy must fit under ``max_size`` (``record_size`` estimates a record as Kafka frames it),
+although the original may have filled its own topic's limit alone and the reason headers add to
+it: it is the first of three forms that fits, whole, without its value, or a *dead letter*
+without value, key and original headers (sizes and SHA-256 digests say what was left out). The
+dead letter is bounded whatever the input, so a rejected record can always be quarantined and
+never wedges its consumer.
+
 ``read_quarantined(record)`` reads a record of the quarantine topic back into a
 ``QuarantinedRecord`` (for ``bus tail`` and tests); a record that is not one raises
 ``QuarantineRecordError`` naming where it is.
@@ -17,10 +24,12 @@ bridge) sits on top.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import enum
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from bus import headers as h
 from bus._time import parse_time
@@ -29,6 +38,9 @@ from bus.errors import QuarantineRecordError, RecordRejected, UnreadableRecord
 __all__ = [
     "SourceRecord",
     "QuarantineCopy",
+    "CopyForm",
+    "RECORD_OVERHEAD",
+    "record_size",
     "quarantine_copy",
     "QuarantinedRecord",
     "read_quarantined",
@@ -70,6 +82,31 @@ def unreadable_error(record: SourceRecord) -> UnreadableRecord | None:
     return error if isinstance(error, UnreadableRecord) else None
 
 
+RECORD_OVERHEAD: Final = 61 + 5 + 1 + 10 + 5 + 5
+"""Bytes Kafka's framing may add around one record alone in a batch (batch header, then the
+record's length, attributes, timestamp and offset deltas, header count), at most."""
+
+
+def record_size(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+) -> int:
+    """An upper bound of the size of a record alone in its batch, as the producer and the
+    broker count it against ``max_request_size`` and ``max.message.bytes`` (uncompressed)."""
+    size = RECORD_OVERHEAD + 5 + len(key or b"") + 5 + len(value or b"")
+    for name, header_value in headers:
+        size += 5 + len(name.encode("utf-8", "surrogateescape")) + 5 + len(header_value)
+    return size
+
+
+class CopyForm(enum.Enum):
+    """How much of a rejected record its quarantine copy holds."""
+
+    WHOLE = "whole"
+    WITHOUT_VALUE = "without-value"
+    DEAD_LETTER = "dead-letter"
+    """Reason headers, coordinates and digests only: value, key and headers left out."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuarantineCopy:
     """What goes to the quarantine topic for one rejected record."""
@@ -78,6 +115,12 @@ class QuarantineCopy:
     value: bytes | None = field(repr=False)
     timestamp_ms: int | None
     headers: list[tuple[str, bytes]] = field(repr=False)
+    form: CopyForm = CopyForm.WHOLE
+
+    @property
+    def size(self) -> int:
+        """An upper bound of its size on the wire (``record_size``)."""
+        return record_size(self.key, self.value, self.headers)
 
 
 def quarantine_copy(
@@ -86,26 +129,87 @@ def quarantine_copy(
     *,
     quarantined_at: datetime,
     consumer: str | None,
-    omit_value: bool,
+    max_size: int,
 ) -> QuarantineCopy:
-    """The quarantine record of ``record``: its key, value (unless ``omit_value``, then
-    ``bus_value_omitted`` gives the size), timestamp and headers, plus the reason headers."""
-    value = None if omit_value else record.value
-    headers = h.quarantine_headers(
-        record.headers,
-        reason=error.reason,
-        error=str(error),
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        quarantined_at=quarantined_at,
-        consumer=consumer,
-        value_omitted=len(record.value or b"") if omit_value else None,
-    )
-    # A record with neither key nor value (possible on the wire) still needs a record here.
-    key = record.key if record.key is not None or value is not None else b""
+    """The quarantine record of ``record``, in the first form whose ``record_size`` is at most
+    ``max_size``: whole (key, value, timestamp, headers and the reason headers); without the
+    value (``bus_value_omitted`` and ``bus_value_sha256`` say what it was); or the dead letter
+    (value, key and original headers left out, each with its size or count and digest). The
+    dead letter is returned even if it exceeds a ``max_size`` smaller than it (0 forces it):
+    it is bounded, a few KiB at most.
+    """
+    original = list(record.headers or ())
     timestamp = record.timestamp if record.timestamp >= 0 else None
-    return QuarantineCopy(key=key, value=value, timestamp_ms=timestamp, headers=headers)
+
+    def reason_headers(
+        original_headers: Iterable[tuple[str, bytes]],
+        *,
+        value_omitted: int | None = None,
+        omitted: Sequence[tuple[str, bytes]] = (),
+    ) -> list[tuple[str, bytes]]:
+        return h.quarantine_headers(
+            original_headers,
+            reason=error.reason,
+            error=str(error),
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            quarantined_at=quarantined_at,
+            consumer=consumer,
+            value_omitted=value_omitted,
+            omitted=omitted,
+        )
+
+    # A record with neither key nor value (possible on the wire) still needs a record here.
+    whole = QuarantineCopy(
+        key=record.key if record.key is not None or record.value is not None else b"",
+        value=record.value,
+        timestamp_ms=timestamp,
+        headers=reason_headers(original),
+    )
+    if whole.size <= max_size:
+        return whole
+    value = record.value or b""
+    value_digest = [(h.VALUE_SHA256, _sha256(value))]
+    without_value = QuarantineCopy(
+        key=record.key if record.key is not None else b"",
+        value=None,
+        timestamp_ms=timestamp,
+        headers=reason_headers(original, value_omitted=len(value), omitted=value_digest),
+        form=CopyForm.WITHOUT_VALUE,
+    )
+    if without_value.size <= max_size:
+        return without_value
+    key = record.key or b""
+    return QuarantineCopy(
+        key=b"",
+        value=None,
+        timestamp_ms=timestamp,
+        headers=reason_headers(
+            (),
+            value_omitted=len(value),
+            omitted=[
+                *value_digest,
+                (h.KEY_OMITTED, str(len(key)).encode()),
+                (h.KEY_SHA256, _sha256(key)),
+                (h.HEADERS_OMITTED, str(len(original)).encode()),
+                (h.HEADERS_SHA256, _headers_digest(original)),
+            ],
+        ),
+        form=CopyForm.DEAD_LETTER,
+    )
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).hexdigest().encode()
+
+
+def _headers_digest(headers: Iterable[tuple[str, bytes]]) -> bytes:
+    digest = hashlib.sha256()
+    for name, value in headers:
+        raw = name.encode("utf-8", "surrogateescape")
+        digest.update(len(raw).to_bytes(4, "big") + raw + len(value).to_bytes(4, "big") + value)
+    return digest.hexdigest().encode()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +225,12 @@ class QuarantinedRecord:
     consumer: str | None
     value_omitted: int | None
     """The original value's size when it was too large to copy (then ``value`` is None)."""
+    value_sha256: str | None = None
+    """The original value's SHA-256 (hex) when it was left out."""
+    key_omitted: int | None = None
+    """The original key's size when this is a dead letter (then ``key`` is empty)."""
+    headers_omitted: int | None = None
+    """How many original headers a dead letter left out."""
     key: bytes | None = field(repr=False)
     value: bytes | None = field(repr=False)
     timestamp: int
@@ -169,7 +279,20 @@ def read_quarantined(record: SourceRecord) -> QuarantinedRecord:
         if h.VALUE_OMITTED in values
         else None
     )
+    key_omitted = (
+        _header(values, h.KEY_OMITTED, int, "an integer", where)
+        if h.KEY_OMITTED in values
+        else None
+    )
+    headers_omitted = (
+        _header(values, h.HEADERS_OMITTED, int, "an integer", where)
+        if h.HEADERS_OMITTED in values
+        else None
+    )
     return QuarantinedRecord(
+        value_sha256=values.get(h.VALUE_SHA256),
+        key_omitted=key_omitted,
+        headers_omitted=headers_omitted,
         reason=values[h.REASON],
         error=values[h.ERROR],
         source_topic=values[h.SOURCE_TOPIC],

@@ -37,6 +37,18 @@ Without a ``group_id`` the subscriber reads every partition of its topics by its
 nothing and, by default, quarantines nothing (it is a viewer, like ``bus tail`` without
 ``--group``): rejected records are only reported.
 
+No record stops a subscriber: records are fetched with ``bus._fetch.fetch``, so one the Kafka
+client itself cannot parse (say, a header name that is not UTF-8) is skipped by its offset and
+quarantined with reason ``unreadable`` and its coordinates. Batches compressed with any codec
+Kafka supports (gzip, snappy, lz4, zstd) are read. Transient Kafka errors (a broker away or
+electing a leader, a coordinator moving, a timeout: ``bus._kafka.is_transient``) while fetching,
+committing or quarantining are retried with backoff and counted in
+``bus_subscriber_retries_total``; nothing is skipped meanwhile. Iteration ends with a
+``TransportError`` only on errors an operator must fix: an authorization failure (ACLs), a
+topic or partition that does not exist (deleted), an offset out of range, a record too large to
+fetch.
+
+
 Replays and revisions (``docs/decisions/0008-replays-and-revisions.md``): a subscriber with a
 group remembers, for the last ``dedup_capacity`` event ids it handled (default 100,000) across
 every topic it reads, the highest revision handled and the SHA-256 of its signed bytes. The same
@@ -52,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import time
 from collections import deque
@@ -59,7 +72,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -67,7 +80,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry
 
 from bus import envelope, events
-from bus._kafka import client_options, translated
+from bus._fetch import fetch
+from bus._kafka import client_options, is_transient, translated
+from bus._quote import bounded
 from bus._revisions import EventIdentity, Repeat, RevisionIndex
 from bus.batch import RootCache, shared_roots
 from bus.config import Config
@@ -89,6 +104,8 @@ from bus.quarantine import Quarantine, Quarantined
 from bus.records import SourceRecord, unreadable_error
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, TrustStore
 
+_T = TypeVar("_T")
+
 __all__ = [
     "Delivery",
     "Rejection",
@@ -104,7 +121,13 @@ _MAX_CLOCK_SETTING_S: Final = 7 * 24 * 3600.0
 log = logging.getLogger("bus.subscriber")
 
 Record = SourceRecord
-"""A fetched record (aiokafka's ``ConsumerRecord``)."""
+"""A fetched record (aiokafka's ``ConsumerRecord``, or ``bus._fetch.Unreadable``)."""
+
+log = logging.getLogger("bus.subscriber")
+
+_BACKOFF_S = 0.2
+_MAX_BACKOFF_S = 5.0
+"""Retries of transient errors wait 0.2 s, doubling up to 5 s."""
 
 DEFAULT_DEDUP_CAPACITY = 100_000
 """Event ids a subscriber with a group remembers against replays and rollbacks."""
@@ -227,14 +250,36 @@ class Subscriber:
             await self.commit()
         while True:
             if not self._buffer:
-                await self.commit()
-                await self._fetch()
+                await self._retrying("commit", self.commit)
+                await self._retrying("fetch", self._fetch)
                 continue
-            record = self._buffer.popleft()
-            delivery = await self._accept(record)
+            record = self._buffer[0]
+            delivery = await self._retrying("quarantine", functools.partial(self._accept, record))
+            if self._buffer and self._buffer[0] is record:
+                self._buffer.popleft()  # else revoked meanwhile: the buffer was emptied of it
             if delivery is not None:
                 self._current = delivery
                 return delivery
+
+    async def _retrying(self, stage: str, action: Callable[[], Awaitable[_T]]) -> _T:
+        """``await action()``, retrying transient Kafka errors with backoff; others raise."""
+        attempt = 0
+        while True:
+            try:
+                return await action()
+            except TransportError as exc:
+                if not is_transient(exc) or self._state is _State.CLOSED:
+                    raise
+                attempt += 1
+                self._metrics.retries.labels(self.agency, stage).inc()
+                log.warning(
+                    "subscriber of %s (group %s): %s failed, retrying: %s",
+                    self.agency,
+                    self.group_id,
+                    stage,
+                    bounded(str(exc), 1000),
+                )
+                await asyncio.sleep(min(_MAX_BACKOFF_S, _BACKOFF_S * 2 ** min(attempt, 10)))
 
     def done(self, delivery: Delivery) -> None:
         """Mark ``delivery`` (and everything before it on its partition) as handled.
@@ -298,7 +343,7 @@ class Subscriber:
     async def _fetch(self) -> None:
         topics = ", ".join(sorted(self._consumer.subscription() or ()))
         with translated(f"reading {topics} on {self.agency}'s cluster failed"):
-            batch = await self._consumer.getmany(timeout_ms=1000, max_records=self._max_records)
+            batch = await fetch(self._consumer, timeout_ms=1000, max_records=self._max_records)
         for records in batch.values():
             self._buffer.extend(records)
 
@@ -407,7 +452,7 @@ class Subscriber:
                     partition=record.partition,
                     offset=record.offset,
                     reason=error.reason,
-                    error=f"{where}: {error}",
+                    error=bounded(f"{where}: {error}", 1000),
                     quarantined=quarantined,
                 )
             )

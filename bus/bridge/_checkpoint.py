@@ -8,8 +8,11 @@ writer (the transactional id of that source partition), so after that producer's
 ``init_transactions`` (which fences and aborts a zombie's transaction) the last committed
 record of the partition is the checkpoint.
 
-Value: compact JSON ``{"next_offset": N, "bridge_id": "...", "written_at": "RFC 3339"}``; key:
-``<source>/<topic>/<partition>``. The topic is compacted: only the last checkpoint matters.
+Value: compact JSON ``{"next_offset": N, "direction": "<source>-><destination>", "bridge_id":
+"...", "written_at": "RFC 3339"}``; key: ``<source>/<topic>/<partition>``. The topic is
+compacted: only the last checkpoint matters. A bridge id names one worker process and changes
+with every restart (``<source>-><destination>@host:pid`` by default), so what a reader checks is
+the direction and the key, never the bridge id.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class Checkpoint:
     """The next source offset to move, and who wrote it when."""
 
     next_offset: int
+    direction: str | None
+    """``<source>-><destination>``: the bridge direction that wrote it (None in checkpoints
+    written before the direction was recorded: they are still read)."""
     bridge_id: str
     written_at: datetime
 
@@ -65,6 +71,7 @@ class Checkpoint:
         return json.dumps(
             {
                 "next_offset": self.next_offset,
+                "direction": self.direction,
                 "bridge_id": self.bridge_id,
                 "written_at": self.written_at.astimezone(UTC).isoformat(),
             },
@@ -77,18 +84,37 @@ class Checkpoint:
         not one (never the value: whoever can write the topic chose it)."""
         try:
             raw: Any = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise CheckpointError(
                 f"{where}: not a bridge checkpoint (not JSON, {len(value)} bytes)"
             ) from None
         if not isinstance(raw, dict):
             raise CheckpointError(f"{where}: not a bridge checkpoint (not a JSON object)")
-        next_offset = _field(raw, "next_offset", int, where)
-        bridge_id = _field(raw, "bridge_id", str, where)
+        next_offset = _field(raw, "next_offset", _integer, where)
+        direction = _field(raw, "direction", _text, where) if "direction" in raw else None
+        bridge_id = _field(raw, "bridge_id", _text, where)
         written_at = _field(raw, "written_at", datetime.fromisoformat, where)
         if next_offset < 0:
             raise CheckpointError(f"{where}: next_offset is negative")
-        return cls(next_offset=next_offset, bridge_id=bridge_id, written_at=written_at)
+        return cls(
+            next_offset=next_offset,
+            direction=direction,
+            bridge_id=bridge_id,
+            written_at=written_at,
+        )
+
+
+def _integer(value: Any) -> int:
+    # int("12") and int(1.5) would accept what no bridge writes.
+    if type(value) is not int:
+        raise TypeError("not an integer")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
 
 
 def _field(raw: dict[str, Any], name: str, parse: Callable[[Any], _T], where: str) -> _T:

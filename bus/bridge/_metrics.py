@@ -12,7 +12,8 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 
 class BridgeMetrics(ComponentMetrics):
-    """Forwarded, denied by rule, quarantined by reason, latency, lag, checkpoint age, retries."""
+    """Forwarded, denied by rule, quarantined by reason, latency, lag, checkpoint age, retries,
+    errors, checkpoint alarms and blocked lanes."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
@@ -71,6 +72,25 @@ class BridgeMetrics(ComponentMetrics):
             "bus_bridge_retries_total",
             "Retries after a failed write, by stage (source: audit/quarantine; destination).",
             [*direction, "stage"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "bus_bridge_errors_total",
+            "Unexpected errors caught (logged with a traceback) and retried, by stage.",
+            [*direction, "stage"],
+            registry=registry,
+        )
+        self.checkpoint_alarms = Counter(
+            "bus_bridge_checkpoint_alarms_total",
+            "Checkpoints found untrustworthy (the partition's lane stopped), by reason.",
+            [*direction, "topic", "partition", "reason"],
+            registry=registry,
+        )
+        self.blocked = Gauge(
+            "bus_bridge_lane_blocked",
+            "1 while a partition's lane moves nothing, by reason: checkpoint (stopped until an "
+            "operator acts), audit or mirror (that log's commits fail), error (unexpected).",
+            [*direction, "topic", "partition", "reason"],
             registry=registry,
         )
         self.assigned = Gauge(

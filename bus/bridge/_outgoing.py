@@ -12,10 +12,17 @@ audited exactly once and mirrored exactly once:
   source record crosses: not its key, its other headers or its timestamp.
   In the same transaction, an entry per released event in the forwarded topic
   (``_replays``): what the direction has forwarded.
+
+Nothing it writes may exceed ``max_record_size``: inside a transaction a record the producer or
+the broker refuses as too large fails the whole batch, again at every retry, and wedges the
+lane. So ``admitted`` first turns every verdict whose mirrored copy or audit record would not
+fit into a quarantine (``OversizedRecord``), and a quarantine copy is the first of its forms that
+fits (``bus.records.quarantine_copy``: whole, without its value, or a bounded dead letter).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,13 +31,11 @@ from bus.bridge._hops import mirrored_headers
 from bus.bridge._replays import entry_record, forwarded_topic
 from bus.bridge._verdict import Outcome, Verdict
 from bus.bridge.settings import BridgeSettings
+from bus.errors import OversizedRecord
 from bus.headers import event_key
-from bus.records import quarantine_copy
+from bus.records import quarantine_copy, record_size
 
-__all__ = ["Outgoing", "destination_log_records", "source_log_records"]
-
-_QUARANTINE_HEADROOM = 8192
-"""Bytes kept free for the reason headers when a rejected value is copied to quarantine."""
+__all__ = ["Outgoing", "admitted", "destination_log_records", "source_log_records"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +48,48 @@ class Outgoing:
     partition: int | None = None
     timestamp_ms: int | None = None
     headers: Sequence[tuple[str, bytes]] = ()
+
+    @property
+    def size(self) -> int:
+        """An upper bound of its size on the wire (``bus.records.record_size``)."""
+        return record_size(self.key, self.value, self.headers)
+
+
+def admitted(verdicts: Sequence[Verdict], *, settings: BridgeSettings) -> list[Verdict]:
+    """``verdicts``, with each one whose mirrored copy or audit record would exceed
+    ``max_record_size`` turned into a quarantine (``OversizedRecord``): never forwarded, never
+    retried for ever. Deterministic, so both logs of a lane see the same verdicts."""
+    s = settings
+    result = []
+    for v in verdicts:
+        too_large: str | None = None
+        if v.outcome is Outcome.FORWARD:
+            size = _mirrored(v, s, topic=v.record.topic, partition=v.record.partition).size
+            if size > s.max_record_size:
+                too_large = f"its mirrored copy would be {size} bytes"
+        if too_large is None and v.outcome is not Outcome.QUARANTINE:
+            size = record_size(v.audit_key, v.audit_value, ())
+            if size > s.max_record_size:
+                too_large = f"its audit record would be {size} bytes"
+        if too_large is None:
+            result.append(v)
+            continue
+        r = v.record
+        error = OversizedRecord(
+            f"{r.topic}/{r.partition}@{r.offset}: {too_large}, over the bridge's limit of "
+            f"{s.max_record_size} bytes (max_record_size); not forwarded"
+        )
+        result.append(
+            dataclasses.replace(
+                v,
+                outcome=Outcome.QUARANTINE,
+                error=error,
+                decision=None,
+                audit_key=None,
+                audit_value=None,
+            )
+        )
+    return result
 
 
 def source_log_records(
@@ -68,14 +115,14 @@ def source_log_records(
             continue  # audited before a crash or a failover: exactly once
         if v.outcome is Outcome.QUARANTINE:
             assert v.error is not None
-            # Inside a transaction a too-large record cannot be retried without its value,
-            # so decide up front: one that would not fit beside the headers goes without.
+            # Inside a transaction a too-large record fails the batch at every retry, so
+            # decide up front: the first form of the copy that fits.
             copy = quarantine_copy(
                 r,
                 v.error,
                 quarantined_at=now,
                 consumer=s.bridge_id,
-                omit_value=len(r.value or b"") + _QUARANTINE_HEADROOM > s.max_record_size,
+                max_size=s.max_record_size,
             )
             records.append(
                 Outgoing(
@@ -116,30 +163,37 @@ def destination_log_records(
     refuse a timestamp far from its clock (``message.timestamp.after.max.ms``), which would
     wedge the lane.
     """
-    s = settings
-    mirror = s.mirror_topic(topic)
-    records = []
-    for v in verdicts:
-        if v.outcome is not Outcome.FORWARD or v.record.offset < next_offset:
-            continue  # below the checkpoint: mirrored before a crash, read again for the audit
-        assert v.event is not None, "a FORWARD verdict carries its verified event"
-        records.append(
-            Outgoing(
-                topic=mirror,
-                value=v.record.value,
-                key=event_key(v.event),
-                partition=partition,
-                timestamp_ms=None,
-                headers=mirrored_headers(
-                    v.event,
-                    source=s.source.name,
-                    destination=s.destination.name,
-                    bridge_id=s.bridge_id,
-                ),
-            )
-        )
+    records = [
+        _mirrored(v, settings, topic=topic, partition=partition)
+        for v in verdicts
+        # Below the checkpoint: mirrored before a crash, read again only to be audited.
+        if v.outcome is Outcome.FORWARD and v.record.offset >= next_offset
+    ]
     return records + forwarded_entries(
-        verdicts, next_offset=next_offset, source=s.source.name, topic=topic, partition=partition
+        verdicts,
+        next_offset=next_offset,
+        source=settings.source.name,
+        topic=topic,
+        partition=partition,
+    )
+
+
+def _mirrored(v: Verdict, s: BridgeSettings, *, topic: str, partition: int) -> Outgoing:
+    """The mirrored copy of a released record of source ``topic``: the value byte for byte, the
+    key and headers rebuilt from the verified event, the producer's own timestamp."""
+    assert v.event is not None, "a FORWARD verdict carries its verified event"
+    return Outgoing(
+        topic=s.mirror_topic(topic),
+        value=v.record.value,
+        key=event_key(v.event),
+        partition=partition,
+        timestamp_ms=None,
+        headers=mirrored_headers(
+            v.event,
+            source=s.source.name,
+            destination=s.destination.name,
+            bridge_id=s.bridge_id,
+        ),
     )
 
 

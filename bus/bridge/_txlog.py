@@ -10,6 +10,11 @@ process wrote it before and aborts that process's open transaction; only then is
 checkpoint read, and it is exact: the last committed checkpoint record of its partition.
 A write whose commit failed or timed out has an unknown outcome: the log is reopened (never
 aborted) and the re-read checkpoint tells whether the commit landed.
+
+Only the last record of the checkpoint partition counts (the earlier ones are superseded, and
+compaction removes them). If it cannot be read, is not a checkpoint, is a tombstone or has
+another key, ``open`` raises ``CheckpointError`` (reason ``undecodable`` or ``foreign``); the
+lane decides whether a checkpoint that decodes makes sense (``_lane``).
 """
 
 from __future__ import annotations
@@ -19,15 +24,17 @@ import contextlib
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from bus._fetch import Unreadable, fetch
 from bus._kafka import RETRYABLE, client_options, describe
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._outgoing import Outgoing
 from bus.config import AgencySettings
-from bus.errors import Fenced, TransportError, TxFailed
+from bus.errors import CheckpointError, Fenced, TransportError, TxFailed
 
 __all__ = ["TxLog"]
 
@@ -42,6 +49,7 @@ class TxLog:
         transactional_id: str,
         checkpoint_topic: str,
         checkpoint_key: bytes,
+        direction: str,
         partition: int,
         client_id: str,
         timeout_s: float,
@@ -51,6 +59,7 @@ class TxLog:
         self.transactional_id = transactional_id
         self.checkpoint_topic = checkpoint_topic
         self.checkpoint_key = checkpoint_key
+        self.direction = direction
         self.partition = partition
         self._client_id = client_id
         self._timeout_s = timeout_s
@@ -61,8 +70,9 @@ class TxLog:
     def where(self) -> str:
         return f"{self.checkpoint_topic}/{self.partition} on {self.cluster.name}"
 
-    async def open(self) -> int:
-        """Start a new producer (fencing every earlier one) and read the checkpoint (0: none)."""
+    async def open(self) -> Checkpoint | None:
+        """Start a new producer (fencing every earlier one) and read the checkpoint (None: none
+        yet); ``CheckpointError`` if the partition's last record is not one of ours."""
         await self.close()
         producer = AIOKafkaProducer(
             transactional_id=self.transactional_id,
@@ -92,7 +102,9 @@ class TxLog:
         producer = self._producer
         if producer is None:
             raise TxFailed(f"{self.where}: the log is not open")
-        checkpoint = Checkpoint(next_offset=next_offset, bridge_id=bridge_id, written_at=now)
+        checkpoint = Checkpoint(
+            next_offset=next_offset, direction=self.direction, bridge_id=bridge_id, written_at=now
+        )
         try:
             await producer.begin_transaction()
             for r in records:
@@ -119,7 +131,7 @@ class TxLog:
                 f"{self.where} failed or has an unknown outcome: {describe(exc)}"
             ) from exc
 
-    async def _read_checkpoint(self) -> int:
+    async def _read_checkpoint(self) -> Checkpoint | None:
         where = TopicPartition(self.checkpoint_topic, self.partition)
         reader = AIOKafkaConsumer(
             group_id=None,
@@ -134,19 +146,32 @@ class TxLog:
             reader.assign([where])
             # The last stable offset: with every earlier writer fenced, nothing is pending.
             end = (await reader.end_offsets([where]))[where]
-            found: Checkpoint | None = None
+            last: Any = None
             if end > 0:
                 await reader.seek_to_beginning(where)
                 deadline = time.monotonic() + self._timeout_s
                 while await reader.position(where) < end:
                     if time.monotonic() > deadline:
                         raise TransportError(f"reading checkpoint {self.where} timed out")
-                    batch = await reader.getmany(where, timeout_ms=500)
-                    for record in batch.get(where, []):
-                        if record.key == self.checkpoint_key and record.value is not None:
-                            found = Checkpoint.decode(
-                                record.value, where=f"{self.where}@{record.offset}"
-                            )
-            return found.next_offset if found is not None else 0
+                    # fetch: a record the client cannot parse must not wedge the lane either.
+                    batch = await fetch(reader, timeout_ms=500)
+                    for record in batch.get(where, ()):
+                        last = record
+            return None if last is None else self._checkpoint_of(last)
         finally:
             await reader.stop()
+
+    def _checkpoint_of(self, record: Any) -> Checkpoint:
+        """The checkpoint in the partition's last record; ``CheckpointError`` if it is none."""
+        at = f"{self.where}@{record.offset}"
+        if isinstance(record, Unreadable):
+            raise CheckpointError(f"{at}: the Kafka client cannot read the last record")
+        if record.key != self.checkpoint_key:
+            raise CheckpointError(
+                f"{at}: the last record has another key than this partition's checkpoints "
+                f"({len(record.key or b'')} bytes); it was not written by this lane",
+                reason="foreign",
+            )
+        if record.value is None:
+            raise CheckpointError(f"{at}: the last record is a tombstone, not a checkpoint")
+        return Checkpoint.decode(record.value, where=at)

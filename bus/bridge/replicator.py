@@ -25,6 +25,18 @@ exactly once across crashes, restarts of either cluster and rebalances between w
 
 This module is the consumer's side: the fetch loop, the rebalance listener that opens and closes
 lanes, shutdown, health, and the metrics of committed batches and lag.
+
+No record stops the loop: it fetches with ``bus._fetch.fetch``, so a record the Kafka client
+cannot parse comes back as an ``Unreadable`` stand-in at its offset and is quarantined
+(``unreadable``) like any rejected record. Kafka errors while fetching are retried with backoff
+(``bus_bridge_retries_total{stage="fetch"}``); any other exception in a batch is logged with
+its traceback, counted (``bus_bridge_errors_total``) and the batch retried from the lane's
+checkpoints. Only cancellation (or ``stop()``) ends ``run()``.
+
+A lane stopped by an untrusted checkpoint (``_lane``) keeps its partition paused: nothing of it
+is fetched or moved, the other lanes go on, ``/healthz`` names it and answers 503, and every
+``checkpoint_recheck_s`` its checkpoints are read again, so that it goes on by itself once an
+operator has corrected them.
 """
 
 from __future__ import annotations
@@ -42,7 +54,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from bus._fetch import fetch
 from bus._kafka import RETRYABLE, client_options
+from bus._quote import bounded
 from bus.bridge._checkpoint import (
     audit_checkpoint_topic,
     checkpoint_key,
@@ -57,6 +71,7 @@ from bus.bridge._topics import ensure_topics
 from bus.bridge._txlog import TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
+from bus.errors import TransportError
 from bus.policy import ReleasePolicy
 from bus.trust import KeyResolver
 
@@ -86,6 +101,8 @@ class Replicator:
         self._labels = (settings.source.name, settings.destination.name)
         self._lanes: dict[TopicPartition, Lane] = {}
         self._pending: set[TopicPartition] = set()
+        self._stopped: dict[TopicPartition, Lane] = {}
+        """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
         self._lock = asyncio.Lock()
         self._revoking = False
         self._stopping = asyncio.Event()
@@ -100,20 +117,29 @@ class Replicator:
     # --- status -------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """For ``/healthz``: healthy when started and no lane has failed for 30 s or more."""
+        """For ``/healthz``: healthy when started, no lane has failed for 30 s or more and no
+        lane is stopped by an untrusted checkpoint (``stopped`` names them, with the reason)."""
         now = time.monotonic()
         failing = {
             f"{tp.topic}/{tp.partition}": round(now - lane.failing_since, 1)
             for tp, lane in self._lanes.items()
             if lane.failing_since is not None
         }
-        healthy = self.started.is_set() and not any(age >= 30 for age in failing.values())
+        stopped = {
+            f"{tp.topic}/{tp.partition}": lane.stopped.reason
+            for tp, lane in self._stopped.items()
+            if lane.stopped is not None
+        }
+        healthy = (
+            self.started.is_set() and not any(age >= 30 for age in failing.values()) and not stopped
+        )
         return {
             "healthy": healthy,
             "direction": self.settings.name,
             "bridge_id": self.settings.bridge_id,
             "partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in self._lanes),
             "failing_for_s": failing,
+            "stopped": stopped,
         }
 
     def stop(self) -> None:
@@ -153,23 +179,58 @@ class Replicator:
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         last_commit = time.monotonic()
+        failures = 0
         while not self._stopping.is_set():
-            await self._open_pending(consumer)
-            batches = await consumer.getmany(
-                timeout_ms=200, max_records=self.settings.max_batch * max(1, len(self._lanes))
-            )
-            async with self._lock:
-                # Lanes are independent (own producers, own checkpoints): move them at once, so
-                # one lane's judging overlaps the others' round trips to the clusters.
-                async with asyncio.TaskGroup() as lanes:
-                    for tp, records in batches.items():
-                        lane = self._lanes.get(tp)
-                        if lane is not None and not self._stopping.is_set():
-                            lanes.create_task(self._move(lane, records))
-                self._observe_lag(consumer)
+            try:
+                await self._step(consumer)
+            except RETRYABLE as exc:
+                failures += 1
+                self._metrics.retries.labels(*self._labels, "fetch").inc()
+                log.warning(
+                    "bridge %s: fetching failed (%s); retrying",
+                    self.settings.name,
+                    bounded(str(exc), 1000),
+                )
+                await asyncio.sleep(self.settings.backoff_s(failures))
+                continue
+            except Exception:
+                # A bug: never let it end the worker. What was fetched but not committed is
+                # fetched again from the lanes' checkpoints.
+                failures += 1
+                self._metrics.errors.labels(*self._labels, "loop").inc()
+                log.exception("bridge %s: unexpected error in the fetch loop", self.settings.name)
+                self._rewind_lanes()
+                await asyncio.sleep(self.settings.backoff_s(failures))
+                continue
+            failures = 0
             if time.monotonic() - last_commit >= 1.0:
                 await self._commit_source_offsets(consumer)
                 last_commit = time.monotonic()
+
+    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+        """Open the lanes due, fetch once and move what came, each lane at once."""
+        self._recheck_stopped()
+        await self._open_pending(consumer)
+        batches = await fetch(
+            consumer,
+            timeout_ms=200,
+            max_records=self.settings.max_batch * max(1, len(self._lanes)),
+        )
+        async with self._lock:
+            # Lanes are independent (own producers, own checkpoints): move them at once, so
+            # one lane's judging overlaps the others' round trips to the clusters.
+            async with asyncio.TaskGroup() as lanes:
+                for tp, records in batches.items():
+                    lane = self._lanes.get(tp)
+                    if lane is not None and not self._stopping.is_set():
+                        lanes.create_task(self._move(lane, records))
+            for lane in [lane for lane in self._lanes.values() if lane.stopped is not None]:
+                await self._park(lane)
+            self._observe_lag(consumer)
+
+    def _rewind_lanes(self) -> None:
+        for tp, lane in self._lanes.items():
+            self._seek(tp, lane.resume_from)
 
     async def _shutdown(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -223,12 +284,30 @@ class Replicator:
             async with self._lock:
                 for tp in partitions:
                     self._pending.discard(tp)
-                    lane = self._lanes.pop(tp, None)
+                    lane = self._lanes.pop(tp, None) or self._stopped.pop(tp, None)
                     if lane is not None:
                         await self._close_lane(lane)
                 self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
         finally:
             self._revoking = False
+
+    def _recheck_stopped(self) -> None:
+        """Stopped lanes due for a re-check are opened again (``_open_pending``)."""
+        now = time.monotonic()
+        for tp, lane in self._stopped.items():
+            if now >= lane.recheck_at:
+                self._pending.add(tp)
+
+    async def _park(self, lane: Lane) -> None:
+        """Take a lane stopped by an untrusted checkpoint out of the moving ones: its partition
+        stays paused (nothing of it is fetched) until a re-check finds the checkpoint sane."""
+        tp = lane.tp
+        self._lanes.pop(tp, None)
+        await lane.close()
+        self._stopped[tp] = lane
+        if self._consumer is not None and tp in self._consumer.assignment():
+            self._consumer.pause(tp)
+        self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
 
     async def _open_pending(self, consumer: AIOKafkaConsumer) -> None:
         while self._pending and not self._stopping.is_set():
@@ -241,6 +320,10 @@ class Replicator:
                     await self._close_lane(lane)
                     continue
                 self._pending.discard(tp)
+                if lane.stopped is not None:
+                    await self._park(lane)
+                    continue
+                self._stopped.pop(tp, None)
                 self._lanes[tp] = lane
                 consumer.seek(tp, lane.resume_from)
                 consumer.resume(tp)
@@ -269,6 +352,7 @@ class Replicator:
                 transactional_id=transactional_id(src, dst, tp.topic, tp.partition, "audit"),
                 checkpoint_topic=audit_checkpoint_topic(dst, tp.topic),
                 checkpoint_key=checkpoint_key(src, tp.topic, tp.partition),
+                direction=s.name,
                 client_id=f"{s.bridge_id}/audit/{tp.topic}/{tp.partition}",
                 **common,
             ),
@@ -277,6 +361,7 @@ class Replicator:
                 transactional_id=transactional_id(src, dst, tp.topic, tp.partition, "mirror"),
                 checkpoint_topic=checkpoint_topic(src, tp.topic),
                 checkpoint_key=checkpoint_key(src, tp.topic, tp.partition),
+                direction=s.name,
                 client_id=f"{s.bridge_id}/mirror/{tp.topic}/{tp.partition}",
                 **common,
             ),
@@ -288,8 +373,19 @@ class Replicator:
             quarantine_partition=tp.partition % self._bus_partitions[s.topics.quarantine],
             leaving=self._leaving,
             seek=self._seek,
+            source_bounds=lambda: self._source_bounds(tp),
             clock=self._clock,
         )
+
+    async def _source_bounds(self, tp: TopicPartition) -> tuple[int, int]:
+        """The earliest retained offset of source ``tp`` and its end (the last stable offset:
+        the consumer reads ``read_committed``); no lane moves a record at or past it."""
+        consumer = self._consumer
+        if consumer is None:
+            raise TransportError(f"bridge {self.settings.name}: the consumer is closed")
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        return int(start), int(end)
 
     def _leaving(self) -> bool:
         """A lane retrying a batch gives up: its partition is being revoked or the worker stops."""
@@ -300,25 +396,36 @@ class Replicator:
             self._consumer.seek(tp, offset)
 
     async def _open_lane(self, tp: TopicPartition) -> Lane | None:
-        """Both logs of ``tp`` opened (every earlier owner fenced) and their checkpoints read."""
-        lane = self._new_lane(tp)
+        """Both logs of ``tp`` opened (every earlier owner fenced) and their checkpoints read;
+        the lane is ``stopped`` if a checkpoint cannot be trusted. A stopped lane is re-opened
+        as it is, so that its alarm is raised once per reason, not at every re-check."""
+        lane = self._stopped.get(tp) or self._new_lane(tp)
         attempt = 0
         while tp in self._pending and not self._stopping.is_set():
             try:
                 await lane.open()
                 # Fenced: what the previous owner forwarded is all committed; know it first.
                 await self._forwarded.load(tp.topic, tp.partition)
-            except RETRYABLE as exc:
-                await self._close_lane(lane)
+            except Exception as exc:
+                await lane.close()
                 attempt += 1
-                self._metrics.retries.labels(*self._labels, "open").inc()
-                log.warning(
-                    "bridge %s: cannot open %s/%d (%s); retrying",
-                    self.settings.name,
-                    tp.topic,
-                    tp.partition,
-                    exc,
-                )
+                if isinstance(exc, RETRYABLE):
+                    self._metrics.retries.labels(*self._labels, "open").inc()
+                    log.warning(
+                        "bridge %s: cannot open %s/%d (%s); retrying",
+                        self.settings.name,
+                        tp.topic,
+                        tp.partition,
+                        bounded(str(exc), 1000),
+                    )
+                else:
+                    self._metrics.errors.labels(*self._labels, "open").inc()
+                    log.exception(
+                        "bridge %s: unexpected error opening %s/%d; retrying",
+                        self.settings.name,
+                        tp.topic,
+                        tp.partition,
+                    )
                 await asyncio.sleep(self.settings.backoff_s(attempt))
                 continue
             return lane
@@ -327,6 +434,7 @@ class Replicator:
 
     async def _close_lane(self, lane: Lane) -> None:
         await lane.close()
+        lane.forget_metrics()
         labels = (*self._labels, lane.tp.topic, str(lane.tp.partition))
         with contextlib.suppress(KeyError):
             self._metrics.lag.remove(*labels)
@@ -340,6 +448,7 @@ class Replicator:
         now = self._clock()
 
         def run(chunk: Sequence[Any]) -> list[Verdict]:
+            # ``judge`` quarantines an ``Unreadable`` stand-in of ``fetch`` with its own error.
             return [
                 judge(
                     r,
@@ -365,20 +474,36 @@ class Replicator:
         return [v for part in results for v in part]
 
     async def _move(self, lane: Lane, records: Sequence[Any]) -> None:
-        """Move one fetched batch of a lane; returns when done, or when the lane is lost."""
+        """Move one fetched batch of a lane; returns when done, or when the lane is lost.
+
+        Never raises but cancellation: an unexpected error is logged, counted, and the batch
+        fetched again from the lane's checkpoints after a backoff.
+        """
         first_mirrored = lane.next_offset
         records = [r for r in records if r.offset >= lane.resume_from]
         if not records:
             return
         started = time.monotonic()
-        verdicts = screen(
-            await self._judge_all(records),
-            index=self._forwarded.index,
-            destination=self.settings.destination.name,
-            now=self._clock(),
-        )
-        if await lane.commit(verdicts, next_offset=records[-1].offset + 1):
-            self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
+        try:
+            verdicts = screen(
+                await self._judge_all(records),
+                index=self._forwarded.index,
+                destination=self.settings.destination.name,
+                now=self._clock(),
+            )
+            if await lane.commit(verdicts, next_offset=records[-1].offset + 1):
+                self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
+        except Exception:
+            self._metrics.errors.labels(*self._labels, "batch").inc()
+            log.exception(
+                "bridge %s: unexpected error moving %s/%d from offset %d; retrying the batch",
+                self.settings.name,
+                lane.tp.topic,
+                lane.tp.partition,
+                records[0].offset,
+            )
+            self._seek(lane.tp, lane.resume_from)
+            await asyncio.sleep(self.settings.max_backoff_s)
 
     # --- accounting ---------------------------------------------------------------------
 

@@ -55,6 +55,9 @@ class BridgeSettings:
     """Most event ids whose forwarded revision a worker remembers (least recently used out)."""
     replay_window_s: float = 30 * 24 * 3600.0
     """How long what was forwarded is remembered (also the forwarded topics' retention)."""
+    checkpoint_recheck_s: float = 30.0
+    """How often a lane stopped by an untrusted checkpoint re-reads it, to go on once an
+    operator has corrected it."""
 
     def __post_init__(self) -> None:
         if self.source.name == self.destination.name:

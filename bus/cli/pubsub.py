@@ -18,6 +18,10 @@ printed and quarantines rejected records (as every subscriber of a group does).
 ``bus tail --topic bus.quarantine`` (the configured quarantine topic) prints the quarantine
 records instead: one JSON line each with the reason, the message, the source topic, partition
 and offset, and when and by whom it was quarantined; never the record's contents.
+
+Every reader here gets past any record: one the Kafka client cannot parse is reported on stderr
+with its coordinates and skipped (``bus._fetch``), batches compressed with any codec Kafka
+supports are read, and transient Kafka errors are retried (``bus._kafka.is_transient``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ import click
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from bus import events
-from bus._kafka import client_options, translated
+from bus._fetch import Unreadable, fetch
+from bus._kafka import client_options, is_transient, translated
+from bus._quote import bounded
 from bus._time import format_time
 from bus.audit import decode_audit_record
 from bus.cli._common import config_option, fail_on_bus_error, load_cli_config
@@ -43,6 +49,7 @@ from bus.errors import (
     EventError,
     QuarantineRecordError,
     RecordRejected,
+    TransportError,
     TruncatedRecord,
 )
 from bus.publisher import COMPRESSION_TYPES, open_publisher
@@ -235,20 +242,34 @@ async def _tail_records(
         with translated(f"reading {topic} on {agency}'s cluster failed"):
             await consumer.start()
             await assign_all(consumer, [topic], agency, from_beginning=from_beginning)
-            printed = 0
-            while count is None or printed < count:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for records in batch.values():
-                    for record in records:
-                        try:
-                            shown = line(record)
-                        except (QuarantineRecordError, RecordRejected) as exc:
-                            click.echo(f"bus: not a record of {topic}: {exc}", err=True)
-                            continue
-                        click.echo(json.dumps(shown))
-                        printed += 1
-                        if count is not None and printed >= count:
-                            return
+        printed = 0
+        failures = 0
+        while count is None or printed < count:
+            try:
+                with translated(f"reading {topic} on {agency}'s cluster failed"):
+                    batch = await fetch(consumer, timeout_ms=1000)
+            except TransportError as exc:
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                click.echo(f"bus: {bounded(str(exc), 1000)}; retrying", err=True)
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 10)))
+                continue
+            failures = 0
+            for records in batch.values():
+                for record in records:
+                    if isinstance(record, Unreadable):
+                        click.echo(f"bus: skipped in {topic}: {record.error}", err=True)
+                        continue
+                    try:
+                        shown = line(record)
+                    except (QuarantineRecordError, RecordRejected) as exc:
+                        click.echo(f"bus: not a record of {topic}: {exc}", err=True)
+                        continue
+                    click.echo(json.dumps(shown))
+                    printed += 1
+                    if count is not None and printed >= count:
+                        return
     finally:
         await consumer.stop()
 

@@ -7,6 +7,7 @@ Counts are taken by event id with an independent ``read_committed`` reader.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import subprocess
@@ -511,11 +512,11 @@ async def test_three_agencies_both_directions_no_loops_and_no_event_twice(
 async def test_a_rejected_record_too_large_to_copy_is_quarantined_without_its_value(
     federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
 ) -> None:
-    """A rejected record within 8 KiB of the record size limit is quarantined with its size
-    instead of its bytes, so that the reason headers can never push the copy past the limit
-    (inside a transaction that would fail the batch again and again)."""
+    """A rejected record so close to the record size limit that the reason headers would push
+    its copy past it is quarantined with its size and digest instead of its bytes (inside a
+    transaction a copy too large would fail the batch again and again)."""
     topic = await _source_topic(federation)
-    big = b"not an event " + b"x" * 1_044_000  # within 8 KiB of the 1 MiB limit
+    big = b"not an event " + b"x" * 1_048_387  # 1,048,400 bytes: ~100 under the 1 MiB limit
     await produce(federation.bootstrap(SOURCE), topic, [big], partition=0)
     plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=30)
     await publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE])
@@ -533,3 +534,5 @@ async def test_a_rejected_record_too_large_to_copy_is_quarantined_without_its_va
     assert len(quarantined) == 1
     assert quarantined[0].value is None
     assert dict(quarantined[0].headers)["bus_value_omitted"] == str(len(big)).encode()
+    digest = hashlib.sha256(big).hexdigest().encode()
+    assert dict(quarantined[0].headers)["bus_value_sha256"] == digest

@@ -12,6 +12,7 @@ from bus.audit import (
     AUDIT_RECORD,
     DENIED,
     FORWARDED,
+    MAX_REASON_LENGTH,
     SourcePosition,
     audit_key,
     audit_record,
@@ -162,3 +163,22 @@ def test_schema_documents_every_field() -> None:
     assert all(f.get("doc") for f in schema["fields"])
     decision = next(f for f in schema["fields"] if f["name"] == "decision")
     assert decision["type"]["default"] == "DENIED"
+
+
+def test_an_audit_record_stays_small_whatever_the_event_lists() -> None:
+    """A reason that quotes 20,000 agencies of releasable_to and a 100 KB hop path (unsigned)
+    is cut with a marker, so the audit record stays a few KiB."""
+    agencies = frozenset(f"agency-{i:05d}" for i in range(20_000))
+    for request in (
+        _request(releasable_to=agencies),
+        _request(path=(*(f"hop{i}" for i in range(20_000)), "europol")),
+    ):
+        decision = POLICY.decide(request)
+        assert len(decision.reason) > 100_000
+        value = encode_audit_record(
+            audit_record(decision, request, position=POSITION, bridge_id="b")
+        )
+        assert len(value) < 2048
+        reason = decode_audit_record(value)["reason"]
+        assert len(reason) == MAX_REASON_LENGTH
+        assert reason.endswith(f"...[{len(decision.reason)} chars, cut]")

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._outgoing import Outgoing
 from bus.bridge._verdict import Outcome, Verdict
 from bus.bridge.settings import BridgeSettings
 from bus.config import AgencySettings, TopicSettings
-from bus.errors import Fenced, TransportError, TruncatedRecord, TxFailed
+from bus.errors import CheckpointError, Fenced, TransportError, TruncatedRecord, TxFailed
 from tests.signed import make_event
 
 __all__ = ["Commit", "Failure", "FakeLog", "Record", "bridge_settings", "verdict"]
@@ -90,6 +91,8 @@ class Failure:
     """Another worker wrote this checkpoint meanwhile."""
     then: Callable[[], None] | None = None
     """Called once the commit has failed (e.g. a revocation begins)."""
+    error: Exception | None = None
+    """Raised instead of ``TxFailed``/``Fenced`` (an unexpected error), the commit not landed."""
 
 
 class FakeLog:
@@ -107,15 +110,30 @@ class FakeLog:
         """How the next commits fail, in order; a commit with none left succeeds."""
         self.open_failures: list[Callable[[], None] | None] = []
         """The next opens fail, each with its callback (if any) run once it has failed."""
+        self.planted: Checkpoint | CheckpointError | Exception | None = None
+        """What the next opens find instead of the last commit's checkpoint (a checkpoint
+        someone else wrote, a record that is not one) or raise (an unexpected error)."""
+        self.direction = "interpol->europol"
 
-    async def open(self) -> int:
+    async def open(self) -> Checkpoint | None:
         self.opens += 1
         if self.open_failures:
             then = self.open_failures.pop(0)
             if then is not None:
                 then()
             raise TransportError(f"{self.where}: the cluster is unavailable")
-        return self.checkpoint
+        if isinstance(self.planted, Exception):
+            raise self.planted
+        if self.planted is not None:
+            return self.planted
+        if self.checkpoint == 0:
+            return None
+        return Checkpoint(
+            next_offset=self.checkpoint,
+            direction=self.direction,
+            bridge_id="b0",
+            written_at=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
+        )
 
     async def commit(
         self, records: Sequence[Outgoing], *, next_offset: int, bridge_id: str, now: datetime
@@ -131,6 +149,8 @@ class FakeLog:
             self.checkpoint = failure.checkpoint
         if failure.then is not None:
             failure.then()
+        if failure.error is not None:
+            raise failure.error
         error = Fenced if failure.fenced else TxFailed
         raise error(f"{self.where}: commit up to {next_offset - 1} failed (scripted)")
 

@@ -14,10 +14,12 @@ import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._hops import PATH
 from bus.bridge._lane import Lane
 from bus.bridge._metrics import BridgeMetrics
 from bus.bridge._verdict import Outcome, Verdict
+from bus.errors import CheckpointError
 from tests.unit.bridge.fakes import Commit, Failure, FakeLog, bridge_settings, verdict
 
 TP = TopicPartition("intel.events", 2)
@@ -33,6 +35,8 @@ class Harness:
         self.destination = FakeLog("mirror", checkpoint=next_offset)
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.leaving = False
+        self.bounds = (0, 1000)
+        """The source partition's earliest retained offset and its end."""
         self.registry = CollectorRegistry()
         self.lane = Lane(
             tp=TP,
@@ -44,8 +48,12 @@ class Harness:
             quarantine_partition=1,
             leaving=lambda: self.leaving,
             seek=lambda tp, offset: self.seeks.append((tp, offset)),
+            source_bounds=self.source_bounds,
             clock=lambda: NOW,
         )
+
+    async def source_bounds(self) -> tuple[int, int]:
+        return self.bounds
 
     def revoke(self) -> None:
         self.leaving = True
@@ -223,3 +231,158 @@ def test_a_lane_resumes_from_the_lower_of_its_checkpoints() -> None:
     assert h.lane.resume_from == 25
     h.lane.next_offset = 20
     assert h.lane.resume_from == 20
+
+
+# --- unexpected errors, blocked lanes ------------------------------------------------------
+
+
+async def test_an_unexpected_error_in_a_commit_is_counted_and_the_batch_retried() -> None:
+    """Not a Kafka error (a bug, a client's ValueError): the log is reopened and the batch
+    written once; the error never leaves the lane."""
+    h = await opened()
+    h.destination.failures = [Failure(error=ValueError("boom"))]
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert [(c.next_offset, written(c)) for c in h.destination.committed] == [(20, MIRRORED)]
+    assert h.destination.opens == 2
+    assert h.metric("bus_bridge_errors_total", stage="commit") == 1
+    labels = {"topic": "intel.events", "partition": "2", "reason": "error"}
+    assert h.metric("bus_bridge_lane_blocked", **labels) is None  # cleared once it moved
+
+
+async def test_while_the_audit_cannot_be_written_the_mirror_takes_no_further_batch() -> None:
+    """The mirror's commit landed, the audit's keeps failing: the lane says it is blocked by
+    the audit, and the mirror holds that one batch only, never more."""
+    h = await opened()
+    seen: list[float | None] = []
+    labels = {"topic": "intel.events", "partition": "2", "reason": "audit"}
+
+    def observe() -> None:
+        seen.append(h.metric("bus_bridge_lane_blocked", **labels))
+
+    h.source.failures = [Failure(then=observe), Failure(then=observe), Failure(then=h.revoke)]
+    assert not await h.lane.commit(batch(), next_offset=20)
+    assert seen == [None, 1.0]  # blocked from the first failure on
+    assert h.metric("bus_bridge_lane_blocked", **labels) == 1.0
+    assert [c.next_offset for c in h.destination.committed] == [20]
+    assert h.destination.attempts == 1
+    assert h.source.committed == []
+    assert (h.lane.next_offset, h.lane.audited_until) == (20, 10)
+    # The next owner (or this lane after a re-open) resumes at the audit checkpoint.
+    assert h.lane.resume_from == 10
+
+
+# --- checkpoints that cannot be trusted ----------------------------------------------------
+
+
+def _alarms(h: Harness, reason: str) -> float | None:
+    return h.metric(
+        "bus_bridge_checkpoint_alarms_total", topic="intel.events", partition="2", reason=reason
+    )
+
+
+def _stopped_by(h: Harness) -> str | None:
+    return None if h.lane.stopped is None else h.lane.stopped.reason
+
+
+def _blocked_by_checkpoint(h: Harness) -> float | None:
+    return h.metric(
+        "bus_bridge_lane_blocked", topic="intel.events", partition="2", reason="checkpoint"
+    )
+
+
+def _checkpoint(next_offset: int, direction: str = "interpol->europol") -> Checkpoint:
+    return Checkpoint(next_offset=next_offset, direction=direction, bridge_id="x", written_at=NOW)
+
+
+@pytest.mark.parametrize(
+    ("planted", "bounds", "reason"),
+    [
+        (CheckpointError("mirror (fake)@7: not a bridge checkpoint"), (0, 1000), "undecodable"),
+        (CheckpointError("another key", reason="foreign"), (0, 1000), "foreign"),
+        (_checkpoint(10, direction="europol->interpol"), (0, 1000), "foreign"),
+        (_checkpoint(1001), (0, 1000), "ahead-of-source"),
+        (_checkpoint(10), (11, 1000), "behind-retention"),
+    ],
+)
+async def test_an_untrusted_mirror_checkpoint_raises_an_alarm_and_stops_the_lane(
+    planted: Checkpoint | CheckpointError, bounds: tuple[int, int], reason: str
+) -> None:
+    h = Harness(next_offset=10, audited_until=10)
+    h.bounds = bounds
+    h.destination.planted = planted
+    await h.lane.open()
+    assert h.lane.stopped is not None
+    assert h.lane.stopped.reason == reason
+    assert _alarms(h, reason) == 1
+    assert _blocked_by_checkpoint(h) == 1
+    # Nothing was taken from the untrusted checkpoint.
+    assert (h.lane.next_offset, h.lane.audited_until) == (0, 0)
+
+
+async def test_an_audit_checkpoint_ahead_of_the_source_stops_the_lane_too() -> None:
+    h = Harness(next_offset=10, audited_until=10)
+    h.source.planted = _checkpoint(5000)
+    await h.lane.open()
+    assert h.lane.stopped is not None
+    assert _alarms(h, "ahead-of-source") == 1
+
+
+async def test_sane_checkpoints_at_the_bounds_are_trusted() -> None:
+    """The end (last stable offset) and the earliest retained offset are both fine."""
+    h = Harness(next_offset=1000, audited_until=5)
+    h.bounds = (5, 1000)
+    await h.lane.open()
+    assert h.lane.stopped is None
+    assert (h.lane.next_offset, h.lane.audited_until) == (1000, 5)
+    assert _blocked_by_checkpoint(h) is None
+
+
+async def test_a_stopped_lane_alarms_once_and_goes_on_once_its_checkpoint_is_corrected() -> None:
+    h = Harness(next_offset=10, audited_until=10)
+    h.destination.planted = _checkpoint(5000)
+    await h.lane.open()
+    await h.lane.open()  # the replicator's re-check: still wrong, no second alarm
+    assert _alarms(h, "ahead-of-source") == 1
+    assert _stopped_by(h) == "ahead-of-source"
+    h.destination.planted = None  # an operator wrote a correct checkpoint
+    await h.lane.open()
+    assert _stopped_by(h) is None
+    assert (h.lane.next_offset, h.lane.audited_until) == (10, 10)
+    assert _blocked_by_checkpoint(h) is None
+    assert await h.lane.commit(batch(), next_offset=20)
+
+
+async def test_a_checkpoint_planted_while_a_commit_is_retried_stops_the_lane() -> None:
+    """The commit failed; the re-read checkpoint says 5000, past the source's end: the lane
+    gives the batch up and stops instead of skipping to 5000."""
+    h = await opened()
+    h.destination.failures = [Failure()]
+    h.destination.planted = _checkpoint(5000)
+    assert not await h.lane.commit(batch(), next_offset=20)
+    assert h.lane.stopped is not None
+    assert h.lane.stopped.reason == "ahead-of-source"
+    assert h.lane.next_offset == 10
+    assert h.destination.committed == []
+    assert h.seeks == []
+    assert _alarms(h, "ahead-of-source") == 1
+
+
+async def test_an_unexpected_error_while_reopening_is_retried() -> None:
+    """Two reopens raise something that is not a Kafka error; the third reads the checkpoint."""
+    h = await opened()
+    h.destination.failures = [Failure()]
+    h.destination.planted = RuntimeError("bug")
+    fake_open = h.destination.open
+    reopens = 0
+
+    async def open_twice_broken() -> Checkpoint | None:
+        nonlocal reopens
+        reopens += 1
+        if reopens == 3:
+            h.destination.planted = None
+        return await fake_open()
+
+    h.destination.open = open_twice_broken  # type: ignore[method-assign]  # a scripted fault
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert h.metric("bus_bridge_errors_total", stage="reopen") == 2
+    assert [c.next_offset for c in h.destination.committed] == [20]

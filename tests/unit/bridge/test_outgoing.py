@@ -4,12 +4,20 @@ for byte, key and headers derived, the bridge's hop headers)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from datetime import UTC, datetime
 
 from bus import headers as h
 from bus.bridge._hops import HOP, PATH
-from bus.bridge._outgoing import Outgoing, destination_log_records, source_log_records
+from bus.bridge._outgoing import (
+    Outgoing,
+    admitted,
+    destination_log_records,
+    source_log_records,
+)
 from bus.bridge._verdict import Outcome, Verdict
+from bus.errors import OversizedRecord
 from tests.signed import make_event
 from tests.unit.bridge.fakes import Record, bridge_settings, verdict
 
@@ -64,17 +72,25 @@ def test_a_quarantined_record_is_copied_with_its_reason_to_the_quarantine_partit
 
 
 def test_a_quarantined_value_that_would_not_fit_beside_the_headers_is_left_out() -> None:
-    fits = b"x" * (10_000 - 8192)
+    """The whole copy when it fits under max_record_size to the byte; one byte more and the
+    value is left out, with its size and digest."""
+    [probe] = _source([verdict(5, Outcome.QUARANTINE, value=b"")])
+    fits = b"x" * (SETTINGS.max_record_size - probe.size)
     too_large = fits + b"x"
     kept, omitted = _source(
         [
             verdict(5, Outcome.QUARANTINE, value=fits),
-            verdict(6, Outcome.QUARANTINE, value=too_large),
+            verdict(5, Outcome.QUARANTINE, value=too_large),
         ]
     )
     assert kept.value == fits
+    assert kept.size == SETTINGS.max_record_size
     assert omitted.value is None
+    assert omitted.key == b"case-5"
     assert h.header_value(omitted.headers, h.VALUE_OMITTED) == str(len(too_large)).encode()
+    digest = hashlib.sha256(too_large).hexdigest().encode()
+    assert h.header_value(omitted.headers, h.VALUE_SHA256) == digest
+    assert omitted.size <= SETTINGS.max_record_size
 
 
 def test_only_released_records_at_or_above_the_mirror_checkpoint_are_mirrored() -> None:
@@ -137,3 +153,39 @@ def test_an_onward_forwarded_event_carries_its_verified_path() -> None:
     record = Record(value=b"v", offset=9, headers=((PATH, b"fbi"),))
     [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD, event=event)])
     assert h.header_value(mirrored.headers, PATH) == b"ameripol,interpol"
+
+
+def test_a_released_record_whose_mirrored_copy_would_not_fit_is_quarantined_instead() -> None:
+    """The hop headers push a record that filled the source's limit past the destination's:
+    it is quarantined as oversized (its copy without the value), never retried for ever."""
+    [probe] = _destination([verdict(5, Outcome.FORWARD, value=b"")])
+    fits = b"x" * (SETTINGS.max_record_size - probe.size)
+    verdicts = admitted(
+        [verdict(5, Outcome.FORWARD, value=fits), verdict(6, Outcome.FORWARD, value=fits + b"x")],
+        settings=SETTINGS,
+    )
+    assert [v.outcome for v in verdicts] == [Outcome.FORWARD, Outcome.QUARANTINE]
+    error = verdicts[1].error
+    assert isinstance(error, OversizedRecord)
+    assert "intel.events/2@6" in str(error)
+    assert verdicts[1].audit_value is None
+    [mirrored] = _destination(verdicts)
+    assert mirrored.size == SETTINGS.max_record_size
+    audit, copy = _source(verdicts)
+    assert audit.topic == "bus.audit"
+    assert (copy.topic, copy.value) == ("bus.quarantine", None)
+    assert h.header_value(copy.headers, h.REASON) == b"oversized"
+    assert copy.size <= SETTINGS.max_record_size
+
+
+def test_a_decision_whose_audit_record_would_not_fit_is_quarantined_instead() -> None:
+    big = dataclasses.replace(verdict(7, Outcome.DENY), audit_value=b"a" * SETTINGS.max_record_size)
+    [v] = admitted([big], settings=SETTINGS)
+    assert v.outcome is Outcome.QUARANTINE
+    assert isinstance(v.error, OversizedRecord)
+    assert "audit record" in str(v.error)
+
+
+def test_verdicts_that_fit_are_admitted_as_they_are() -> None:
+    verdicts = [verdict(o, outcome) for o, outcome in enumerate(Outcome)]
+    assert admitted(verdicts, settings=SETTINGS) == verdicts
