@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install kafka up down status check test test-unit test-integration soak bench clean
+.PHONY: help install kafka prometheus up down status check test test-unit test-integration soak bench clean
 
 help:
 	@echo "make up     install everything, then start the local federation (one Kafka per agency)"
@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Prometheus, promtool, Alertmanager and amtool from Debian (the alert and dashboard tests use
+# them; `bus local` runs them). CI runs as root on Debian; elsewhere this needs sudo.
+prometheus:
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || { \
+		apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus prometheus-alertmanager >/dev/null; }
 
 # The Apache Kafka jars, fetched once by Maven from deploy/kafka/pom.xml into a cache.
 kafka: install
@@ -44,13 +52,13 @@ check: install
 
 # Under coverage, with the child processes the tests start (bridges, subscribers); the branch
 # coverage report comes last and fails below the floor in pyproject.toml.
-test: check kafka
+test: check kafka prometheus
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-test-unit: install
+test-unit: install prometheus
 	$(BIN)/pytest tests/unit
 
 # Fault tests again and again with new random moments (BUS_TEST_SEED), outside `make test`.

@@ -8,14 +8,14 @@ a test can pass a registry of its own. ``registry=None`` means prometheus-client
 adds its own class the same way: subclass ``ComponentMetrics`` and create its metrics in
 ``__init__``.
 
-Metrics:
+Metrics (docs/operations.md is the catalogue of every process's metrics, checked by a test):
 
 - ``bus_published_total{agency, topic, outcome}``: events handed to ``publish``; ``outcome`` is
   ``ok`` (the cluster acknowledged it) or ``error``.
 - ``bus_publish_latency_seconds{agency, topic}``: from sending an event to its acknowledgement.
 - ``bus_consumed_total{agency, topic, outcome}``: records a subscriber read; ``outcome`` is
-  ``delivered`` (verified, handed to the consumer's code), ``duplicate`` (skipped by
-  de-duplication) or ``rejected`` (could not be accepted; see the quarantine metric).
+  ``delivered`` (verified, handed to the consumer's code), ``duplicate`` or ``rollback``
+  (skipped by de-duplication) or ``rejected`` (could not be accepted; see the quarantine metric).
 - ``bus_subscriber_retries_total{agency, stage}``: transient Kafka errors a subscriber rode out
   with backoff, by stage (``fetch``, ``commit``, ``quarantine``).
 - ``bus_quarantined_total{agency, topic, reason}``: records written to ``bus.quarantine``;

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bus.metrics import ComponentMetrics
 
-__all__ = ["BridgeMetrics"]
+__all__ = ["BridgeMetrics", "LastStableOffsets"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -53,6 +55,21 @@ class BridgeMetrics(ComponentMetrics):
         self.lag = Gauge(
             "bus_bridge_source_lag",
             "Records of a source partition not yet moved (last stable offset - checkpoint).",
+            [*direction, "topic", "partition"],
+            registry=registry,
+        )
+        self.lso_lag = Gauge(
+            "bus_bridge_source_lso_lag",
+            "Records of a source partition above its last stable offset (high watermark - LSO): "
+            "open transactions that every read_committed reader waits for.",
+            [*direction, "topic", "partition"],
+            registry=registry,
+        )
+        self.lso_stalled = Gauge(
+            "bus_bridge_source_lso_stalled_seconds",
+            "Seconds the partition's last stable offset has stayed below the high watermark "
+            "without moving (0 when nothing is open): the age of the oldest open transaction, "
+            "as far as a reader can tell.",
             [*direction, "topic", "partition"],
             registry=registry,
         )
@@ -111,3 +128,43 @@ class BridgeMetrics(ComponentMetrics):
             direction,
             registry=registry,
         )
+
+
+class LastStableOffsets:
+    """Open transactions of the source partitions, seen from the high watermark and the LSO.
+
+    A hanging transaction pins the last stable offset: every ``read_committed`` reader stops
+    there, and the bridge's lag (LSO - checkpoint) and checkpoint age look healthy meanwhile.
+    So the records above the LSO (``bus_bridge_source_lso_lag``) and how long the LSO has stood
+    still below the high watermark (``bus_bridge_source_lso_stalled_seconds``) are measured on
+    their own; an alert on the second catches a partition stuck behind a transaction.
+    """
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        self._metrics = metrics
+        self._since: dict[tuple[str, ...], tuple[int, float]] = {}
+        """Per partition's labels: its LSO while below the high watermark, and since when."""
+
+    def observe(
+        self, labels: tuple[str, ...], *, stable: int, high: int | None, now: float
+    ) -> None:
+        """Record one fetch's view of a partition (``now`` in monotonic seconds)."""
+        if high is None or stable < 0:
+            return  # not fetched yet, or not read_committed: nothing known
+        open_records = max(0, high - stable)
+        self._metrics.lso_lag.labels(*labels).set(open_records)
+        if open_records == 0:
+            self._since.pop(labels, None)
+            self._metrics.lso_stalled.labels(*labels).set(0)
+            return
+        since = self._since.get(labels)
+        if since is None or since[0] != stable:
+            since = self._since[labels] = (stable, now)
+        self._metrics.lso_stalled.labels(*labels).set(now - since[1])
+
+    def forget(self, labels: tuple[str, ...]) -> None:
+        """Drop a partition that this worker no longer moves (its series go too)."""
+        self._since.pop(labels, None)
+        for gauge in (self._metrics.lso_lag, self._metrics.lso_stalled):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)

@@ -65,7 +65,7 @@ from bus.bridge._checkpoint import (
 )
 from bus.bridge._forwarded import Forwarded
 from bus.bridge._lane import Lane
-from bus.bridge._metrics import BridgeMetrics
+from bus.bridge._metrics import BridgeMetrics, LastStableOffsets
 from bus.bridge._replays import screen
 from bus.bridge._topics import ensure_topics
 from bus.bridge._txlog import TxLog
@@ -112,6 +112,7 @@ class Replicator:
         self._pool: ThreadPoolExecutor | None = None
         self._forwarded = Forwarded(settings, metrics=self._metrics, clock=clock)
         """What the direction forwarded: replays and rollbacks are denied (``_replays``)."""
+        self._lso = LastStableOffsets(self._metrics)
         self.started = asyncio.Event()
 
     # --- status -------------------------------------------------------------------------
@@ -440,6 +441,7 @@ class Replicator:
             self._metrics.lag.remove(*labels)
         with contextlib.suppress(KeyError):
             self._metrics.checkpoint_age.remove(*labels)
+        self._lso.forget(labels)
 
     # --- one batch ----------------------------------------------------------------------
 
@@ -542,6 +544,7 @@ class Replicator:
                 self._metrics.lag.labels(*labels).set(max(0, stable - lane.next_offset))
                 if stable <= lane.next_offset:
                     lane.checkpointed_at = now  # nothing to move: the checkpoint is current
+                self._lso.observe(labels, stable=stable, high=consumer.highwater(tp), now=now)
             self._metrics.checkpoint_age.labels(*labels).set(now - lane.checkpointed_at)
 
     async def _commit_source_offsets(self, consumer: AIOKafkaConsumer) -> None:

@@ -14,6 +14,11 @@ code. Without ``--group`` tail is a viewer: it reads every partition, commits no
 writes nothing. With ``--group`` it is a real consumer of that group: it commits what it
 printed and quarantines rejected records (as every subscriber of a group does).
 
+``bus tail ... --metrics-port N`` serves the process's Prometheus metrics (``bus_consumed_total``,
+``bus_quarantined_total``, the Python process's own) at ``http://127.0.0.1:N/metrics`` while it
+runs, so that a subscriber group run from the command line is scraped like a bridge
+(``--metrics-host`` to listen elsewhere; docs/operations.md lists the metrics).
+
 ``bus tail --topic bus.audit`` prints the bridge's decisions as JSON lines.
 ``bus tail --topic bus.quarantine`` (the configured quarantine topic) prints the quarantine
 records instead: one JSON line each with the reason, the message, the source topic, partition
@@ -29,12 +34,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from prometheus_client import REGISTRY, start_http_server
 
 from bus import events
 from bus._fetch import Unreadable, fetch
@@ -141,6 +148,18 @@ async def _publish(
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest records.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N events.")
 @click.option("--group", default=None, help="Consume as this group: commit and quarantine.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve Prometheus metrics at /metrics on this port while tailing.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics server listens on (loopback unless asked).",
+)
 @config_option
 @fail_on_bus_error
 def tail(
@@ -149,6 +168,8 @@ def tail(
     from_beginning: bool,
     count: int | None,
     group: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
     config_path: Path | None,
 ) -> None:
     """Print verified events as JSON lines; report rejected records on stderr."""
@@ -158,9 +179,32 @@ def tail(
     if topic in bus_topics:
         if group is not None:
             raise ConfigError(f"--group: {topic} is only viewed, never consumed")
+        if metrics_port is not None:
+            raise ConfigError(f"--metrics-port: viewing {topic} counts nothing to serve")
         _run(_tail_records(config, agency, topic, from_beginning, count, bus_topics[topic]))
-    else:
+        return
+    with serving_metrics(metrics_host, metrics_port):
         _run(_tail(config, agency, topic, from_beginning, count, group))
+
+
+@contextmanager
+def serving_metrics(host: str, port: int | None) -> Iterator[None]:
+    """Serve the global registry's metrics at ``http://host:port/metrics`` (None: don't)."""
+    if port is None:
+        yield
+        return
+    try:
+        server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:
+        raise ConfigError(
+            f"--metrics-port: cannot listen on {host}:{port} ({exc.strerror}); pick a free port"
+        ) from exc
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def _report(rejection: Rejection) -> None:

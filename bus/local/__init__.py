@@ -31,6 +31,8 @@ The modules, each importing only those above it::
     _node_files     a node's server.properties, log4j2.properties, JVM command, storage
     _processes      starting, finding, stopping a node's process
     _federation     up, down, status, reset: topics and bus.toml
+    _jmx            the JMX exporter agent of a node: its jar and its -javaagent argument
+    _prometheus     Prometheus and Alertmanager beside the federation, file-based discovery
 """
 
 from __future__ import annotations

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from bus import events
 from bus.cli import main
 from bus.config import Config
-from bus.testing import consume_all, create_topic, produce, unique_topic
+from bus.testing import consume_all, create_topic, free_base_port, produce, unique_topic
 from tests.signed import make_event
 
 pytestmark = pytest.mark.integration
@@ -153,3 +159,80 @@ def test_tail_reports_bad_records_and_quarantines_them_only_as_a_group(
         (2, "truncated"),
     ]
     assert all(q["consumer"].startswith("cli-group") for q in mine)
+
+
+def _scrape(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text: str = r.read().decode()
+            return text
+    except OSError:
+        return None
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of ``name`` with exactly ``labels`` (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def test_tail_of_a_group_serves_its_counts_on_its_metrics_port_while_it_runs(
+    signed_federation: Config, tmp_path: Path
+) -> None:
+    topic = _topic(signed_federation, partitions=1)
+    bootstrap = ",".join(signed_federation.agency(AGENCY).bootstrap_servers)
+    port = free_base_port(1)
+    batch = [make_event(AGENCY, correlation_id=f"m-{i}") for i in range(5)]
+    code, _, err = _bus(
+        signed_federation,
+        "publish",
+        "--agency",
+        AGENCY,
+        "--topic",
+        topic,
+        "-",
+        input="".join(events.to_json(e, indent=None) + "\n" for e in batch),
+    )
+    assert code == 0, err
+    asyncio.run(produce(bootstrap, topic, [b"garbage"]))
+    command = [
+        sys.executable,
+        "-m",
+        "bus",
+        "tail",
+        "--agency",
+        AGENCY,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--group",
+        unique_topic("cli-metrics"),
+        "--metrics-port",
+        str(port),
+        "--config",
+        str(signed_federation.path),
+    ]
+    with (tmp_path / "tail.out").open("wb") as out:
+        tail = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            text = None
+            series = {"agency": AGENCY, "topic": topic}
+            while time.monotonic() < deadline:
+                assert tail.poll() is None, (tmp_path / "tail.out").read_text()
+                text = _scrape(port)
+                if text and _sample(text, "bus_consumed_total", **series, outcome="rejected"):
+                    break
+                time.sleep(0.3)
+            assert text is not None, "the metrics port never answered"
+            assert _sample(text, "bus_consumed_total", **series, outcome="delivered") == 5
+            assert _sample(text, "bus_consumed_total", **series, outcome="rejected") == 1
+            assert _sample(text, "bus_quarantined_total", **series, reason="bad-marker") == 1
+            assert "process_cpu_seconds_total" in text
+        finally:
+            tail.send_signal(signal.SIGINT)
+            assert tail.wait(30) == 130
+    assert _scrape(port) is None, "the metrics port outlived the command"
