@@ -19,7 +19,7 @@ import string
 import struct
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -42,6 +42,7 @@ from bus.errors import (
     UnreadableRecord,
 )
 from bus.events import template
+from bus.headers import event_headers
 from bus.policy import Rule
 from bus.signing import SigningKey
 from bus.trust import TrustedKey
@@ -403,23 +404,40 @@ def _verified(
     bridge: Outcome,
     subscriber: Outcome = DELIVERED,
     signer: SigningKey | None = None,
+    publisher_headers: bool = True,
+    to_the_limit: bool = False,
     **record: Any,
 ) -> HostileCase:
     """A one-record case whose value is ``event`` signed (by its origin's key by default),
-    keyed by its correlation id as a publisher would unless ``key`` says otherwise."""
+    keyed by its correlation id and with its CloudEvents headers (then ``headers``) as a
+    publisher writes it, unless ``key`` or ``publisher_headers=False`` say otherwise.
+    ``to_the_limit`` pads it with one large header up to the size limit."""
     record.setdefault("key", str(event["correlation_id"]).encode())
+    if publisher_headers:
+        record["headers"] = (*event_headers(event), *record.get("headers", ()))
+    raw = RawRecord(value=events.seal(event, signer), **record)
     return HostileCase(
         name=name,
         point=point,
         records=(
             Planted(
-                record=RawRecord(value=events.seal(event, signer), **record),
+                record=_to_the_limit(raw) if to_the_limit else raw,
                 bridge=bridge,
                 subscriber=subscriber,
                 event_id=str(event["event_id"]),
             ),
         ),
     )
+
+
+def _to_the_limit(record: RawRecord) -> RawRecord:
+    """``record`` with a header ``x-huge`` that brings it to a few bytes under the size limit:
+    it fits, but a copy with a few headers more (hop or reason headers) would not."""
+    size = len(record.value or b"") + len(record.key or b"") + len("x-huge")
+    size += sum(len(name) + len(value) for name, value in record.headers)
+    # The batch (61 bytes) and record framing (~30) take the rest.
+    padding = (("x-huge", b"h" * (SIZE_LIMIT - 100 - size)),)
+    return replace(record, headers=(*record.headers, *padding))
 
 
 def _invalid(name: str, events: _Events, reason: str, **fields: Any) -> HostileCase:
@@ -678,10 +696,6 @@ def _kafka_cases(ev: _Events) -> list[HostileCase]:
         event = ev.event()
         return _verified(name, point, ev, event, bridge=FORWARDED, **record)
 
-    def huge(value: bytes) -> tuple[tuple[str | bytes, bytes], ...]:
-        # Close to the limit: the record fits, a copy with a few headers more would not.
-        return (("x-huge", b"h" * (SIZE_LIMIT - 300 - len(value))),)
-
     thousand = tuple((f"x-hostile-{i:04d}", b"v" * 16) for i in range(1000))
     forged_ce = (
         ("ce_specversion", b"0.3"),
@@ -717,12 +731,16 @@ def _kafka_cases(ev: _Events) -> list[HostileCase]:
         _rejected(
             "thousand-headers-on-garbage", 2, b"not an event", BadMarker.reason, headers=thousand
         ),
-        _rejected(
-            "huge-header-on-garbage",
-            2,
-            b"not an event",
-            BadMarker.reason,
-            headers=huge(b"not an event"),
+        HostileCase(
+            name="huge-header-on-garbage",
+            point=2,
+            records=(
+                Planted(
+                    record=_to_the_limit(RawRecord(value=b"not an event")),
+                    bridge=quarantined(BadMarker.reason),
+                    subscriber=quarantined(BadMarker.reason),
+                ),
+            ),
         ),
         _rejected(
             "forged-quarantine-headers-on-garbage",
@@ -738,9 +756,9 @@ def _kafka_cases(ev: _Events) -> list[HostileCase]:
             ev,
             huge_event,
             bridge=FORWARDED,
-            headers=huge(ev.seal(huge_event)),
+            to_the_limit=True,
         ),
-        forwarded("forged-cloudevents-headers", 3, headers=forged_ce),
+        forwarded("forged-cloudevents-headers", 3, headers=forged_ce, publisher_headers=False),
         forwarded("forged-hop-headers", 3, headers=forged_hops),
         forwarded("forged-kafka-key", 3, key=b"another-case"),
         forwarded("forged-timestamp", 3, timestamp_ms=FORGED_TIMESTAMP_MS),
@@ -754,7 +772,11 @@ def _kafka_cases(ev: _Events) -> list[HostileCase]:
                 compression=codec,
                 records=tuple(
                     Planted(
-                        record=RawRecord(value=ev.seal(e), key=str(e["correlation_id"]).encode()),
+                        record=RawRecord(
+                            value=ev.seal(e),
+                            key=str(e["correlation_id"]).encode(),
+                            headers=tuple(event_headers(e)),
+                        ),
                         bridge=FORWARDED,
                         subscriber=DELIVERED,
                         event_id=str(e["event_id"]),
@@ -768,7 +790,11 @@ def _kafka_cases(ev: _Events) -> list[HostileCase]:
 
 def _replay_cases(ev: _Events) -> list[HostileCase]:
     def keyed(value: bytes, event: Mapping[str, Any]) -> RawRecord:
-        return RawRecord(value=value, key=str(event["correlation_id"]).encode())
+        return RawRecord(
+            value=value,
+            key=str(event["correlation_id"]).encode(),
+            headers=tuple(event_headers(event)),
+        )
 
     def pair(name: str, first: RawRecord, second: Planted, event_id: str) -> HostileCase:
         return HostileCase(

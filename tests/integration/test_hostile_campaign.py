@@ -588,24 +588,25 @@ async def _check(
             problems.append(f"case {case.name}: " + "; ".join(mismatches))
     print("hostile campaign, case by case:\n" + "\n".join(verdicts))
 
-    # --- valid traffic: exactly once ---
+    # --- valid traffic: exactly once (findings grouped, naming the first few events) ---
+    valid: dict[str, list[int]] = defaultdict(list)
     for i, event_id in enumerate(plan.ids):
         copies = mirror_by_id.get(event_id, [])
         if event_id in plan.released:
             if len(copies) != 1:
-                problems.append(f"valid event #{i}: {len(copies)} copies in the mirror, expected 1")
+                valid[f"{len(copies)} copies in the mirror, expected 1"].append(i)
             else:
-                problems += [f"valid event #{i}: {m}" for m in _check_mirrored_record(copies[0])]
+                for m in _check_mirrored_record(copies[0]):
+                    valid[m].append(i)
         elif copies:
-            problems.append(f"valid event #{i} (denied): {len(copies)} copies in the mirror")
+            valid[f"denied, but {len(copies)} copies in the mirror"].append(i)
         if delivered_ids[event_id] != 1:
-            problems.append(
-                f"valid event #{i}: delivered {delivered_ids[event_id]} times at the source"
-            )
+            valid[f"delivered {delivered_ids[event_id]} times at the source"].append(i)
         if event_id in plan.released and mirror_delivered_ids[event_id] != 1:
-            problems.append(
-                f"valid event #{i}: delivered {mirror_delivered_ids[event_id]} times at the mirror"
-            )
+            valid[f"delivered {mirror_delivered_ids[event_id]} times at the mirror"].append(i)
+    for finding, indices in valid.items():
+        shown = ", ".join(f"#{i}" for i in indices[:5]) + (", ..." if len(indices) > 5 else "")
+        problems.append(f"{len(indices)} valid events ({shown}): {finding}")
     expected_ids = plan.released | set(forwarded_ids)
     strays = sorted(set(mirror_by_id) - expected_ids)
     if strays:
