@@ -45,8 +45,8 @@ from bus.events import template
 from bus.headers import event_headers
 from bus.policy import Rule
 from bus.signing import SigningKey
+from bus.testing import KEY_START
 from bus.trust import TrustedKey
-from tests.signed import KEY_START
 
 __all__ = [
     "ABSENT",
@@ -330,7 +330,7 @@ def _long(value: int) -> bytes:
 def frame(event_bytes: bytes, key_id: bytes | str, signature: bytes) -> bytes:
     """A ``SignedEvent`` v1 value around any bytes, key id and signature (nothing checked)."""
     raw_id = key_id.encode() if isinstance(key_id, str) else key_id
-    header = default_store().latest(SIGNED_EVENT).header
+    header = default_store().versions(SIGNED_EVENT)[0].header  # v1: no batch proof
     return b"".join(
         (
             header,

@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +44,9 @@ from bus.errors import BusError
 from bus.headers import event_headers
 from bus.records import QuarantinedRecord, read_quarantined
 from bus.subscriber import Delivery, Rejection, open_subscriber
+from bus.testing import EventPlan, Federation, federated_config, unique_topic
 from bus.trust import append_key
-from tests.bridge import BridgeProcess, EventPlan, federated_config
+from tests.bridge import BridgeProcess
 from tests.hostile import (
     CODECS,
     DUPLICATE,
@@ -61,7 +62,6 @@ from tests.hostile import (
     quarantined,
     write_case,
 )
-from tests.kafka import Federation, unique_topic
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +125,10 @@ class SubscriberRun:
 
     def is_running(self) -> bool:
         return self.running
+
+    async def consumed_now(self) -> float:
+        """``consumed()`` as an awaitable, for ``_wait_for``."""
+        return self.consumed()
 
     def consumed(self, outcome: str | None = None) -> float:
         outcomes = [outcome] if outcome else ["delivered", "duplicate", "rejected"]
@@ -200,13 +204,16 @@ def _header(record: ConsumerRecord[bytes, bytes], name: str) -> bytes | None:
 
 
 async def _wait_for(
-    count: Callable[[], float], expected: float, timeout_s: float, alive: Callable[[], bool]
+    count: Callable[[], Awaitable[float]],
+    expected: float,
+    timeout_s: float,
+    alive: Callable[[], bool],
 ) -> bool:
     """Poll ``count()`` until it reaches ``expected``; False on timeout or when not ``alive``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if count() >= expected:
+            if await count() >= expected:
                 return True
         except OSError:
             pass  # the process is still starting its web server, or is gone: alive() says
@@ -422,14 +429,16 @@ async def _check(
     def alive() -> bool:
         return bridge.process is not None and bridge.process.poll() is None
 
-    def bridge_total() -> float:
+    async def bridge_total() -> float:
         return sum(
-            bridge.metric(name, source=SOURCE, destination=DESTINATION)
-            for name in (
-                "bus_bridge_forwarded_total",
-                "bus_bridge_denied_total",
-                "bus_bridge_quarantined_total",
-            )
+            [
+                await bridge.metric(name, source=SOURCE, destination=DESTINATION)
+                for name in (
+                    "bus_bridge_forwarded_total",
+                    "bus_bridge_denied_total",
+                    "bus_bridge_quarantined_total",
+                )
+            ]
         )
 
     if not await _wait_for(bridge_total, source_records, BRIDGE_TIMEOUT_S, alive):
@@ -441,7 +450,7 @@ async def _check(
         ("source subscriber", source_sub, source_records),
         ("mirror subscriber", mirror_sub, sum(expected_mirror_sub.values())),
     ):
-        if not await _wait_for(sub.consumed, total, READ_TIMEOUT_S, sub.is_running):
+        if not await _wait_for(sub.consumed_now, total, READ_TIMEOUT_S, sub.is_running):
             problems.append(
                 f"{name}: consumed {sub.consumed():.0f} of {total} records"
                 + (
@@ -455,7 +464,7 @@ async def _check(
     metrics: dict[str, float] = {}
     if alive():
         try:
-            metrics = _bridge_counts(bridge)
+            metrics = await _bridge_counts(bridge)
         except OSError as exc:
             problems.append(f"bridge: /metrics unreadable: {exc}")
     audit_expected = int(
@@ -651,7 +660,7 @@ async def _check(
     if not alive():
         problems.append(f"bridge: the process exited; log tail:\n{bridge.tail(15)}")
     else:
-        health = bridge.health()
+        health = await bridge.health()
         if not health or not health.get("healthy"):
             problems.append(f"bridge: /healthz says {health}")
     for name, sub in (("source subscriber", source_sub), ("mirror subscriber", mirror_sub)):
@@ -659,10 +668,10 @@ async def _check(
             problems.append(f"{name}: not running at the end ({sub.failure!r})")
 
 
-def _bridge_counts(bridge: BridgeProcess) -> dict[str, float]:
+async def _bridge_counts(bridge: BridgeProcess) -> dict[str, float]:
     """The bridge's counters, keyed like ``Outcome`` strings."""
     counts: dict[str, float] = defaultdict(float)
-    for line in bridge.metrics().splitlines():
+    for line in (await bridge.metrics()).splitlines():
         if line.startswith("#") or "{" not in line:
             continue
         head, _, value = line.rpartition(" ")

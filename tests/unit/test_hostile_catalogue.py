@@ -15,6 +15,7 @@ from bus import errors
 from bus.envelope import open_
 from bus.policy import Rule
 from bus.signing import SigningKey
+from bus.testing import KEY_START
 from bus.trust import TrustedKey, TrustStore
 from tests.hostile import (
     ASSUMED_NAMES,
@@ -26,7 +27,7 @@ from tests.hostile import (
     encode_event,
     frame,
 )
-from tests.signed import KEY_START, make_event
+from tests.signed import make_event
 
 AGENCIES = ("interpol", "europol", "ameripol")
 
