@@ -32,6 +32,7 @@ from bus.local._processes import (
 )
 from bus.local._provisioning import ensure_keys, ensure_policy
 from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
+from bus.local._supervisor import stop_supervised
 
 __all__ = ["down", "iter_node_pids", "reset", "status", "up"]
 
@@ -221,11 +222,14 @@ def _write_config(spec: FederationSpec) -> Config:
 def down(
     spec: FederationSpec, *, log: Log = lambda _: None, only: Sequence[str] | None = None
 ) -> None:
-    """Stop every node with SIGTERM and wait for it to exit (SIGKILL after a minute).
+    """Stop the bridges' supervisor, then every node (SIGTERM, wait; SIGKILL after a minute).
 
-    Only the processes recorded in the nodes' pid files are stopped. Blocking: from async code,
-    call it with ``asyncio.to_thread``.
+    The bridges go first, so that none is left mid-transaction against a stopping cluster.
+    Only the processes recorded in pid files are stopped. With ``only``, just those nodes (the
+    supervisor keeps running). Blocking: from async code, call it with ``asyncio.to_thread``.
     """
+    if only is None:
+        stop_supervised(spec, log=log)
     targets: list[tuple[Node, int]] = []
     for node in spec.nodes():
         if only is not None and node.agency not in only:
