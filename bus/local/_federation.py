@@ -30,6 +30,7 @@ from bus.local._processes import (
     stop,
     tail,
 )
+from bus.local._progress import reporting
 from bus.local._provisioning import ensure_keys, ensure_policy
 from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
 from bus.local._supervisor import stop_supervised
@@ -57,7 +58,17 @@ async def up(spec: FederationSpec, *, log: Log = lambda _: None) -> Config:
     try:
         pids = await _run_to_the_end(lambda: _launch(spec, nodes, launched, log))
         deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        cluster_ids = await _all(_wait_ready(node, pids[node.agency], deadline) for node in nodes)
+        ready: list[str] = []
+
+        def report(elapsed: float) -> None:
+            waiting = ", ".join(n.agency for n in nodes if n.agency not in ready)
+            count = f"{len(ready)}/{len(nodes)}"
+            log(f"waiting for clusters: {count} ready ({elapsed:.0f} s; {waiting})")
+
+        async with reporting(report):
+            cluster_ids = await _all(
+                _wait_ready(node, pids[node.agency], deadline, ready) for node in nodes
+            )
         await _all(_ensure_topics(spec, node) for node in nodes)
     except BaseException:
         # Leave nothing half-started behind a failed `up`.
@@ -123,8 +134,9 @@ async def _all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
         raise
 
 
-async def _wait_ready(node: Node, pid: int, deadline: float) -> str:
-    """Wait until the node answers an admin call; return its cluster id."""
+async def _wait_ready(node: Node, pid: int, deadline: float, ready: list[str]) -> str:
+    """Wait until the node answers an admin call; return its cluster id (and add it to
+    ``ready``)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
@@ -144,6 +156,7 @@ async def _wait_ready(node: Node, pid: int, deadline: float) -> str:
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
+                ready.append(node.agency)
                 return str(cluster["cluster_id"])
             except (TimeoutError, KafkaError, OSError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
