@@ -139,41 +139,40 @@ _REPORT_EVERY_S = 5.0
 def _run_maven(command: list[str], *, log: Callable[[str], None]) -> tuple[int, list[str]]:
     """Run Maven, reporting the files it downloaded every few seconds; (exit code, its lines)."""
     started = time.monotonic()
-    process = subprocess.Popen(
+    lines: list[str] = []
+    files = 0
+    size = 0.0
+    last_report = started
+    with subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-    )
-    # Maven can hang on a dead network without a line of output: kill it at the timeout.
-    timer = threading.Timer(_MAVEN_TIMEOUT_S, process.kill)
-    timer.start()
-    lines: list[str] = []
-    files = 0
-    size = 0.0
-    last_report = started
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip())
-            if match := _DOWNLOADED.match(line):
-                files += 1
-                size += float(match.group(1)) * _UNITS[match.group(2)]
-            now = time.monotonic()
-            if now - last_report >= _REPORT_EVERY_S:
-                last_report = now
-                log(
-                    f"fetching Kafka jars: {files} files downloaded ({size / 1e6:.1f} MB), "
-                    f"{now - started:.0f} s"
-                )
-        code = process.wait()
-    finally:
-        timer.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    ) as process:
+        # Maven can hang on a dead network without a line of output: kill it at the timeout.
+        timer = threading.Timer(_MAVEN_TIMEOUT_S, process.kill)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line.rstrip())
+                if match := _DOWNLOADED.match(line):
+                    files += 1
+                    size += float(match.group(1)) * _UNITS[match.group(2)]
+                now = time.monotonic()
+                if now - last_report >= _REPORT_EVERY_S:
+                    last_report = now
+                    log(
+                        f"fetching Kafka jars: {files} files downloaded ({size / 1e6:.1f} MB), "
+                        f"{now - started:.0f} s"
+                    )
+            code = process.wait()
+        finally:
+            timer.cancel()
+            if process.poll() is None:
+                process.kill()
     if files:
         log(f"fetched {files} files ({size / 1e6:.1f} MB) in {time.monotonic() - started:.0f} s")
     return code, lines

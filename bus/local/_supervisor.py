@@ -108,7 +108,10 @@ def _die_with_supervisor() -> None:
 
 
 class Supervisor:
-    """Keeps every bridge of ``spec`` running until stopped; see the module docs."""
+    """Keeps every bridge of ``spec`` running until stopped; see the module docs.
+
+    ``command`` makes a bridge's command line (default: ``bus bridge run`` for it).
+    """
 
     def __init__(
         self,
@@ -116,8 +119,12 @@ class Supervisor:
         *,
         policy: BackoffPolicy | None = None,
         registry: CollectorRegistry | None = None,
+        command: Callable[[SupervisedBridge], list[str]] | None = None,
+        stop_timeout_s: float = BRIDGE_STOP_TIMEOUT_S,
     ) -> None:
         self.spec = spec
+        self.stop_timeout_s = stop_timeout_s
+        self._command = command or functools.partial(bridge_command, spec)
         self.policy = policy or BackoffPolicy()
         self.bridges = bridges(spec)
         self.registry = registry or CollectorRegistry()
@@ -142,6 +149,8 @@ class Supervisor:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Supervise until :meth:`stop`; returns once every bridge has exited."""
+        supervised_dir(self.spec).mkdir(parents=True, exist_ok=True)
         for bridge in self.bridges:
             self._state[bridge.name] = {
                 "kind": "bridge",
@@ -175,7 +184,7 @@ class Supervisor:
         while not self._stopping.is_set():
             with bridge.log_file.open("ab") as output:
                 process = await asyncio.create_subprocess_exec(
-                    *bridge_command(self.spec, bridge),
+                    *self._command(bridge),
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -231,13 +240,13 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     process.terminate()
                 try:
-                    await asyncio.wait_for(asyncio.shield(exited), BRIDGE_STOP_TIMEOUT_S)
+                    await asyncio.wait_for(asyncio.shield(exited), self.stop_timeout_s)
                 except TimeoutError:
                     log.warning(
-                        "%s: pid %d ignored SIGTERM for %.0f s; killing it",
+                        "%s: pid %d ignored SIGTERM for %.1f s; killing it",
                         bridge.name,
                         process.pid,
-                        BRIDGE_STOP_TIMEOUT_S,
+                        self.stop_timeout_s,
                     )
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
