@@ -50,6 +50,7 @@ from bus.local._supervision import (
     is_bridge_process,
     is_supervisor_process,
     read_pid,
+    read_state,
     state_file,
     supervised_dir,
     supervisor_command,
@@ -317,6 +318,14 @@ def start_supervisor(spec: FederationSpec, *, log: Log) -> int:
     """Start the supervisor detached unless it runs; its pid. The federation must be up."""
     pid = supervisor_running(spec)
     if pid is not None:
+        running = set(read_state(spec).get("processes", {}))
+        wanted = {bridge.name for bridge in bridges(spec)}
+        if running and running != wanted:
+            raise LocalClusterError(
+                f"the supervisor (pid {pid}) runs the bridges {', '.join(sorted(running))}, "
+                f"not {', '.join(sorted(wanted))}: run `bus local down`, then `bus local up` "
+                "with the agencies you want"
+            )
         log(f"supervisor: already running (pid {pid})")
         return pid
     check_ports(spec)
