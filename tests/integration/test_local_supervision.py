@@ -147,6 +147,26 @@ async def test_a_bridge_sigkilled_under_supervision_is_back_within_seconds_exact
     assert not duplicated
 
 
+def test_tail_until_end_prints_the_mirrored_feed_and_exits(supervised: Supervised) -> None:
+    origin, destination = AGENCIES
+    released = supervised.released.get((origin, destination))
+    if not released:
+        pytest.skip("needs the events published by the tests above")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "bus", "tail", "--agency", destination),
+            *("--topic", supervised.config.topics.mirror_of(origin), "--from-beginning", "-e"),
+            *("--config", str(supervised.spec.config_file)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    printed = [json.loads(line)["event_id"] for line in result.stdout.splitlines()]
+    assert sorted(printed) == sorted(released)
+
+
 def test_status_json_reports_every_process(supervised: Supervised) -> None:
     status = supervised.status()
     bridges = [f"{a}-{b}" for a, b in (AGENCIES, AGENCIES[::-1])]

@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bus import local
+from bus.cli import main
 from bus.errors import LocalClusterError
 from bus.local._backoff import BackoffPolicy
+from bus.local._spec import save_spec
 from bus.local._status import ProcessStatus, lag_of, render_table
 from bus.local._supervision import (
     SupervisedBridge,
@@ -259,3 +262,18 @@ def test_the_supervisor_pid_of_another_process_is_never_signalled(tmp_path: Path
     pid_file.write_text(f"{os.getpid()}\n")  # this test process is no supervisor
     stop_supervised(spec, log=pytest.fail)
     assert not pid_file.exists()
+
+
+def test_logs_shows_the_last_lines_of_a_named_process_log(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+    log_file = bridges(spec)[0].log_file
+    log_file.parent.mkdir(parents=True)
+    save_spec(spec)  # what `bus local up` leaves for later commands
+    log_file.write_text("".join(f"line {i}\n" for i in range(10)))
+    home = ["--home", str(spec.home)]
+    result = CliRunner().invoke(main, ["local", "logs", "a-b", "-n", "3", *home])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["line 7", "line 8", "line 9"]
+    unknown = CliRunner().invoke(main, ["local", "logs", "nobody", *home])
+    assert unknown.exit_code == 2
+    assert "give one of: a, b, a-b, b-a, supervisor" in unknown.output
