@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 .PHONY: help install kafka prometheus up down status check test test-unit test-integration soak bench clean
 
 help:
-	@echo "make up     install everything, then start the local federation (one Kafka per agency)"
+	@echo "make up     install everything, then start the local federation: clusters and bridges"
 	@echo "make test   install everything, lint, type-check, and run all tests against real Kafka"
-	@echo "make down   stop the local federation"
+	@echo "make down   stop the local federation (bridges, then clusters)"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make soak   the fault tests SOAK=10 times, each with new random moments"
 

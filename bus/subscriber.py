@@ -211,9 +211,12 @@ class Subscriber:
         key_grace: timedelta = DEFAULT_GRACE,
         max_clock_skew: timedelta = DEFAULT_MAX_SKEW,
         roots: RootCache | None = None,
+        until_end: bool = False,
     ) -> None:
         self._consumer = consumer
         self._roots = shared_roots() if roots is None else roots
+        self._until_end = until_end
+        self._ends: dict[TopicPartition, int] = {}
         self._key_grace = key_grace
         self._max_clock_skew = max_clock_skew
         self.agency = agency
@@ -251,6 +254,8 @@ class Subscriber:
         while True:
             if not self._buffer:
                 await self._retrying("commit", self.commit)
+                if self._until_end and await self._at_end():
+                    raise StopAsyncIteration
                 await self._retrying("fetch", self._fetch)
                 continue
             record = self._buffer[0]
@@ -322,6 +327,21 @@ class Subscriber:
                 # The group rebalanced under us: the partitions' new owners re-deliver from the
                 # last commit (at-least-once); nothing is lost.
                 return
+
+    async def _at_end(self) -> bool:
+        """Whether every assigned partition was read up to its end offset (the last stable
+        offset) as it was when the partition was first assigned."""
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return False  # a group not joined yet: its partitions are still to come
+        with translated(f"reading the end offsets on {self.agency}'s cluster failed"):
+            unknown = [tp for tp in assigned if tp not in self._ends]
+            if unknown:
+                self._ends.update(await self._consumer.end_offsets(unknown))
+            for tp in assigned:
+                if await self._consumer.position(tp) < self._ends[tp]:
+                    return False
+        return True
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Still a member with these partitions: commit what was handled of them, then forget
@@ -534,6 +554,7 @@ async def open_subscriber(
     consumer_options: dict[str, Any] | None = None,
     registry: CollectorRegistry | None = None,
     roots: RootCache | None = None,
+    until_end: bool = False,
 ) -> AsyncIterator[Subscriber]:
     """A started ``Subscriber`` of ``topics`` (default: the events topic) on ``agency``'s cluster.
 
@@ -552,7 +573,9 @@ async def open_subscriber(
     ``consumer_options`` go to ``AIOKafkaConsumer``
     as they are (e.g. ``session_timeout_ms``, ``group_instance_id``). ``roots`` keeps the batch
     signatures already verified (``bus.batch.RootCache``; default: the per-process
-    ``shared_roots()``), so each batch's signature is checked once.
+    ``shared_roots()``), so each batch's signature is checked once. ``until_end`` ends the
+    iteration once every assigned partition was read to the end offset it had when it was
+    assigned (for scripts, as ``kcat -e``); with a group, not before the group is joined.
     """
     settings = config.agency(agency)
     if trust is None:
@@ -627,6 +650,7 @@ async def open_subscriber(
             key_grace=timedelta(seconds=key_grace_s),
             max_clock_skew=timedelta(seconds=max_clock_skew_s),
             roots=roots,
+            until_end=until_end,
         )
         # Closing order: the subscriber (stop fetching, commit, close the consumer) first, then
         # the quarantine producer (flushed by stop): the stack unwinds in reverse.

@@ -19,6 +19,7 @@ import faust
 import mode
 from prometheus_client import CollectorRegistry, generate_latest
 
+from bus import _transient_logs
 from bus.bridge.replicator import Replicator
 from bus.bridge.settings import BridgeSettings
 
@@ -98,5 +99,7 @@ def create_app(
 
 def run_worker(app: faust.App, replicator: Replicator, *, loglevel: str = "info") -> None:
     """Run the Faust worker and the replicator until SIGTERM/SIGINT (exits the process)."""
+    # A peer cluster restarting or a coordinator not yet elected: one WARNING, not a flood.
+    _transient_logs.install()
     worker = faust.Worker(app, ReplicatorService(replicator), loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -10,6 +10,8 @@ import importlib
 
 import click
 
+from bus import _transient_logs
+
 __all__ = ["main"]
 
 # (module, attribute) of every command group, in the order `bus --help` lists them.
@@ -28,6 +30,8 @@ _GROUPS = [
 @click.version_option(package_name="exchange-bus", prog_name="bus")
 def main() -> None:
     """Exchange Bus: signed intelligence events across the agencies' Kafka clusters."""
+    # The Kafka client's expected transient conditions: one WARNING each, not a flood of ERRORs.
+    _transient_logs.install()
 
 
 for _module, _attr in _GROUPS:

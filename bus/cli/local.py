@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+import time
 from pathlib import Path
 
 import click
@@ -10,7 +13,9 @@ import click
 from bus import local as federation
 from bus.cli._common import fail_on_bus_error
 from bus.config import default_home, default_jar_cache, java_home
+from bus.errors import LocalClusterError
 from bus.local._install import ensure_jars, find_java, kafka_version
+from bus.local._supervisor import run_supervisor
 
 __all__ = ["local"]
 
@@ -71,6 +76,11 @@ def install() -> None:
 @click.option(
     "--partitions", type=int, default=None, help="Partitions of intel.events (default 6)."
 )
+@click.option(
+    "--no-bridges",
+    is_flag=True,
+    help="Start the clusters only: no bridges, no supervisor.",
+)
 @fail_on_bus_error
 def up(
     home: Path | None,
@@ -78,38 +88,107 @@ def up(
     base_port: int | None,
     heap_mb: int | None,
     partitions: int | None,
+    no_bridges: bool,
 ) -> None:
-    """Start the federation (harmless when it runs) and write its configuration."""
+    """Start the federation (harmless when it runs) and write its configuration.
+
+    The clusters, then a bridge per ordered pair of agencies under a supervisor that restarts
+    one that exits (web ports after the clusters' ports). Returns once every bridge replicates.
+    """
+    started = time.monotonic()
     spec = _spec(home, agencies, base_port, heap_mb, partitions)
     asyncio.run(federation.up(spec, log=_echo))
+    if not no_bridges:
+        federation.start_bridges(spec, log=_echo)
+    _echo(f"up in {time.monotonic() - started:.1f} s; `bus local status` shows every process")
     click.echo(f"configuration: {spec.config_file}")
     for node in spec.nodes():
         click.echo(f"{node.agency}\t{node.bootstrap}")
+    if not no_bridges:
+        for bridge in federation.bridges(spec):
+            click.echo(f"{bridge.name}\t{bridge.url}/metrics")
+
+
+@local.command(hidden=True)
+@home_option
+@fail_on_bus_error
+def supervise(home: Path | None) -> None:
+    """Run the bridges' supervisor in the foreground (`bus local up` starts it detached)."""
+    run_supervisor(_spec(home))
 
 
 @local.command()
 @home_option
 @fail_on_bus_error
 def down(home: Path | None) -> None:
-    """Stop every node (SIGTERM, then wait). Data is kept for the next `up`."""
+    """Stop the bridges (through their supervisor), then every node. Data is kept."""
     federation.down(_spec(home), log=_echo)
 
 
 @local.command()
 @home_option
+@click.option("--json", "as_json", is_flag=True, help='One JSON object: {"processes": [...]}.')
 @fail_on_bus_error
-def status(home: Path | None) -> None:
-    """Show each cluster: process, address, cluster id, topics, memory. Exit 1 if one is down."""
-    statuses = asyncio.run(federation.status(_spec(home)))
-    for s in statuses:
-        state = "running" if s.reachable else ("starting/unreachable" if s.running else "stopped")
-        memory = f"{s.rss_mib:.0f} MiB" if s.rss_mib is not None else "-"
-        click.echo(
-            f"{s.node.agency:<12} {state:<10} pid={s.pid or '-'} {s.node.bootstrap} "
-            f"cluster={s.cluster_id or '-'} rss={memory} topics={','.join(s.topics) or '-'}"
-        )
-    if not all(s.reachable for s in statuses):
+def status(home: Path | None, as_json: bool) -> None:
+    """Show every process: clusters, bridges (health, lag, restarts), the supervisor.
+
+    Exit status 1 if a cluster is not reachable or a supervised bridge is not healthy.
+    """
+    rows = asyncio.run(federation.process_status(_spec(home)))
+    if as_json:
+        click.echo(json.dumps({"processes": [row.as_dict() for row in rows]}, indent=2))
+    else:
+        click.echo(federation.render_table(rows))
+    if not all(row.ok for row in rows):
         raise SystemExit(1)
+
+
+@local.command()
+@home_option
+@click.argument("name", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what is appended.")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True)
+@fail_on_bus_error
+def logs(home: Path | None, name: str | None, follow: bool, lines: int) -> None:
+    """Show the log of NAME: an agency (its node), a bridge (FROM-TO), or `supervisor`.
+
+    Without NAME, the supervisor's log (bridges started, exited, restarted).
+    """
+    files = federation.log_files(_spec(home))
+    name = name or "supervisor"
+    if name not in files:
+        raise LocalClusterError(f"no process named {name!r}; give one of: {', '.join(files)}")
+    path = files[name]
+    if not path.exists() and not follow:
+        raise LocalClusterError(f"{name}: no log yet at {path}; has it been started?")
+    try:
+        _show_log(path, lines=lines, follow=follow)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _show_log(path: Path, *, lines: int, follow: bool) -> None:
+    position = 0
+    if path.exists():
+        data = path.read_bytes()
+        position = len(data)
+        tail = data.decode(errors="replace").splitlines()[-lines:] if lines else []
+        for line in tail:
+            click.echo(line)
+    while follow:
+        time.sleep(0.5)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        if size < position:  # rotated or truncated: start from its beginning
+            position = 0
+        if size > position:
+            with path.open("rb") as log_file:
+                log_file.seek(position)
+                chunk = log_file.read(size - position)
+            position = size
+            click.echo(chunk.decode(errors="replace"), nl=False)
 
 
 @local.command()

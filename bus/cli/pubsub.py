@@ -7,12 +7,14 @@ in. It prints one JSON line per acknowledged event: ``{"event_id", "topic", "par
 "offset"}``. Events are sent in chunks; an invalid line stops the command with status 2 after
 the events before it were published (and printed).
 
-``bus tail --agency A [--topic T] [--from-beginning] [--count N] [--group G]`` prints every
+``bus tail --agency A [--topic T] [--from-beginning] [--count N] [--group G] [-e]`` prints every
 verified event as one line of JSON (the JSON form, so its output can be fed to ``bus
 publish``). A record that cannot be accepted is reported as one line on stderr with its reason
 code. Without ``--group`` tail is a viewer: it reads every partition, commits nothing and
 writes nothing. With ``--group`` it is a real consumer of that group: it commits what it
-printed and quarantines rejected records (as every subscriber of a group does).
+printed and quarantines rejected records (as every subscriber of a group does). With
+``--until-end`` (``-e``, as ``kcat -e``) it exits once it has read every partition to the end it
+had when tail started (for scripts).
 
 ``bus tail ... --metrics-port N`` serves the process's Prometheus metrics (``bus_consumed_total``,
 ``bus_quarantined_total``, the Python process's own) at ``http://127.0.0.1:N/metrics`` while it
@@ -160,6 +162,12 @@ async def _publish(
     show_default=True,
     help="Address the metrics server listens on (loopback unless asked).",
 )
+@click.option(
+    "-e",
+    "--until-end",
+    is_flag=True,
+    help="Exit once every partition was read to its end as of the start (as kcat -e).",
+)
 @config_option
 @fail_on_bus_error
 def tail(
@@ -170,6 +178,7 @@ def tail(
     group: str | None,
     metrics_port: int | None,
     metrics_host: str,
+    until_end: bool,
     config_path: Path | None,
 ) -> None:
     """Print verified events as JSON lines; report rejected records on stderr."""
@@ -181,10 +190,14 @@ def tail(
             raise ConfigError(f"--group: {topic} is only viewed, never consumed")
         if metrics_port is not None:
             raise ConfigError(f"--metrics-port: viewing {topic} counts nothing to serve")
-        _run(_tail_records(config, agency, topic, from_beginning, count, bus_topics[topic]))
+        _run(
+            _tail_records(
+                config, agency, topic, from_beginning, count, bus_topics[topic], until_end
+            )
+        )
         return
     with serving_metrics(metrics_host, metrics_port):
-        _run(_tail(config, agency, topic, from_beginning, count, group))
+        _run(_tail(config, agency, topic, from_beginning, count, group, until_end))
 
 
 @contextmanager
@@ -222,6 +235,7 @@ async def _tail(
     from_beginning: bool,
     count: int | None,
     group: str | None,
+    until_end: bool,
 ) -> None:
     printed = 0
     async with open_subscriber(
@@ -231,6 +245,7 @@ async def _tail(
         topics=[topic],
         from_beginning=from_beginning,
         on_rejected=_report,
+        until_end=until_end,
     ) as subscriber:
         async for delivery in subscriber:
             click.echo(events.to_json(delivery.event, indent=None))
@@ -274,6 +289,7 @@ async def _tail_records(
     from_beginning: bool,
     count: int | None,
     line: Callable[[ConsumerRecord[bytes, bytes]], dict[str, Any]],
+    until_end: bool,
 ) -> None:
     """Print the records of a bus topic (quarantine, audit) as JSON lines, without a group."""
     settings = config.agency(agency)
@@ -286,9 +302,13 @@ async def _tail_records(
         with translated(f"reading {topic} on {agency}'s cluster failed"):
             await consumer.start()
             await assign_all(consumer, [topic], agency, from_beginning=from_beginning)
+        assigned = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(assigned) if until_end else {}
         printed = 0
         failures = 0
         while count is None or printed < count:
+            if until_end and await _reached(consumer, ends):
+                return
             try:
                 with translated(f"reading {topic} on {agency}'s cluster failed"):
                     batch = await fetch(consumer, timeout_ms=1000)
@@ -316,6 +336,14 @@ async def _tail_records(
                         return
     finally:
         await consumer.stop()
+
+
+async def _reached(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
+    """Whether the consumer's position is at or past ``ends`` on every partition."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

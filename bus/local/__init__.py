@@ -30,15 +30,30 @@ The modules, each importing only those above it::
     _spec           the federation's shape: spec, nodes, local.toml
     _node_files     a node's server.properties, log4j2.properties, JVM command, storage
     _processes      starting, finding, stopping a node's process
+    _backoff        when to restart a process that exited (pure)
+    _supervision    the supervised bridges: names, ports, files, commands, pid checks
+    _supervisor     the supervisor process; starting, waiting for and stopping it
     _federation     up, down, status, reset: topics and bus.toml
     _jmx            the JMX exporter agent of a node: its jar and its -javaagent argument
     _prometheus     Prometheus and Alertmanager beside the federation, file-based discovery
+    _status         every process's status for ``bus local status``, table and JSON
+
+The bridges (one ``bus bridge run`` per ordered pair of agencies) run under a supervisor
+(``bus local supervise``) that restarts one that exits, with backoff, and counts it; ``up``
+starts the clusters only and :func:`start_bridges` the supervisor (``bus local up`` does both
+unless ``--no-bridges``); ``down`` stops the supervisor (and so the bridges) first. Layout,
+ports and files: ``_supervision``; the design: docs/decisions/0011-local-supervision.md.
 """
 
 from __future__ import annotations
 
 from bus.local._federation import down, iter_node_pids, reset, status, up
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
+from bus.local._status import ProcessStatus, render_table
+from bus.local._status import collect as process_status
+from bus.local._supervision import SupervisedBridge, bridges, log_files
+from bus.local._supervisor import start_bridges
+from bus.local._supervisor import stop_supervised as stop_bridges
 
 __all__ = [
     "DEFAULT_AGENCIES",
@@ -51,4 +66,12 @@ __all__ = [
     "status",
     "reset",
     "iter_node_pids",
+    "start_bridges",
+    "stop_bridges",
+    "SupervisedBridge",
+    "bridges",
+    "log_files",
+    "ProcessStatus",
+    "process_status",
+    "render_table",
 ]

@@ -30,8 +30,10 @@ from bus.local._processes import (
     stop,
     tail,
 )
+from bus.local._progress import reporting
 from bus.local._provisioning import ensure_keys, ensure_policy
 from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
+from bus.local._supervisor import stop_supervised
 
 __all__ = ["down", "iter_node_pids", "reset", "status", "up"]
 
@@ -56,7 +58,17 @@ async def up(spec: FederationSpec, *, log: Log = lambda _: None) -> Config:
     try:
         pids = await _run_to_the_end(lambda: _launch(spec, nodes, launched, log))
         deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        cluster_ids = await _all(_wait_ready(node, pids[node.agency], deadline) for node in nodes)
+        ready: list[str] = []
+
+        def report(elapsed: float) -> None:
+            waiting = ", ".join(n.agency for n in nodes if n.agency not in ready)
+            count = f"{len(ready)}/{len(nodes)}"
+            log(f"waiting for clusters: {count} ready ({elapsed:.0f} s; {waiting})")
+
+        async with reporting(report):
+            cluster_ids = await _all(
+                _wait_ready(node, pids[node.agency], deadline, ready) for node in nodes
+            )
         await _all(_ensure_topics(spec, node) for node in nodes)
     except BaseException:
         # Leave nothing half-started behind a failed `up`.
@@ -122,8 +134,9 @@ async def _all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
         raise
 
 
-async def _wait_ready(node: Node, pid: int, deadline: float) -> str:
-    """Wait until the node answers an admin call; return its cluster id."""
+async def _wait_ready(node: Node, pid: int, deadline: float, ready: list[str]) -> str:
+    """Wait until the node answers an admin call; return its cluster id (and add it to
+    ``ready``)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
@@ -143,6 +156,7 @@ async def _wait_ready(node: Node, pid: int, deadline: float) -> str:
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
+                ready.append(node.agency)
                 return str(cluster["cluster_id"])
             except (TimeoutError, KafkaError, OSError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
@@ -221,11 +235,14 @@ def _write_config(spec: FederationSpec) -> Config:
 def down(
     spec: FederationSpec, *, log: Log = lambda _: None, only: Sequence[str] | None = None
 ) -> None:
-    """Stop every node with SIGTERM and wait for it to exit (SIGKILL after a minute).
+    """Stop the bridges' supervisor, then every node (SIGTERM, wait; SIGKILL after a minute).
 
-    Only the processes recorded in the nodes' pid files are stopped. Blocking: from async code,
-    call it with ``asyncio.to_thread``.
+    The bridges go first, so that none is left mid-transaction against a stopping cluster.
+    Only the processes recorded in pid files are stopped. With ``only``, just those nodes (the
+    supervisor keeps running). Blocking: from async code, call it with ``asyncio.to_thread``.
     """
+    if only is None:
+        stop_supervised(spec, log=log)
     targets: list[tuple[Node, int]] = []
     for node in spec.nodes():
         if only is not None and node.agency not in only:

@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,30 +103,76 @@ def ensure_jars(lib: Path, *, pom: Path = KAFKA_POM, log: Callable[[str], None])
     # Fetch into a fresh folder and rename it into place: a half-done fetch never looks complete.
     staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=lib.parent))
     try:
-        result = subprocess.run(
+        code, output = _run_maven(
             [
                 mvn,
-                "-q",
                 "-B",
                 "-f",
                 str(pom),
                 "dependency:copy-dependencies",
                 f"-DoutputDirectory={staging}",
             ],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
+            log=log,
         )
-        if result.returncode != 0 or not has_jars(staging):
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        if code != 0 or not has_jars(staging):
+            tail = "\n".join(line for line in output[-15:])
             raise LocalClusterError(
-                f"Maven could not fetch the Kafka jars (exit {result.returncode}); check that "
-                f"Maven Central is reachable, then run `bus local up` again. Maven said:\n{tail}"
+                f"Maven could not fetch the Kafka jars (exit {code}); check that Maven Central "
+                "is reachable (or Maven's proxy settings in ~/.m2/settings.xml), then run "
+                f"`bus local install` again. Maven said:\n{tail}"
             )
         if lib.exists():
             shutil.rmtree(lib)
         staging.rename(lib)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    log(f"Kafka jars: {sum(1 for _ in lib.glob('*.jar'))} jars in {lib}")
     return lib
+
+
+_DOWNLOADED = re.compile(r"^\[INFO\] Downloaded from [^:]+: \S+ \((\d+(?:\.\d+)?) (B|kB|MB)")
+_UNITS = {"B": 1, "kB": 1000, "MB": 1000**2}
+_MAVEN_TIMEOUT_S = 1800.0
+_REPORT_EVERY_S = 5.0
+
+
+def _run_maven(command: list[str], *, log: Callable[[str], None]) -> tuple[int, list[str]]:
+    """Run Maven, reporting the files it downloaded every few seconds; (exit code, its lines)."""
+    started = time.monotonic()
+    lines: list[str] = []
+    files = 0
+    size = 0.0
+    last_report = started
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as process:
+        # Maven can hang on a dead network without a line of output: kill it at the timeout.
+        timer = threading.Timer(_MAVEN_TIMEOUT_S, process.kill)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line.rstrip())
+                if match := _DOWNLOADED.match(line):
+                    files += 1
+                    size += float(match.group(1)) * _UNITS[match.group(2)]
+                now = time.monotonic()
+                if now - last_report >= _REPORT_EVERY_S:
+                    last_report = now
+                    log(
+                        f"fetching Kafka jars: {files} files downloaded ({size / 1e6:.1f} MB), "
+                        f"{now - started:.0f} s"
+                    )
+            code = process.wait()
+        finally:
+            timer.cancel()
+            if process.poll() is None:
+                process.kill()
+    if files:
+        log(f"fetched {files} files ({size / 1e6:.1f} MB) in {time.monotonic() - started:.0f} s")
+    return code, lines

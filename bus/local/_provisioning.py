@@ -42,11 +42,10 @@ Log = Callable[[str], None]
 
 def ensure_keys(keys: Path, agencies: Sequence[str], *, log: Log) -> None:
     """Create a signing key in ``keys`` for each agency that has none, trusted in ``trust.toml``."""
-    for agency in agencies:
-        if (keys / f"{agency}.key.pem").exists():
-            continue
+    missing = [agency for agency in agencies if not (keys / f"{agency}.key.pem").exists()]
+    for i, agency in enumerate(missing, 1):
         key = generate_agency_key(agency, keys)
-        log(f"{agency}: new signing key {key.key_id} in {keys}")
+        log(f"{agency}: new signing key {key.key_id} in {keys} ({i}/{len(missing)})")
 
 
 def render_policy(agencies: Sequence[str], *, onward: Iterable[tuple[str, str]] = ()) -> str:

@@ -99,3 +99,46 @@ def test_ensure_jars_without_maven_names_maven_and_bus_kafka_jars(
     assert "Maven" in str(caught.value)
     assert "BUS_KAFKA_JARS" in str(caught.value)
     assert not (tmp_path / "lib").exists()
+
+
+def _fake_maven(bin_dir: Path, script: str) -> None:
+    mvn = bin_dir / "mvn"
+    bin_dir.mkdir(parents=True)
+    mvn.write_text("#!/bin/sh\n" + script)
+    mvn.chmod(0o755)
+
+
+def test_fetching_the_jars_reports_the_files_maven_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for Maven: it reports two downloads and copies the jars where it is told.
+    jars = " ".join(COMPLETE)
+    _fake_maven(
+        tmp_path / "bin",
+        'echo "[INFO] Downloaded from central: https://repo/a.jar (1.5 MB at 3 MB/s)"\n'
+        'echo "[INFO] Downloaded from central: https://repo/b.pom (500 kB at 1 MB/s)"\n'
+        'for arg; do case "$arg" in -DoutputDirectory=*) out="${arg#*=}";; esac; done\n'
+        f'for jar in {jars}; do touch "$out/$jar"; done\n',
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr("bus.local._install._REPORT_EVERY_S", 0.0)
+    lines: list[str] = []
+    lib = ensure_jars(tmp_path / "cache" / "lib", log=lines.append)
+    assert has_jars(lib)
+    assert any("fetching Kafka jars: 2 files downloaded (2.0 MB)" in line for line in lines)
+    assert any(line.startswith("fetched 2 files (2.0 MB)") for line in lines)
+    assert lines[-1] == f"Kafka jars: {len(COMPLETE)} jars in {lib}"
+
+
+def test_a_failed_fetch_says_what_to_do_and_shows_what_maven_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_maven(tmp_path / "bin", 'echo "[ERROR] Could not transfer artifact"\nexit 1\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    with pytest.raises(LocalClusterError) as caught:
+        ensure_jars(tmp_path / "cache" / "lib", log=lambda _: None)
+    message = str(caught.value)
+    assert "exit 1" in message
+    assert "bus local install" in message
+    assert "Could not transfer artifact" in message
+    assert not (tmp_path / "cache" / "lib").exists()

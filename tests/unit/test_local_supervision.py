@@ -1,0 +1,279 @@
+"""``bus.local`` supervision without a broker: layout, restarts and stopping, status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bus import local
+from bus.cli import main
+from bus.errors import LocalClusterError
+from bus.local._backoff import BackoffPolicy
+from bus.local._spec import save_spec
+from bus.local._status import ProcessStatus, lag_of, render_table
+from bus.local._supervision import (
+    SupervisedBridge,
+    bridge_command,
+    bridges,
+    check_ports,
+    is_bridge_process,
+    read_state,
+    supervisor_port,
+)
+from bus.local._supervisor import Supervisor, stop_supervised
+
+_QUICK = BackoffPolicy(initial_s=0.05, factor=2, maximum_s=0.2, stable_s=60)
+
+
+def _spec(tmp_path: Path, agencies: tuple[str, ...] = ("a", "b", "c")) -> local.FederationSpec:
+    return local.FederationSpec(home=tmp_path / "home", agencies=agencies, base_port=20000)
+
+
+def test_one_bridge_per_ordered_pair_with_web_ports_after_the_nodes(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    found = [(b.name, b.web_port) for b in bridges(spec)]
+    assert found == [
+        ("a-b", 20006),
+        ("a-c", 20007),
+        ("b-a", 20008),
+        ("b-c", 20009),
+        ("c-a", 20010),
+        ("c-b", 20011),
+    ]
+    assert supervisor_port(spec) == 20012
+    assert set(local.log_files(spec)) == {"a", "b", "c", *dict(found), "supervisor"}
+
+
+def test_ports_past_65535_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    spec = local.FederationSpec(home=tmp_path, agencies=("a", "b"), base_port=65530)
+    with pytest.raises(LocalClusterError, match="--base-port"):
+        check_ports(spec)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[list[str]], subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(args: list[str]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", *args],
+            stdin=subprocess.DEVNULL,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_a_recorded_pid_counts_as_a_bridge_only_with_its_own_command_line(
+    tmp_path: Path, spawn: Callable[[list[str]], subprocess.Popen[bytes]]
+) -> None:
+    spec = _spec(tmp_path)
+    ab, ac = bridges(spec)[:2]
+    process = spawn(bridge_command(spec, ab)[2:])
+    time.sleep(0.2)  # /proc/PID/cmdline is the child's once it has exec'd
+    assert is_bridge_process(process.pid, spec, ab)
+    assert not is_bridge_process(process.pid, spec, ac)
+    other = local.FederationSpec(home=tmp_path / "other", agencies=spec.agencies)
+    assert not is_bridge_process(process.pid, other, bridges(other)[0])
+
+
+def _state(spec: local.FederationSpec) -> dict[str, dict[str, object]]:
+    processes: dict[str, dict[str, object]] = read_state(spec).get("processes", {})
+    return processes
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110  # state written by other processes
+            await asyncio.sleep(0.05)
+
+
+async def test_a_bridge_that_exits_is_restarted_and_each_restart_is_counted(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+
+    def command(bridge: SupervisedBridge) -> list[str]:
+        # a-b exits at once, again and again; b-a runs until stopped.
+        seconds = "0" if bridge.name == "a-b" else "60"
+        return [sys.executable, "-c", f"import time; time.sleep({seconds})"]
+
+    supervisor = Supervisor(spec, policy=_QUICK, command=command)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(supervisor.run())
+        await _until(lambda: int(_state(spec).get("a-b", {}).get("restarts", 0)) >= 3)  # type: ignore[call-overload]  # JSON value
+        steady = _state(spec)["b-a"]
+        assert steady["state"] == "running"
+        assert steady["restarts"] == 0
+        supervisor.stop()
+    state = _state(spec)
+    assert {p["state"] for p in state.values()} == {"stopped"}
+    assert state["a-b"]["last_exit"] == "exit status 0"
+    assert state["b-a"]["last_exit"] == "killed by SIGTERM"
+    restarts = supervisor.registry.get_sample_value("bus_local_restarts_total", {"process": "a-b"})
+    assert restarts == state["a-b"]["restarts"]
+    assert supervisor.registry.get_sample_value("bus_local_restarts_total", {"process": "b-a"}) == 0
+    assert not any(b.pid_file.exists() for b in bridges(spec))
+
+
+async def test_stopping_kills_a_bridge_that_ignores_sigterm_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+    stubborn = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "open(sys.argv[1], 'w').close(); time.sleep(60)"
+    )
+    ready = {b.name: tmp_path / f"{b.name}.ready" for b in bridges(spec)}
+    supervisor = Supervisor(
+        spec,
+        policy=_QUICK,
+        command=lambda b: [sys.executable, "-c", stubborn, str(ready[b.name])],
+        stop_timeout_s=0.5,
+    )
+    async with asyncio.TaskGroup() as group:
+        group.create_task(supervisor.run())
+        # Each child says when its SIGTERM handler is in place.
+        await _until(lambda: all(path.exists() for path in ready.values()))
+        started = time.monotonic()
+        supervisor.stop()
+    assert time.monotonic() - started < 10
+    assert {p["last_exit"] for p in _state(spec).values()} == {"killed by SIGKILL"}
+
+
+def test_down_stops_a_bridge_left_without_its_supervisor_by_its_recorded_pid(
+    tmp_path: Path, spawn: Callable[[list[str]], subprocess.Popen[bytes]]
+) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+    ab, ba = bridges(spec)
+    ab.dir.mkdir(parents=True)
+    orphan = spawn(bridge_command(spec, ab)[2:])
+    stranger = spawn(["not", "a", "bridge"])
+    ab.pid_file.write_text(f"{orphan.pid}\n")
+    ba.pid_file.write_text(f"{stranger.pid}\n")  # a pid reused by another process
+    time.sleep(0.2)
+    lines: list[str] = []
+    stop_supervised(spec, log=lines.append)
+    assert orphan.wait(timeout=10) == -signal.SIGTERM
+    assert stranger.poll() is None
+    assert not ab.pid_file.exists()
+    assert not ba.pid_file.exists()
+    assert any("a-b" in line and str(orphan.pid) in line for line in lines)
+
+
+def test_status_of_a_federation_never_started_shows_every_process_stopped_or_off(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+    rows = asyncio.run(local.process_status(spec))
+    assert [(r.name, r.kind, r.state, r.ok) for r in rows] == [
+        ("a", "cluster", "stopped", False),
+        ("b", "cluster", "stopped", False),
+        ("a-b", "bridge", "off", True),
+        ("b-a", "bridge", "off", True),
+        ("supervisor", "supervisor", "off", True),
+    ]
+    assert json.loads(json.dumps([r.as_dict() for r in rows]))[2]["address"] == "127.0.0.1:20004"
+
+
+def test_the_status_table_has_a_column_per_field_and_a_dash_where_none_applies() -> None:
+    rows = [
+        ProcessStatus(
+            name="interpol",
+            kind="cluster",
+            state="running",
+            ok=True,
+            pid=11,
+            address="127.0.0.1:19092",
+            detail="cluster X",
+        ),
+        ProcessStatus(
+            name="interpol-europol",
+            kind="bridge",
+            state="running",
+            ok=True,
+            pid=12345,
+            address="127.0.0.1:19096",
+            health="healthy",
+            lag=7,
+            restarts=2,
+            detail="6 partitions",
+        ),
+    ]
+    lines = render_table(rows).splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "KIND",
+        "STATE",
+        "PID",
+        "ADDRESS",
+        "HEALTH",
+        "LAG",
+        "RESTARTS",
+        "DETAIL",
+    ]
+    assert lines[1].split() == [
+        "interpol",
+        "cluster",
+        "running",
+        "11",
+        "127.0.0.1:19092",
+        "-",
+        "-",
+        "-",
+        "cluster",
+        "X",
+    ]
+    assert lines[2].split()[5:8] == ["healthy", "7", "2"]
+    # Columns line up: each header starts where its values start.
+    assert lines[0].index("HEALTH") == lines[2].index("healthy")
+
+
+def test_lag_is_the_sum_of_the_bridges_source_lag_gauges() -> None:
+    text = (
+        "# TYPE bus_bridge_source_lag gauge\n"
+        'bus_bridge_source_lag{source="a",destination="b",topic="t",partition="0"} 3.0\n'
+        'bus_bridge_source_lag{source="a",destination="b",topic="t",partition="1"} 4.0\n'
+        "# TYPE bus_bridge_forwarded_total counter\n"
+        'bus_bridge_forwarded_total{source="a",destination="b",topic="t"} 9.0\n'
+    )
+    assert lag_of(text) == 7
+    assert lag_of("# TYPE other gauge\nother 1.0\n") is None
+
+
+def test_the_supervisor_pid_of_another_process_is_never_signalled(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+    pid_file = spec.home / "supervised" / "supervisor.pid"
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text(f"{os.getpid()}\n")  # this test process is no supervisor
+    stop_supervised(spec, log=pytest.fail)
+    assert not pid_file.exists()
+
+
+def test_logs_shows_the_last_lines_of_a_named_process_log(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+    log_file = bridges(spec)[0].log_file
+    log_file.parent.mkdir(parents=True)
+    save_spec(spec)  # what `bus local up` leaves for later commands
+    log_file.write_text("".join(f"line {i}\n" for i in range(10)))
+    home = ["--home", str(spec.home)]
+    result = CliRunner().invoke(main, ["local", "logs", "a-b", "-n", "3", *home])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["line 7", "line 8", "line 9"]
+    unknown = CliRunner().invoke(main, ["local", "logs", "nobody", *home])
+    assert unknown.exit_code == 2
+    assert "give one of: a, b, a-b, b-a, supervisor" in unknown.output
