@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install kafka prometheus up down status check test test-unit test-integration soak bench clean
+.PHONY: help install kafka prometheus up down status demo docs check test test-unit test-integration soak bench clean
 
 help:
 	@echo "make up     install everything, then start the local federation: clusters and bridges"
 	@echo "make test   install everything, lint, type-check, and run all tests against real Kafka"
+	@echo "make demo   realistic traffic across the running federation, with a live view (Ctrl-C stops)"
 	@echo "make down   stop the local federation (bridges, then clusters)"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make soak   the fault tests SOAK=10 times, each with new random moments"
@@ -43,6 +44,14 @@ down: install
 
 status: install
 	$(BIN)/bus local status
+
+# On top of `make up`: every agency publishes; a live view of what crosses, is denied, quarantined.
+demo: install
+	$(BIN)/bus demo $(DEMO_ARGS)
+
+# docs/cli.md from the commands' own help (a unit test fails when it is stale).
+docs: install
+	$(BIN)/python -m bus.cli._reference > docs/cli.md
 
 check: install
 	$(BIN)/ruff check bus tests bench
