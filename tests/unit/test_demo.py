@@ -1,0 +1,144 @@
+"""The demo's pure parts: its traffic, its forgeries, and what it reads from /metrics."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from bus.demo import (
+    AREAS,
+    FORGERY_KINDS,
+    BridgeCounts,
+    DirectionSummary,
+    Summary,
+    Traffic,
+    parse_metrics,
+    progress_line,
+    quantile,
+    render,
+)
+from bus.envelope import open_
+from bus.errors import RecordRejected
+from bus.events import validate
+from bus.signing import SigningKey
+from bus.trust import TrustedKey, TrustStore
+
+AGENCIES = ("interpol", "europol", "ameripol")
+KEYS = {a: SigningKey.generate() for a in AGENCIES}
+TRUST = TrustStore(
+    [
+        TrustedKey(agency=a, public_key=k.public_key, not_before=datetime(2020, 1, 1, tzinfo=UTC))
+        for a, k in KEYS.items()
+    ]
+)
+
+
+def test_traffic_is_valid_and_varied_over_areas_tlp_releasability_and_shared_identifiers() -> None:
+    traffic = Traffic(AGENCIES, seed=1)
+    events = [traffic.event(AGENCIES[i % 3]) for i in range(600)]
+    for event in events:
+        validate(event)
+    assert set(AREAS) <= {e["crime_area"] for e in events}
+    assert {e["tlp"] for e in events} == {"CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"}
+    assert {"H0", "H1", "H2", "H3"} <= {c for e in events for c in e["handling_codes"]}
+    assert {len(e["releasable_to"]) for e in events} == {0, 1, 2}
+    assert {e["onward_release_consent"] for e in events} == {True, False}
+    assert any(e["expires_at"] < datetime.now(UTC) for e in events)
+    # An identifier shows up in events of more than one agency.
+    holders: dict[str, set[str]] = {}
+    for e in events:
+        for s in e["subjects"]:
+            holders.setdefault(s["value"], set()).add(e["origin"]["agency"])
+    assert any(len(agencies) > 1 for agencies in holders.values())
+
+
+def test_traffic_needs_two_agencies() -> None:
+    with pytest.raises(ValueError, match="at least two"):
+        Traffic(["interpol"])
+
+
+def test_every_forgery_is_rejected_with_the_reason_of_its_kind() -> None:
+    traffic = Traffic(AGENCIES, seed=2)
+    reasons = {}
+    for _ in FORGERY_KINDS:
+        forged = traffic.forgery("interpol", KEYS["interpol"])
+        with pytest.raises(RecordRejected) as caught:
+            open_(forged.value, TRUST)
+        reasons[forged.kind] = caught.value.reason
+    assert reasons == {
+        "bad-signature": "bad-signature",
+        "unknown-key": "unknown-key",
+        "spoofed-origin": "key-agency-mismatch",
+        "tampered": "bad-signature",
+    }
+
+
+_METRICS = """\
+# TYPE bus_bridge_forwarded_total counter
+bus_bridge_forwarded_total{source="interpol",destination="europol",topic="m"} 7.0
+bus_bridge_forwarded_total{source="europol",destination="interpol",topic="m"} 99.0
+# TYPE bus_bridge_denied_total counter
+bus_bridge_denied_total{source="interpol",destination="europol",rule="tlp"} 3.0
+bus_bridge_denied_total{source="interpol",destination="europol",rule="releasable-to"} 2.0
+# TYPE bus_bridge_quarantined_total counter
+bus_bridge_quarantined_total{source="interpol",destination="europol",reason="bad-signature"} 1.0
+# TYPE bus_bridge_end_to_end_latency_seconds histogram
+bus_bridge_end_to_end_latency_seconds_bucket{source="interpol",destination="europol",le="0.1"} 2.0
+bus_bridge_end_to_end_latency_seconds_bucket{source="interpol",destination="europol",le="0.5"} 6.0
+bus_bridge_end_to_end_latency_seconds_bucket{source="interpol",destination="europol",le="+Inf"} 7.0
+# TYPE bus_bridge_source_lag gauge
+bus_bridge_source_lag{source="interpol",destination="europol",topic="e",partition="0"} 4.0
+bus_bridge_source_lag{source="interpol",destination="europol",topic="e",partition="1"} 1.0
+"""
+
+
+def test_parse_metrics_reads_one_direction() -> None:
+    counts = parse_metrics(_METRICS, source="interpol", destination="europol")
+    assert counts.forwarded == 7
+    assert counts.denied == {"tlp": 3, "releasable-to": 2}
+    assert counts.quarantined == {"bad-signature": 1}
+    assert counts.lag == 5
+    assert counts.processed == 13
+    assert counts.latency_buckets == {0.1: 2, 0.5: 6, math.inf: 7}
+
+
+def test_growth_since_the_start_and_a_counter_that_restarted_counts_from_zero() -> None:
+    start = BridgeCounts(forwarded=10, denied={"tlp": 5}, quarantined={"unknown-key": 2}, lag=9)
+    now = BridgeCounts(forwarded=4, denied={"tlp": 8, "expired": 1}, quarantined={}, lag=1)
+    grown = now.since(start)
+    assert grown.forwarded == 4  # 4 < 10: the bridge restarted
+    assert grown.denied == {"tlp": 3, "expired": 1}
+    assert grown.quarantined == {}
+    assert grown.lag == 1
+
+
+def test_quantile_interpolates_inside_a_bucket_like_histogram_quantile() -> None:
+    buckets = {0.1: 50, 0.5: 100, math.inf: 100}
+    assert quantile(0.5, buckets) == pytest.approx(0.1)
+    assert quantile(0.75, buckets) == pytest.approx(0.3)
+    assert quantile(0.99, {0.1: 0, 0.5: 0, math.inf: 4}) == pytest.approx(0.5)
+    assert quantile(0.5, {}) is None
+    assert quantile(0.5, {math.inf: 0}) is None
+
+
+def test_the_view_and_the_summary_show_every_direction() -> None:
+    bridge = parse_metrics(_METRICS, source="interpol", destination="europol")
+    d = DirectionSummary(
+        source="interpol",
+        destination="europol",
+        published=12,
+        forged=1,
+        expected_forwarded=7,
+        bridge=bridge,
+    )
+    summary = Summary(directions=(d,), forged={"interpol": {"tampered": 1}}, publishing=False)
+    assert summary.settled
+    assert summary.as_dict()["directions"][0]["denied"] == {"releasable-to": 2, "tlp": 3}
+    assert "interpol->europol: published 12+1 forwarded 7" in progress_line(summary)
+    assert render(summary).row_count == 1
+    assert Counter(k for k in summary.as_dict()) == Counter(
+        ["elapsed_s", "settled", "directions", "forged"]
+    )
