@@ -426,7 +426,11 @@ def stop_supervised(spec: FederationSpec, *, log: Log) -> None:
     if pid is not None:
         log(f"supervisor: stopping the bridges (SIGTERM to pid {pid})")
         _terminate(pid, lambda: supervisor_running(spec) == pid, _SUPERVISOR_STOP_TIMEOUT_S, log)
-        _launched.pop(pid, None)
+        child = _launched.pop(pid, None)
+        if child is not None:
+            # The supervisor removes its pid file before it exits, so "not running" above can
+            # come a moment before the exit: reap our own child (no zombie, no ResourceWarning).
+            child.wait(timeout=_SUPERVISOR_STOP_TIMEOUT_S)
         log("supervisor: stopped")
     supervisor_pid_file(spec).unlink(missing_ok=True)
     for bridge in bridges(spec):
