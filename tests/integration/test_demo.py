@@ -107,6 +107,7 @@ def test_demo_exits_0_with_a_summary_that_independent_counts_confirm(
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    print(result.stderr)  # the progress lines and the summary table, for the record (-s)
     assert "summary" in result.stderr  # the table, printed on stderr beside the JSON
     summary = json.loads(result.stdout)
     assert summary["settled"] is True
