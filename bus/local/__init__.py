@@ -9,6 +9,7 @@ State lives under one home folder (``bus.config.default_home()``)::
     local.toml                 the federation's shape: agencies, ports, heap (for later commands)
     bus.toml                   the configuration every bus command reads (bus.config)
     keys/                      a signing key per agency and trust.toml, made on first start
+    tls/<agency>/              the agency's CA, node and client certificates (mTLS; _tls)
     policy.toml                the release policy between the agencies
     nodes/<agency>/            server.properties, log4j2.properties, node.pid
     nodes/<agency>/data/       the KRaft metadata and topic logs (survive down/up)
@@ -28,6 +29,8 @@ The modules, each importing only those above it::
     _install        Java 17+ and the Kafka jars (through Maven)
     _provisioning   signing keys, trust store and the generated release policy
     _spec           the federation's shape: spec, nodes, local.toml
+    _tls            the CA, node and client certificates of each agency
+    _acls           what each principal may do on each cluster; creating the ACLs
     _node_files     a node's server.properties, log4j2.properties, JVM command, storage
     _processes      starting, finding, stopping a node's process
     _federation     up, down, status, reset: topics and bus.toml
@@ -35,10 +38,16 @@ The modules, each importing only those above it::
 
 from __future__ import annotations
 
-from bus.local._federation import down, iter_node_pids, reset, status, up
+from bus.local._acls import Acl, bridge_acls, cluster_acls, kafka_acls_commands
+from bus.local._federation import admin_settings, down, iter_node_pids, reset, status, up
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
 
 __all__ = [
+    "Acl",
+    "admin_settings",
+    "bridge_acls",
+    "cluster_acls",
+    "kafka_acls_commands",
     "DEFAULT_AGENCIES",
     "FederationSpec",
     "Node",
