@@ -824,6 +824,8 @@ def _federation(home: Path) -> Iterator[local.FederationSpec]:
         heap_mb=512,
         partitions=PARTITIONS,
         java_home=java_home(),
+        # The figures compare with earlier plaintext runs; the clients here connect plainly.
+        insecure_plaintext=True,
     )
     try:
         yield spec

@@ -179,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             heap_mb=512,
             partitions=PARTITIONS,
             java_home=java_home(),
+            # The figures compare with earlier plaintext runs; the clients here connect plainly.
+            insecure_plaintext=True,
         )
         try:
             config = asyncio.run(local.up(spec))

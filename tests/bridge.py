@@ -30,7 +30,7 @@ from bus.envelope import peek, seal
 from bus.events import template
 from bus.local._provisioning import render_policy
 from bus.signing import SigningKey
-from tests.kafka import Federation, consume_all, free_base_port
+from tests.kafka import Federation, connect, consume_all, free_base_port
 from tests.signed import signed_config
 
 __all__ = [
@@ -112,7 +112,7 @@ async def publish_plan(
 ) -> None:
     """Publish the plan's events (at ``rate`` per second if given), recording their ids."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        **connect(bootstrap), acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from bus import local
 from bus.config import Config, java_home
-from tests.kafka import Federation, external_config, free_base_port, state_dir_marker
+from tests.kafka import Federation, external_config, free_base_port, register, state_dir_marker
 from tests.signed import signed_config
 
 # A third agency, so that onward forwarding and loops between three clusters are tested.
@@ -45,7 +45,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     # A terminated test run still stops its nodes: SIGTERM unwinds like Ctrl-C.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = asyncio.run(local.up(spec))
+        config = asyncio.run(local.up(spec))  # over mTLS, with ACLs: the default
+        register(config)
         yield Federation(config=config, spec=spec)
     finally:
         local.down(spec)

@@ -9,12 +9,15 @@ import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bus._kafka import client_options
 from bus.config import AgencySettings, Config, TopicSettings
-from bus.local import FederationSpec
+from bus.local import Acl, FederationSpec, apply_acls, bridge_acls
+from bus.local._tls import app_principal
 
 __all__ = [
     "Federation",
@@ -22,7 +25,11 @@ __all__ = [
     "create_topic",
     "external_config",
     "free_base_port",
+    "grant_applications",
+    "grant_bridge",
+    "connect",
     "produce",
+    "register",
     "produce_records",
     "unique_topic",
 ]
@@ -80,21 +87,63 @@ def _free(port: int) -> bool:
     return True
 
 
+# The clusters the helpers below reach, by bootstrap string, as each agency's admin: the tests'
+# own reads, writes and topics are the operator's; the code under test uses its own principal.
+_ADMINS: dict[str, AgencySettings] = {}
+
+
+def register(config: Config) -> None:
+    """Let the helpers reach ``config``'s clusters as their admin (over mTLS when configured)."""
+    for agency in config.agencies.values():
+        _ADMINS[",".join(agency.bootstrap_servers)] = agency.as_identity("admin")
+
+
+def connect(bootstrap: str) -> dict[str, Any]:
+    """aiokafka options for the cluster at ``bootstrap`` as its admin (plaintext if unknown)."""
+    admin = _ADMINS.get(bootstrap)
+    return client_options(admin) if admin is not None else {"bootstrap_servers": bootstrap}
+
+
+async def grant_applications(bootstrap: str, topic: str) -> None:
+    """Let the agency's applications read and write ``topic`` (a test's own feed)."""
+    admin = _ADMINS.get(bootstrap)
+    if admin is None or admin.tls is None:
+        return
+    app = app_principal(admin.name)
+    await apply_acls(
+        admin,
+        [
+            Acl(principal=app, operation=op, resource="topic", name=topic)
+            for op in ("Read", "Write")
+        ],
+    )
+
+
+async def grant_bridge(config: Config, source: str, destination: str, topics: list[str]) -> None:
+    """Let the bridge ``source -> destination`` move ``topics`` (as ``bus local up`` does for
+    the events topic)."""
+    for agency, acls in bridge_acls(source, destination, config.topics, topics).items():
+        admin = _ADMINS.get(",".join(config.agency(agency).bootstrap_servers))
+        if admin is not None and admin.tls is not None:
+            await apply_acls(admin, acls)
+
+
 def unique_topic(prefix: str = "test") -> str:
     return f"{prefix}.{uuid.uuid4().hex[:12]}"
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**connect(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
     finally:
         await admin.close()
+    await grant_applications(bootstrap, name)
 
 
 async def produce(bootstrap: str, topic: str, values: Iterable[bytes], **send: object) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**connect(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         futures = [await producer.send(topic, value, **send) for value in values]
@@ -107,7 +156,7 @@ async def produce_records(
     bootstrap: str, topic: str, records: Iterable[ConsumerRecord[bytes, bytes]]
 ) -> None:
     """Re-publish ``records`` (key, value and headers as they are) onto ``topic``."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**connect(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         futures = [
@@ -133,7 +182,7 @@ async def consume_all(
     # No group: every partition of the topic is assigned to this consumer, nothing is committed.
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **connect(bootstrap),
         group_id=None,
         isolation_level="read_committed",
         enable_auto_commit=False,

@@ -38,13 +38,14 @@ The modules, each importing only those above it::
 
 from __future__ import annotations
 
-from bus.local._acls import Acl, bridge_acls, cluster_acls, kafka_acls_commands
+from bus.local._acls import Acl, apply_acls, bridge_acls, cluster_acls, kafka_acls_commands
 from bus.local._federation import admin_settings, down, iter_node_pids, reset, status, up
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
 
 __all__ = [
     "Acl",
     "admin_settings",
+    "apply_acls",
     "bridge_acls",
     "cluster_acls",
     "kafka_acls_commands",

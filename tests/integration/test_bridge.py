@@ -36,6 +36,7 @@ from tests.kafka import (
     Federation,
     consume_all,
     create_topic,
+    grant_bridge,
     produce,
     produce_records,
     unique_topic,
@@ -64,6 +65,7 @@ def bridges(federated: Federated, tmp_path: Path) -> Iterator[list[BridgeProcess
 async def _source_topic(federation: Federation) -> str:
     topic = unique_topic("feed")
     await create_topic(federation.bootstrap(SOURCE), topic, partitions=PARTITIONS)
+    await grant_bridge(federation.config, SOURCE, DESTINATION, [topic])
     return topic
 
 
@@ -391,6 +393,7 @@ async def test_three_agencies_both_directions_no_loops_and_no_event_twice(
     await create_topic(federation.bootstrap(a), topic_a, partitions=2)
     await create_topic(federation.bootstrap(b), topic_b, partitions=2)
     for source, destination, topic in ((a, b, topic_a), (b, a, topic_b), (b, c, topic_b)):
+        await grant_bridge(federation.config, source, destination, [topic])
         bridge = BridgeProcess(
             federated,
             source=source,
