@@ -19,6 +19,10 @@ Keys are valid from a day before they were made (``bus.keyring.BACKDATE``), so t
 written just before ``up`` still verify. Keys are never replaced; a later ``up`` with more
 agencies adds keys for the new ones, and rewrites the policy only if nobody edited it.
 
+By default every listener requires mutual TLS (a CA per agency, ``_tls``) and the
+StandardAuthorizer allows only the ACLs of ``_acls`` (docs/security.md); ``insecure_plaintext``
+(``bus local up --insecure-plaintext``) gives plaintext nodes for development only.
+
 Starting waits for an admin call to succeed on every node (never a sleep), then creates the bus
 topics. Stopping sends SIGTERM and waits, so Kafka shuts down cleanly; nothing is left running.
 A node is known only by the pid recorded in its ``node.pid``, checked against its command line,
