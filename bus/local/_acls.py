@@ -15,7 +15,7 @@ and the agency's admin are super users. On agency ``a``'s cluster, with peers ``
 principal                  may
 =========================  ===================================================================
 ``a-app``                  write and read ``intel.events``; read each ``p.intel.events``;
-                           write ``bus.quarantine``; any consumer group except ``bus-bridge.*``
+                           write and read ``bus.quarantine``; any consumer group except ``bus-bridge.*``
                            (denied); idempotent writes
 ``bridge.a.p`` (source)    read ``intel.events`` in group ``bus-bridge.a.p``; write
                            ``bus.audit`` and ``bus.quarantine``; create, read and write its
@@ -112,6 +112,9 @@ def application_acls(agency: str, peers: Iterable[str], topics: TopicSettings) -
         Acl(principal=app, operation="Write", resource="topic", name=topics.events),
         Acl(principal=app, operation="Read", resource="topic", name=topics.events),
         Acl(principal=app, operation="Write", resource="topic", name=topics.quarantine),
+        # What the agency's own readers could not accept, for its operators to inspect
+        # (`bus tail --topic bus.quarantine`): as sensitive as intel.events, which they read.
+        Acl(principal=app, operation="Read", resource="topic", name=topics.quarantine),
         Acl(principal=app, operation="IdempotentWrite", resource="cluster", name=CLUSTER_NAME),
         # Any group of the agency's own, never a bridge's: a member that joins the bridge's
         # group takes partitions away from it. DENY wins over ALLOW in Kafka.

@@ -41,6 +41,8 @@ def test_applications_write_their_events_and_read_mirrors_but_no_bridge_state() 
     assert _allowed(acls, app, "Write", "intel.events")
     assert _allowed(acls, app, "Read", "europol.intel.events")
     assert _allowed(acls, app, "Write", "bus.quarantine")
+    assert _allowed(acls, app, "Read", "bus.quarantine")
+    assert not _allowed(acls, app, "Read", "bus.audit")
     assert _allowed(acls, app, "Read", "case-indexer")  # any group of its own
     assert not _allowed(acls, app, "Read", "bus-bridge.interpol.europol")
     assert not _allowed(acls, app, "Write", "europol.intel.events")
