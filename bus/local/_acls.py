@@ -15,8 +15,8 @@ and the agency's admin are super users. On agency ``a``'s cluster, with peers ``
 principal                  may
 =========================  ===================================================================
 ``a-app``                  write and read ``intel.events``; read each ``p.intel.events``;
-                           write and read ``bus.quarantine``; any consumer group except ``bus-bridge.*``
-                           (denied); idempotent writes
+                           write and read ``bus.quarantine``; any consumer group except
+                           ``bus-bridge.*`` (denied); idempotent writes
 ``bridge.a.p`` (source)    read ``intel.events`` in group ``bus-bridge.a.p``; write
                            ``bus.audit`` and ``bus.quarantine``; create, read and write its
                            audit checkpoints ``bus.checkpoints.audit.p.<topic>``; its Faust

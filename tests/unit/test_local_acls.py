@@ -12,11 +12,13 @@ TOPICS = TopicSettings()
 AGENCIES = ("interpol", "europol", "ameripol")
 
 
-def _allowed(acls: list[Acl], principal: str, operation: str, name: str) -> bool:
+def _allowed(
+    acls: list[Acl], principal: str, operation: str, name: str, resource: str = "topic"
+) -> bool:
     """Whether an ALLOW binding covers it and no DENY does (Kafka's rule)."""
 
     def matches(a: Acl) -> bool:
-        if a.principal != principal or a.operation != operation:
+        if a.principal != principal or a.operation != operation or a.resource != resource:
             return False
         return name.startswith(a.name) if a.prefixed else a.name in (name, "*")
 
@@ -43,8 +45,8 @@ def test_applications_write_their_events_and_read_mirrors_but_no_bridge_state() 
     assert _allowed(acls, app, "Write", "bus.quarantine")
     assert _allowed(acls, app, "Read", "bus.quarantine")
     assert not _allowed(acls, app, "Read", "bus.audit")
-    assert _allowed(acls, app, "Read", "case-indexer")  # any group of its own
-    assert not _allowed(acls, app, "Read", "bus-bridge.interpol.europol")
+    assert _allowed(acls, app, "Read", "case-indexer", "group")  # any group of its own
+    assert not _allowed(acls, app, "Read", "bus-bridge.interpol.europol", "group")
     assert not _allowed(acls, app, "Write", "europol.intel.events")
     assert not _allowed(acls, app, "Write", "bus.audit")
     assert not _allowed(acls, app, "Write", "bus.checkpoints.europol.intel.events")
