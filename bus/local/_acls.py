@@ -23,7 +23,8 @@ principal                  may
                            worker's topics and group (prefix ``bus-bridge.a.p.``);
                            transactional ids ``bus-bridge.a.p.*``; idempotent writes
 ``bridge.p.a`` (dest.)     create and write ``p.intel.events``; create, read and write its
-                           checkpoints ``bus.checkpoints.p.<topic>``; transactional ids
+                           checkpoints ``bus.checkpoints.p.<topic>`` and
+                           ``bus.checkpoints.forwarded.p.<topic>``; transactional ids
                            ``bus-bridge.p.a.*``; idempotent writes
 =========================  ===================================================================
 """
@@ -100,6 +101,11 @@ def audit_checkpoint_topic(destination: str, topic: str) -> str:
     return f"bus.checkpoints.audit.{destination}.{topic}"
 
 
+def forwarded_topic(source: str, topic: str) -> str:
+    """Which events were forwarded (``bus.bridge._replays`` on main, issue 10)."""
+    return f"bus.checkpoints.forwarded.{source}.{topic}"
+
+
 def group_prefix(source: str, destination: str) -> str:
     """What the direction's groups, transactional ids and Faust topics start with."""
     return f"{BRIDGE_PREFIX}{source}.{destination}."
@@ -173,7 +179,9 @@ def bridge_acls(
         on_source += [acl(op, "topic", audit_checkpoints) for op in ("Create", "Read", "Write")]
         checkpoints = checkpoint_topic(source, topic)
         mirror = f"{source}.{topic}"
-        on_destination += [acl(op, "topic", checkpoints) for op in ("Create", "Read", "Write")]
+        forwarded = forwarded_topic(source, topic)
+        for name in (checkpoints, forwarded):
+            on_destination += [acl(op, "topic", name) for op in ("Create", "Read", "Write")]
         on_destination += [acl("Create", "topic", mirror), acl("Write", "topic", mirror)]
     return {source: on_source, destination: on_destination}
 
