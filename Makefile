@@ -42,8 +42,13 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
+# Under coverage, with the child processes the tests start (bridges, subscribers); the branch
+# coverage report comes last and fails below the floor in pyproject.toml.
 test: check kafka
-	$(BIN)/pytest
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
 
 test-unit: install
 	$(BIN)/pytest tests/unit
@@ -61,4 +66,4 @@ bench: kafka
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis .coverage .coverage.*

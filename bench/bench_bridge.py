@@ -1,9 +1,9 @@
 """Throughput, latency and profile of the bridge on real Apache Kafka, against its ceilings.
 
 Run ``python -m bench.bench_bridge`` (``--quick`` for a short run). Starts a fresh two-agency
-local federation (``bus.local``, a temporary home, free ports), stops it at the end (also on
-error), and measures with ~1 KB signed events (``tests.bridge.EventPlan`` events with a padded
-summary; about 69% released, the rest denied: not releasable or TLP RED):
+local federation (``bus.testing.running_federation``: a temporary home, free ports), stops it at
+the end (also on error), and measures with ~1 KB signed events (``bus.testing.EventPlan``
+events with a padded summary; about 69% released, the rest denied: not releasable or TLP RED):
 
 1. Throughput (source events per second) moving N pre-published events from interpol's topic
    (6 partitions) to europol:
@@ -45,26 +45,30 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
-from bus import local
 from bus.bridge import BridgeSettings, Replicator
 from bus.config import Config, java_home, load_config
 from bus.envelope import peek, seal
 from bus.local._install import find_java, kafka_version
 from bus.policy import load_policy
 from bus.signing import SigningKey
+from bus.testing import (
+    EventPlan,
+    connect,
+    create_topic,
+    federated_config,
+    produce_keyed,
+    running_federation,
+)
 from bus.trust import TrustStore
-from tests.bridge import EventPlan, federated_config
-from tests.kafka import Federation, free_base_port
 
 __all__ = ["main"]
 
@@ -94,11 +98,6 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
 
 
-def _released(i: int) -> bool:
-    """EventPlan's rule: event ``i`` is denied if i % 5 == 0 (not releasable) or i % 7 == 0."""
-    return i % 5 != 0 and i % 7 != 0
-
-
 def _sealed(
     count: int, key: SigningKey, created_at: Callable[[int], datetime] | None = None
 ) -> list[tuple[bytes, bytes]]:
@@ -117,30 +116,7 @@ def _sealed(
 
 # --- small Kafka helpers -----------------------------------------------------------------
 
-
-async def _create_topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
-
-
-async def _produce(bootstrap: str, topic: str, values: Sequence[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=256 * 1024,
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in values]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+_BATCHING = {"linger_ms": 5, "max_batch_size": 256 * 1024}
 
 
 async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> int:
@@ -216,7 +192,7 @@ class PassThrough:
         if partition is not None:
             options["transactional_id"] = f"bench.{self.mirror}.{partition}"
         return AIOKafkaProducer(
-            bootstrap_servers=self.destination,
+            **connect(self.destination),
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
@@ -226,7 +202,7 @@ class PassThrough:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.source,
+            **connect(self.source),
             group_id=None,
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -369,7 +345,7 @@ def _publisher_child(bootstrap: str, topic: str, key_path: str, rate: float, cou
 
     async def send() -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+            **connect(bootstrap), acks="all", enable_idempotence=True, linger_ms=1
         )
         await producer.start()
         try:
@@ -436,18 +412,18 @@ class Bench:
 
     async def topic(self, kind: str, *, publish: bool = True) -> str:
         name = f"bench.{_slug(kind)}.{uuid.uuid4().hex[:6]}"
-        await _create_topic(self.src, name)
+        await create_topic(self.src, name, PARTITIONS)
         if publish:
-            await _produce(self.src, name, self.values)
+            await produce_keyed(self.src, name, self.values, producer=_BATCHING)
         return name
 
     # 1a, 1b
     async def passthrough(self, name: str, **options: bool) -> float:
         topic = await self.topic(name)
         mirror = f"{SOURCE}.{topic}"
-        await _create_topic(self.dst, mirror)
+        await create_topic(self.dst, mirror, PARTITIONS)
         if options.get("transactional"):
-            await _create_topic(self.dst, f"{mirror}.checkpoints")
+            await create_topic(self.dst, f"{mirror}.checkpoints", PARTITIONS)
         loop = PassThrough(self.src, self.dst, topic, mirror, **options)
         task = asyncio.ensure_future(loop.run())
 
@@ -515,7 +491,9 @@ class Bench:
                     raise RuntimeError(f"{name}: workers never shared the partitions")
                 await asyncio.sleep(0.1)
             print(f"    partitions per worker: {[a.value for a in assigned]}")
-            publishing = asyncio.ensure_future(_produce(self.src, topic, self.values))
+            publishing = asyncio.ensure_future(
+                produce_keyed(self.src, topic, self.values, producer=_BATCHING)
+            )
 
             async def done() -> int:
                 return sum(p.value for p in progress)
@@ -555,7 +533,7 @@ class Bench:
             process = subprocess.Popen(  # noqa: ASYNC220  # returns at once
                 command, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.dst, group_id=None)
+        consumer = AIOKafkaConsumer(**connect(self.dst), group_id=None)
         await consumer.start()
         started = time.monotonic()
         try:
@@ -598,9 +576,9 @@ class Bench:
                     stop,
                 ),
             )
-            expected = sum(1 for i in range(count) if _released(i))
+            expected = sum(1 for i in range(count) if EventPlan.is_released(i))
         else:
-            await _create_topic(self.dst, mirror)
+            await create_topic(self.dst, mirror, PARTITIONS)
             child = ctx.Process(
                 target=_passthrough_child, args=(self.src, self.dst, topic, mirror, ready, stop)
             )
@@ -614,7 +592,7 @@ class Bench:
                     raise RuntimeError(f"{name}: never ready")
                 await asyncio.sleep(0.05)
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.dst,
+                **connect(self.dst),
                 group_id=None,
                 isolation_level="read_committed",
                 auto_offset_reset="earliest",
@@ -815,24 +793,6 @@ refresh.groups.enabled = false
 # --- main --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _federation(home: Path) -> Iterator[local.FederationSpec]:
-    spec = local.FederationSpec(
-        home=home / "federation",
-        agencies=(SOURCE, DESTINATION),
-        base_port=free_base_port(4),
-        heap_mb=512,
-        partitions=PARTITIONS,
-        java_home=java_home(),
-        # The figures compare with earlier plaintext runs; the clients here connect plainly.
-        insecure_plaintext=True,
-    )
-    try:
-        yield spec
-    finally:
-        local.down(spec)
-
-
 async def _run(bench: Bench, *, skip_mm2: bool, profile_events: int) -> None:
     n = bench.events
     print(f"\n1. throughput, {n} pre-published events, {PARTITIONS} partitions")
@@ -881,11 +841,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         home = Path(tmp)
-        with _federation(home) as spec:
-            t = time.monotonic()
-            config = asyncio.run(local.up(spec))
+        t = time.monotonic()
+        # The figures compare with earlier plaintext runs: the nodes and every client here
+        # (connect() gives plain options for them) speak plaintext.
+        with running_federation(
+            home / "federation",
+            (SOURCE, DESTINATION),
+            partitions=PARTITIONS,
+            insecure_plaintext=True,
+        ) as federation:
+            assert federation.spec is not None
             print(f"federation up in {time.monotonic() - t:.1f} s")
-            federated = federated_config(Federation(config=config, spec=spec), home / "signed")
+            federated = federated_config(federation, home / "signed")
             key_path = federated.config.agency(SOURCE).signing_key
             assert key_path is not None
             t = time.monotonic()
@@ -893,13 +860,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(
                 f"sealed {events} events in {time.monotonic() - t:.1f} s, "
                 f"value {len(values[0][1])} bytes, "
-                f"{sum(1 for i in range(events) if _released(i))} to be released"
+                f"{sum(1 for i in range(events) if EventPlan.is_released(i))} to be released"
             )
             bench = Bench(
                 config=federated.config,
                 config_path=federated.path,
                 key_path=key_path,
-                jars=spec.jar_dir,
+                jars=federation.spec.jar_dir,
                 home=home,
                 events=events,
                 seconds=seconds,

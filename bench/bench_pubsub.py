@@ -31,14 +31,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.bench_core import realistic_event
-from bus import envelope, local
-from bus.config import Config, java_home
+from bus import envelope
+from bus.config import Config
 from bus.headers import event_headers
 from bus.publisher import open_publisher
 from bus.signing import SigningKey
 from bus.subscriber import open_subscriber
-from tests.kafka import create_topic, free_base_port
-from tests.signed import signed_config
+from bus.testing import connect, create_topic, running_federation, signed_config
 
 __all__ = ["main"]
 
@@ -56,7 +55,7 @@ def _events(count: int) -> list[dict[str, Any]]:
 
 
 async def _raw_produce(bootstrap: str, topic: str, records: list[Any], window: int) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **_PRODUCER)
+    producer = AIOKafkaProducer(**connect(bootstrap), **_PRODUCER)
     await producer.start()
     try:
         started = time.perf_counter()
@@ -81,7 +80,7 @@ async def _publish(config: Config, topic: str, batch: list[dict[str, Any]], wind
 
 async def _raw_consume(bootstrap: str, topic: str, count: int) -> float:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **connect(bootstrap),
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -171,23 +170,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     count = args.events or (5000 if args.quick else 20000)
     rounds = args.rounds or (1 if args.quick else 3)
     print(f"python {platform.python_version()}, {os.cpu_count()} cores; Kafka on loopback")
-    with tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp:
-        spec = local.FederationSpec(
-            home=Path(tmp) / "federation",
-            agencies=(AGENCY,),
-            base_port=free_base_port(2),
-            heap_mb=512,
-            partitions=PARTITIONS,
-            java_home=java_home(),
-            # The figures compare with earlier plaintext runs; the clients here connect plainly.
-            insecure_plaintext=True,
-        )
-        try:
-            config = asyncio.run(local.up(spec))
-            config = signed_config(config, Path(tmp) / "keys")
-            asyncio.run(_bench(config, count, rounds, args.window))
-        finally:
-            local.down(spec)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp,
+        # The figures compare with earlier plaintext runs: the nodes and every client here
+        # (connect() gives plain options for them) speak plaintext.
+        running_federation(
+            Path(tmp) / "federation", (AGENCY,), partitions=PARTITIONS, insecure_plaintext=True
+        ) as federation,
+    ):
+        config = signed_config(federation.config, Path(tmp) / "keys")
+        asyncio.run(_bench(config, count, rounds, args.window))
 
 
 if __name__ == "__main__":

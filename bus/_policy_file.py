@@ -26,7 +26,7 @@ _FORMAT_VERSION: Final = 1
 
 _TOP_KEYS: Final = frozenset({"version", "agencies", "direction"})
 _DIRECTION_KEYS: Final = frozenset(
-    {"from", "to", "crime_areas", "tlp", "onward_forwarding", "handling"}
+    {"from", "to", "crime_areas", "tlp", "onward_forwarding", "release_h3", "handling"}
 )
 _HANDLING_KEYS: Final = frozenset({"allowed"})
 
@@ -112,6 +112,9 @@ def _direction(entry: Any, number: int, agencies: frozenset[str], source: str) -
     onward = entry.get("onward_forwarding", False)
     if not isinstance(onward, bool):
         raise PolicyError(f"{where}: 'onward_forwarding' must be true or false")
+    release_h3 = entry.get("release_h3", False)
+    if not isinstance(release_h3, bool):
+        raise PolicyError(f"{where}: 'release_h3' must be true or false")
     handling = entry.get("handling", {})
     if not isinstance(handling, dict):
         raise PolicyError(f"{where}: 'handling' must be a table, e.g. {{ allowed = [\"H0\"] }}")
@@ -128,6 +131,7 @@ def _direction(entry: Any, number: int, agencies: frozenset[str], source: str) -
         tlp=tlp,
         handling_codes=codes,
         onward_forwarding=onward,
+        release_h3=release_h3,
     )
 
 

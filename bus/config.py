@@ -99,6 +99,13 @@ class TopicSettings:
         """The mirrored feed of ``origin``'s events on a peer's cluster: ``<origin>.<events>``."""
         return f"{origin}.{self.events}"
 
+    def mirrored_from(self, topic: str) -> str | None:
+        """The agency whose mirrored feed ``topic`` is (``<agency>.<events>``), else ``None``."""
+        agency, dot, rest = topic.partition(".")
+        if dot and rest == self.events and AGENCY_ID.fullmatch(agency):
+            return agency
+        return None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgencySettings:

@@ -32,7 +32,12 @@
         │   │                       not (or no longer, past the grace) by the receiver's clock
         │   ├── KeyRevoked
         │   └── EventFromFuture     created_at is later than the receiver's clock plus the skew
-        └── EventRejected           verified, but the event itself is unacceptable
+        ├── EventRejected           verified, but the event itself is unacceptable
+        │   ├── OriginMismatch      (subscriber) not from the agency its mirrored topic is of
+        │   ├── RevisionConflict    the same event id and revision with another body
+        │   └── NotReleasable       (subscriber) not releasable to the subscriber's agency
+        └── UnexpectedFailure       judging it raised an unexpected error (a bug, or a library
+                                    failing on hostile input): quarantined, never fatal
 
 Every ``RecordRejected`` carries a stable ``reason`` code: it is the value of the quarantine
 header ``bus_reason`` and the ``reason`` label of the quarantine metrics. Messages say what
@@ -42,7 +47,8 @@ instead, or give a type and a length).
 
 The errors marked (bridge) are the bridge's own: its replicator handles them (it reopens the
 log, or stops at a checkpoint it cannot trust), so ``bus`` does not re-export them. aiokafka's
-errors become a ``TransportError`` at the boundary (``bus._kafka``).
+errors become a ``TransportError`` at the boundary (``bus._kafka``). Those marked (subscriber)
+are the receiving side's checks of a mirrored topic (``bus.subscriber``).
 
 A mistake in the calling code (an argument out of range, a naive datetime, a closed publisher)
 is Python's own ``ValueError``, ``TypeError`` or ``RuntimeError`` naming the parameter: a bug
@@ -83,6 +89,10 @@ __all__ = [
     "KeyRevoked",
     "EventFromFuture",
     "EventRejected",
+    "OriginMismatch",
+    "NotReleasable",
+    "UnexpectedFailure",
+    "RevisionConflict",
 ]
 
 
@@ -254,3 +264,33 @@ class EventRejected(RecordRejected):
     the release policy cannot decide on): not a verification failure."""
 
     reason: ClassVar[str] = "event-rejected"
+
+
+class OriginMismatch(EventRejected):
+    """A mirrored topic (``<agency>.<events topic>``) carries an event whose signed origin is
+    another agency: the topic is written only by that agency's bridge, so the record did not
+    come from where its topic says."""
+
+    reason: ClassVar[str] = "origin-mismatch"
+
+
+class NotReleasable(EventRejected):
+    """A mirrored event whose ``releasable_to`` does not name the receiving agency: it should
+    never have crossed, so it is not delivered."""
+
+    reason: ClassVar[str] = "not-releasable"
+
+
+class UnexpectedFailure(RecordRejected):
+    """Verifying, decoding or deciding about a record raised something unexpected (a bug, or a
+    library failing on hostile input). The record is quarantined and the consumer goes on; the
+    message names the exception type and the stage, the log has the traceback."""
+
+    reason: ClassVar[str] = "internal-error"
+
+
+class RevisionConflict(EventRejected):
+    """An event with the same id and revision as one already forwarded or delivered, but with
+    other signed bytes: two different bodies were signed under one version of one event."""
+
+    reason: ClassVar[str] = "revision-conflict"

@@ -13,7 +13,8 @@ event data (the signed, single-object-encoded ``SignedEvent``); the attributes a
 ===================  ======================================================================
 
 Values are UTF-8. Headers are routing hints and observability only: nothing reads them to make
-a security decision, and a bridge copies them as they are.
+a security decision. They are unsigned, so a bridge never copies them: it regenerates them from
+the verified event (``event_headers``), as it derives the mirrored record's key (``event_key``).
 
 Quarantine records keep the original record's key, value, timestamp and headers (in their
 original order), then add ours, all prefixed ``bus_``:
@@ -65,6 +66,7 @@ __all__ = [
     "ORIGINAL_PREFIX",
     "MAX_ERROR_LENGTH",
     "event_headers",
+    "event_key",
     "event_source",
     "quarantine_headers",
     "header_value",
@@ -119,6 +121,15 @@ def event_source(event: Mapping[str, Any]) -> str:
     """The CloudEvents ``source`` of an event: ``/agencies/<agency>/units/<unit>``."""
     origin = event["origin"]
     return f"/agencies/{origin['agency']}/units/{origin['unit']}"
+
+
+def event_key(event: Mapping[str, Any]) -> bytes:
+    """The Kafka key of an event: its ``correlation_id`` (UTF-8), else its ``event_id``.
+
+    One case keeps its order on one partition. Publishers key by it, and a bridge derives the
+    mirrored record's key from the verified event with it, never from the record's own key.
+    """
+    return str(event.get("correlation_id") or event["event_id"]).encode()
 
 
 def event_headers(event: Mapping[str, Any]) -> list[tuple[str, bytes]]:

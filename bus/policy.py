@@ -23,6 +23,7 @@ rule                   denies when
                        listed by name in ``releasable_to``
 ``crime-area``         the crime area is not in the direction's agreement
 ``handling``           the event carries a handling code the direction does not accept
+``handling-h3``        the event carries H3 and the direction does not say ``release_h3``
 ``onward-forwarding``  the event came from a third agency (origin is not the source) and
                        the direction does not allow onward forwarding
 ``handling-h2-onward`` the event came from a third agency, carries H2, and the origin did
@@ -30,12 +31,20 @@ rule                   denies when
 ``allowed``            (every rule passed: the event crosses)
 =====================  ===================================================================
 
+Two more rules are named here but decided by the bridge right after the policy, because they
+need what it forwarded before: ``replay`` (this revision of the event was forwarded already)
+and ``rollback`` (a higher revision was). ``Policy.decide`` never returns them.
+
 Routing rules come first so that an event that would loop is reported as a loop, whatever its
 markings; then expiry; then the origin's own markings; then the direction's agreement.
 
-``loop-origin`` reads the signed ``origin.agency``. ``loop-path`` reads the hop headers, which are
-unsigned routing hints: it is defence in depth only. Loops are prevented structurally, because a
-bridge never consumes a mirrored topic.
+``loop-origin`` reads the signed ``origin.agency``. ``loop-path`` reads the request's ``path``,
+which a bridge derives from verified facts only (the signed origin, then the source agency),
+never from a record's unsigned hop headers: it is defence in depth. Loops are prevented
+structurally, because a bridge never consumes a mirrored topic.
+
+H3 ("conditions apply", with the conditions as free text) is never released by a machine unless
+the direction says so explicitly (``release_h3``): no program can check free-text conditions.
 """
 
 from __future__ import annotations
@@ -87,9 +96,14 @@ class Rule(StrEnum):
     TLP = "tlp"
     CRIME_AREA = "crime-area"
     HANDLING = "handling"
+    HANDLING_H3 = "handling-h3"
     ONWARD_FORWARDING = "onward-forwarding"
     HANDLING_H2_ONWARD = "handling-h2-onward"
     ALLOWED = "allowed"
+    # Decided by the bridge after the policy, from what it forwarded before (never by
+    # ``Policy.decide``, which has no state): docs/decisions/0008-replays-and-revisions.md.
+    REPLAY = "replay"
+    ROLLBACK = "rollback"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,8 +123,9 @@ class ReleaseRequest:
     """The facts the policy needs to decide whether one event may cross one direction.
 
     ``source`` is the agency whose cluster the bridge reads, ``destination`` the one it writes
-    to. ``path`` lists the agencies the event already passed, from the bridge's hop headers
-    (oldest first; may be empty). ``now`` and ``expires_at`` are timezone-aware.
+    to. ``path`` lists the agencies the event already passed (oldest first; may be empty): a
+    bridge derives it from verified facts, never from unsigned headers. ``now`` and
+    ``expires_at`` are timezone-aware.
     """
 
     event_id: str
@@ -216,7 +231,8 @@ class Direction:
     """The agreement for one direction (``source`` -> ``destination``) of the exchange.
 
     ``tlp`` never contains AMBER_STRICT or RED; ``handling_codes`` lists the handling codes an
-    event may carry to cross (all four by default).
+    event may carry to cross (all four by default); an event with H3 crosses only if
+    ``release_h3`` is set too (off by default: H3's conditions are free text no machine checks).
     """
 
     source: str
@@ -225,6 +241,7 @@ class Direction:
     tlp: frozenset[str]
     handling_codes: frozenset[str] = HANDLING_CODES
     onward_forwarding: bool = False
+    release_h3: bool = False
 
     def __post_init__(self) -> None:
         if self.source == self.destination:
@@ -315,6 +332,12 @@ class Policy:
             return _deny(
                 Rule.HANDLING,
                 f"handling code {', '.join(sorted(refused))} is not accepted for {direction.name}",
+            )
+        if "H3" in r.handling_codes and not direction.release_h3:
+            return _deny(
+                Rule.HANDLING_H3,
+                f"H3: {direction.name} does not release H3 events by machine "
+                "(its conditions need a person; the policy's release_h3 is not set)",
             )
         if r.origin != r.source:
             if not direction.onward_forwarding:

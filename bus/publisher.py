@@ -38,7 +38,7 @@ from bus import envelope, events
 from bus._kafka import client_options, describe, translated
 from bus.config import Config
 from bus.errors import ConfigError, EventError, PublishError, TransportError
-from bus.headers import event_headers
+from bus.headers import event_headers, event_key
 from bus.metrics import PublisherMetrics
 from bus.signing import Signer, SigningKey
 
@@ -106,7 +106,7 @@ class Publisher:
                 "an agency publishes only its own events"
             )
         value = envelope.seal(dict(event), self._signer)
-        return str(event["correlation_id"]).encode(), value, event_headers(event)
+        return event_key(event), value, event_headers(event)
 
     async def _send(self, event: Mapping[str, Any]) -> asyncio.Future[Published]:
         """Sign and send one event inside the in-flight window; the future resolves on the ack."""

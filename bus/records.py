@@ -24,7 +24,7 @@ from typing import Protocol, TypeVar
 
 from bus import headers as h
 from bus._time import parse_time
-from bus.errors import QuarantineRecordError, RecordRejected
+from bus.errors import QuarantineRecordError, RecordRejected, UnreadableRecord
 
 __all__ = [
     "SourceRecord",
@@ -32,6 +32,7 @@ __all__ = [
     "quarantine_copy",
     "QuarantinedRecord",
     "read_quarantined",
+    "unreadable_error",
 ]
 
 _T = TypeVar("_T")
@@ -55,6 +56,18 @@ class SourceRecord(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Iterable[tuple[str, bytes]]: ...
+
+
+def unreadable_error(record: SourceRecord) -> UnreadableRecord | None:
+    """The error of a stand-in for a record the Kafka client could not read, or ``None``.
+
+    ``bus._fetch`` returns such stand-ins (``Unreadable``: coordinates, no value, and an
+    ``error``); they are quarantined with that error (reason ``unreadable``), not as truncated.
+    """
+    if record.value is not None:
+        return None
+    error = getattr(record, "error", None)
+    return error if isinstance(error, UnreadableRecord) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

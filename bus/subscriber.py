@@ -20,8 +20,15 @@ since its last commit, and never loses an event.
 Records are read with ``read_committed`` isolation and no auto-commit. Each is verified and
 decoded by ``bus.envelope.open_`` against the trust store, with the keys judged by this host's
 clock too (``key_grace_s`` past a key's end for records in flight; ``created_at`` at most
-``max_clock_skew_s`` ahead). A record that is rejected (any
-``RecordRejected``; a record without a value is ``TruncatedRecord``) is written to the
+``max_clock_skew_s`` ahead), then validated
+(``bus.events.validate``: a verified event that breaks the event model is ``EventRejected``).
+On a mirrored topic (``<agency>.<events topic>``, written only by that agency's bridge) the
+subscriber also requires, unless ``require_release=False``, that the event's signed origin is
+that agency (``OriginMismatch``) and that its ``releasable_to`` names the subscriber's own
+agency (``NotReleasable``). Nothing raised while judging a record escapes: an unexpected error
+is ``UnexpectedFailure`` (reason ``internal-error``), logged once with its traceback. A record
+that is rejected (any ``RecordRejected``; a record without a value is ``TruncatedRecord``, a
+record the Kafka client could not read is ``UnreadableRecord``) is written to the
 quarantine topic of the same cluster with its original bytes and the reason headers
 (``bus.quarantine``), counted, reported to ``on_rejected`` if given, and committed past only
 after the cluster acknowledged the quarantine record. Then the subscriber goes on.
@@ -30,17 +37,24 @@ Without a ``group_id`` the subscriber reads every partition of its topics by its
 nothing and, by default, quarantines nothing (it is a viewer, like ``bus tail`` without
 ``--group``): rejected records are only reported.
 
-With ``dedup_capacity > 0``, an event whose ``(event_id, revision)`` was handled among the last
-``dedup_capacity`` handled events is skipped (and committed past). A later revision of an event
-is not a duplicate.
+Replays and revisions (``docs/decisions/0008-replays-and-revisions.md``): a subscriber with a
+group remembers, for the last ``dedup_capacity`` event ids it handled (default 100,000) across
+every topic it reads, the highest revision handled and the SHA-256 of its signed bytes. The same
+revision again (say an event that reached the agency by two routes) is skipped as a duplicate,
+a lower revision is skipped as a rollback (both committed past, counted), and the same revision
+with other bytes is quarantined as ``RevisionConflict``. A later revision is delivered. This is
+kept in memory: after a restart the group resumes after what it committed, so only a copy of an
+event handled before the restart that is published after it is delivered again. A group-less
+subscriber (a viewer) does not de-duplicate unless given ``dedup_capacity``; 0 turns it off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,14 +66,26 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry
 
-from bus import envelope
+from bus import envelope, events
 from bus._kafka import client_options, translated
+from bus._revisions import EventIdentity, Repeat, RevisionIndex
 from bus.config import Config
 from bus.envelope import VerifiedEvent
-from bus.errors import ConfigError, RecordRejected, TransportError, TruncatedRecord
+from bus.errors import (
+    ConfigError,
+    EventError,
+    EventRejected,
+    NotReleasable,
+    OriginMismatch,
+    RecordRejected,
+    RevisionConflict,
+    TransportError,
+    TruncatedRecord,
+    UnexpectedFailure,
+)
 from bus.metrics import SubscriberMetrics
 from bus.quarantine import Quarantine, Quarantined
-from bus.records import SourceRecord
+from bus.records import SourceRecord, unreadable_error
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, TrustStore
 
 __all__ = [
@@ -74,8 +100,16 @@ __all__ = [
 # A grace or skew of more than a week would make key validity windows meaningless.
 _MAX_CLOCK_SETTING_S: Final = 7 * 24 * 3600.0
 
+log = logging.getLogger("bus.subscriber")
+
 Record = SourceRecord
 """A fetched record (aiokafka's ``ConsumerRecord``)."""
+
+DEFAULT_DEDUP_CAPACITY = 100_000
+"""Event ids a subscriber with a group remembers against replays and rollbacks."""
+
+_DEDUP_WINDOW_S = 30 * 24 * 3600.0
+"""How long a handled revision is remembered (the bridge's replay window)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +178,7 @@ class Subscriber:
         group_id: str | None,
         trust: KeyResolver,
         quarantine: Quarantine | None,
+        mirrors: dict[str, str] | None = None,
         dedup_capacity: int,
         on_rejected: Callable[[Rejection], None] | None,
         max_records: int,
@@ -159,8 +194,14 @@ class Subscriber:
         self.group_id = group_id
         self._trust = trust
         self._quarantine = quarantine
-        self._dedup_capacity = dedup_capacity
-        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._mirrors = dict(mirrors or {})
+        """Mirrored topic -> the agency it is mirrored from, for the receiving checks."""
+        self._seen = (
+            # Subscribers deliver expired events too: their entries must not go before.
+            RevisionIndex(capacity=dedup_capacity, window_s=_DEDUP_WINDOW_S, forget_expired=False)
+            if dedup_capacity
+            else None
+        )
         self._on_rejected = on_rejected
         self._max_records = max_records
         self._metrics = SubscriberMetrics.on(registry)
@@ -199,8 +240,11 @@ class Subscriber:
         """
         if delivery is self._current:
             self._current = None
-        if self._dedup_capacity:
-            self._remember((delivery.event_id, int(delivery.event.get("revision", 1))))
+        if self._seen is not None:
+            verified = delivery.verified
+            self._seen.remember(
+                EventIdentity.of(verified.event, verified.event_bytes), now=time.time()
+            )
         self._mark(TopicPartition(delivery.topic, delivery.partition), delivery.offset)
 
     def _mark(self, tp: TopicPartition, offset: int) -> None:
@@ -208,12 +252,6 @@ class Subscriber:
             return  # revoked meanwhile: its new owner re-delivers from the last commit
         if offset + 1 > self._handled.get(tp, -1):
             self._handled[tp] = offset + 1
-
-    def _remember(self, key: tuple[str, int]) -> None:
-        self._seen[key] = None
-        self._seen.move_to_end(key)
-        while len(self._seen) > self._dedup_capacity:
-            self._seen.popitem(last=False)
 
     async def commit(self) -> None:
         """Commit every handled offset now (a no-op without a consumer group)."""
@@ -263,14 +301,9 @@ class Subscriber:
 
     async def _accept(self, record: Record) -> Delivery | None:
         """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
-        try:
-            if record.value is None:
-                raise TruncatedRecord("record has no value (null)")
-            verified = envelope.open_(
-                record.value, self._trust, grace=self._key_grace, max_skew=self._max_clock_skew
-            )
-        except RecordRejected as exc:
-            await self._reject(record, exc)
+        verified = self._judge(record)
+        if isinstance(verified, RecordRejected):
+            await self._reject(record, verified)
             return None
         delivery = Delivery(
             verified=verified,
@@ -281,15 +314,78 @@ class Subscriber:
             headers=tuple(record.headers),
             timestamp=record.timestamp,
         )
-        if self._dedup_capacity:
-            key = (delivery.event_id, int(verified.event.get("revision", 1)))
-            if key in self._seen:
-                self._seen.move_to_end(key)
-                self._metrics.consumed.labels(self.agency, record.topic, "duplicate").inc()
-                self._mark(TopicPartition(record.topic, record.partition), record.offset)
-                return None
+        if self._seen is not None and not await self._fresh(record, verified):
+            return None
         self._metrics.consumed.labels(self.agency, record.topic, "delivered").inc()
         return delivery
+
+    def _judge(self, record: Record) -> VerifiedEvent | RecordRejected:
+        """The verified, valid (and, on a mirrored topic, released) event, or why not.
+
+        Never raises ``Exception``: what is unexpected becomes ``UnexpectedFailure``.
+        """
+        unreadable = unreadable_error(record)
+        if unreadable is not None:
+            return unreadable
+        stage = "verifying"
+        try:
+            if record.value is None:
+                return TruncatedRecord("record has no value (null)")
+            verified = envelope.open_(
+                record.value, self._trust, grace=self._key_grace, max_skew=self._max_clock_skew
+            )
+            stage = "validating"
+            events.validate(verified.event)
+            mirrored_from = self._mirrors.get(record.topic)
+            if mirrored_from is not None:
+                stage = "checking the release of"
+                _check_release(verified, mirrored_from=mirrored_from, agency=self.agency)
+        except RecordRejected as exc:
+            return exc
+        except EventError as exc:
+            return EventRejected(f"the verified event breaks the event model: {exc}")
+        except Exception as exc:  # nothing escapes judging; BaseException is not caught
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            log.exception(
+                "%s: %s raised while %s the record; it is rejected as internal-error",
+                where,
+                type(exc).__name__,
+                stage,
+            )
+            return UnexpectedFailure(
+                f"{type(exc).__name__} raised while {stage} the record (a bug or a library "
+                "failing on this input; the subscriber's log has the traceback)"
+            )
+        return verified
+
+    async def _fresh(self, record: Record, verified: VerifiedEvent) -> bool:
+        """False once ``record`` is skipped (a duplicate or a rollback) or quarantined (a
+        revision conflict): a version of its event already handled, or an older one."""
+        assert self._seen is not None
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        try:
+            identity = EventIdentity.of(verified.event, verified.event_bytes)
+        except EventError as exc:
+            await self._reject(record, EventRejected(f"{where}: {exc}"))
+            return False
+        repeat, entry = self._seen.classify(identity, now=time.time())
+        if repeat is Repeat.NEW:
+            return True
+        if repeat is Repeat.CONFLICT:
+            assert entry is not None
+            await self._reject(
+                record,
+                RevisionConflict(
+                    f"{where}: event {identity.event_id} revision {identity.revision} has other "
+                    f"signed bytes (sha256 {identity.digest.hex()[:16]}...) than the one already "
+                    f"handled (sha256 {entry.digest.hex()[:16]}...)"
+                ),
+            )
+            return False
+        outcome = "duplicate" if repeat is Repeat.REPLAY else "rollback"
+        self._metrics.consumed.labels(self.agency, record.topic, outcome).inc()
+        self._mark(TopicPartition(record.topic, record.partition), record.offset)
+        return False
 
     async def _reject(self, record: Record, error: RecordRejected) -> None:
         where = f"{record.topic}/{record.partition}@{record.offset}"
@@ -320,6 +416,22 @@ class Subscriber:
             await self.commit()
         finally:
             await self._consumer.stop()
+
+
+def _check_release(verified: VerifiedEvent, *, mirrored_from: str, agency: str) -> None:
+    """The receiving side's checks of an event read from ``mirrored_from``'s mirrored feed."""
+    origin = verified.agency  # the signed origin, its key checked against it
+    if origin != mirrored_from:
+        raise OriginMismatch(
+            f"event {verified.event['event_id']} was signed by {origin}, but the topic is "
+            f"{mirrored_from}'s mirrored feed (only {mirrored_from}'s bridge writes it); "
+            "open the subscriber with require_release=False to read onward-forwarded feeds"
+        )
+    if agency not in verified.event.get("releasable_to", ()):
+        raise NotReleasable(
+            f"event {verified.event['event_id']} of {origin} is not releasable to {agency} "
+            "(its releasable_to does not name it), so it is not delivered"
+        )
 
 
 async def assign_all(
@@ -360,7 +472,8 @@ async def open_subscriber(
     from_beginning: bool = False,
     trust: KeyResolver | None = None,
     quarantine: bool | None = None,
-    dedup_capacity: int = 0,
+    require_release: bool = True,
+    dedup_capacity: int | None = None,
     on_rejected: Callable[[Rejection], None] | None = None,
     max_records: int = 500,
     commit_interval_s: float = 5.0,
@@ -378,8 +491,13 @@ async def open_subscriber(
     a group and ``False`` without. ``key_grace_s`` (default one hour) is how long past a key's
     end, by this host's clock, events signed with it are still accepted; ``max_clock_skew_s``
     (default five minutes) how far ahead of this host's clock an event's ``created_at`` may be
-    (``bus.trust``). ``consumer_options`` go to ``AIOKafkaConsumer`` as they are (e.g.
-    ``session_timeout_ms``, ``group_instance_id``).
+    (``bus.trust``). ``require_release`` (default ``True``): on a mirrored topic
+    (``<agency>.<events topic>``), reject an event whose signed origin is not that agency or
+    whose ``releasable_to`` does not name ``agency``; turn it off to read a feed that carries
+    onward-forwarded events of third agencies. ``dedup_capacity`` (replays and rollbacks,
+    module docs) defaults to ``DEFAULT_DEDUP_CAPACITY`` with a group and 0 (off) without.
+    ``consumer_options`` go to ``AIOKafkaConsumer``
+    as they are (e.g. ``session_timeout_ms``, ``group_instance_id``).
     """
     settings = config.agency(agency)
     if trust is None:
@@ -389,12 +507,20 @@ async def open_subscriber(
                 "a subscriber needs a trust store to verify events"
             )
         trust = TrustStore.load(settings.trust_store)
+    if dedup_capacity is None:
+        dedup_capacity = DEFAULT_DEDUP_CAPACITY if group_id is not None else 0
     if dedup_capacity < 0:
         raise ConfigError(f"dedup_capacity {dedup_capacity}: give 0 (off) or more")
     for name, seconds in (("key_grace_s", key_grace_s), ("max_clock_skew_s", max_clock_skew_s)):
         if not 0 <= seconds <= _MAX_CLOCK_SETTING_S:
             raise ConfigError(f"{name} {seconds}: give 0 to {_MAX_CLOCK_SETTING_S:.0f} seconds")
     topics = tuple(topics or (config.topics.events,))
+    mirrors = {}
+    if require_release:
+        for topic in topics:
+            mirrored_from = config.topics.mirrored_from(topic)
+            if mirrored_from is not None:
+                mirrors[topic] = mirrored_from
     if quarantine is None:
         quarantine = group_id is not None
     async with AsyncExitStack() as stack:
@@ -437,6 +563,7 @@ async def open_subscriber(
             group_id=group_id,
             trust=trust,
             quarantine=quarantine_writer,
+            mirrors=mirrors,
             dedup_capacity=dedup_capacity,
             on_rejected=on_rejected,
             max_records=max_records,

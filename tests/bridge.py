@@ -1,5 +1,7 @@
-"""Test harness for the bridge: a federation config with keys and policy, bridge processes,
-a stream of signed events, and counts taken by an independent reader.
+"""Test harness for the bridge: bridge processes, and the audit decisions read back.
+
+The federation's configuration with keys and policy, the event plans and the counting readers
+are :mod:`bus.testing`'s, shared with the benchmarks.
 """
 
 from __future__ import annotations
@@ -14,145 +16,40 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from bus.audit import decode_audit_record
-from bus.config import Config, render_toml
-from bus.envelope import peek, seal
-from bus.events import template
-from bus.local._provisioning import render_policy
-from bus.signing import SigningKey
-from tests.kafka import Federation, connect, consume_all, free_base_port
-from tests.signed import signed_config
+from bus.testing import Federated, consume_all, free_base_port
 
-__all__ = [
-    "BridgeProcess",
-    "EventPlan",
-    "Federated",
-    "count_by_event_id",
-    "federated_config",
-    "publish_plan",
-]
-
-AREAS = ("MARITIME_PIRACY", "COUNTER_TERRORISM", "CYBERCRIME", "MAJOR_EVENT_SECURITY")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Federated:
-    """A configuration file for the test federation, with keys, trust store and policy."""
-
-    config: Config
-    path: Path
-    keys: dict[str, SigningKey]
-
-
-def federated_config(
-    federation: Federation,
-    directory: Path,
-    *,
-    onward: Iterable[tuple[str, str]] = (),
-) -> Federated:
-    """Keys, a trust store, a policy (every direction) and ``bus.toml`` under ``directory``.
-
-    ``onward`` lists the directions that allow onward forwarding.
-    """
-    signed = signed_config(federation.config, directory)
-    keys = {
-        name: SigningKey.load(settings.signing_key)
-        for name, settings in signed.agencies.items()
-        if settings.signing_key is not None
-    }
-    policy = directory / "policy.toml"
-    policy.write_text(render_policy(federation.agencies, onward=onward), encoding="utf-8")
-    path = directory / "bus.toml"
-    config = replace(signed, path=path, policy_file=policy)
-    path.write_text(render_toml(config, header="test federation"), encoding="utf-8")
-    return Federated(config=config, path=path, keys=keys)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EventPlan:
-    """Which events a test publishes, and which of them must cross ``destination``."""
-
-    origin: str
-    destination: str
-    count: int
-    garbage_every: int = 0
-    """Every n-th record is garbage (quarantined); 0 for none."""
-    ids: list[str] = field(default_factory=list)
-    released: set[str] = field(default_factory=set)
-    denied: set[str] = field(default_factory=set)
-
-    def event(self, i: int) -> dict[str, Any]:
-        """Event ``i``: released unless i % 5 == 0 (not releasable) or i % 7 == 0 (RED)."""
-        event = template(AREAS[i % len(AREAS)], agency=self.origin, event_id=str(uuid.uuid4()))
-        event["created_at"] = datetime.now(UTC)
-        event["expires_at"] = datetime.now(UTC) + timedelta(days=1)
-        event["correlation_id"] = f"case-{i % 37}"
-        event["tlp"] = "RED" if i % 7 == 0 else "GREEN"
-        event["releasable_to"] = [] if i % 5 == 0 else [self.destination]
-        return event
-
-
-async def publish_plan(
-    bootstrap: str,
-    topic: str,
-    plan: EventPlan,
-    key: SigningKey,
-    *,
-    rate: float | None = None,
-) -> None:
-    """Publish the plan's events (at ``rate`` per second if given), recording their ids."""
-    producer = AIOKafkaProducer(
-        **connect(bootstrap), acks="all", enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
-    try:
-        futures = []
-        started = time.monotonic()
-        for i in range(plan.count):
-            if plan.garbage_every and i % plan.garbage_every == plan.garbage_every - 1:
-                futures.append(await producer.send(topic, b"garbage, not an event", key=b"junk"))
-            event = plan.event(i)
-            plan.ids.append(event["event_id"])
-            target = plan.denied if (i % 5 == 0 or i % 7 == 0) else plan.released
-            target.add(event["event_id"])
-            value = seal(event, key)
-            futures.append(await producer.send(topic, value, key=event["correlation_id"].encode()))
-            if rate is not None:
-                ahead = (i + 1) / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-async def count_by_event_id(bootstrap: str, topic: str, *, expected: int) -> Counter[str]:
-    """How often each event id is on ``topic`` (``read_committed``, independent reader)."""
-    records = await consume_all(bootstrap, topic, expected=expected, idle_ms=3000)
-    return Counter(peek(r.value).event["event_id"] for r in records if r.value is not None)
+__all__ = ["BridgeProcess", "audit_by_event_id", "stop_all"]
 
 
 async def audit_by_event_id(
-    bootstrap: str, audit_topic: str, source_topic: str
+    bootstrap: str,
+    audit_topic: str,
+    source_topic: str,
+    *,
+    expected: int,
+    check: Callable[[], object] | None = None,
 ) -> dict[str, list[str]]:
-    """Decisions recorded in the audit topic for events read from ``source_topic``."""
-    records = await consume_all(bootstrap, audit_topic, idle_ms=3000)
+    """Decisions recorded in the audit topic for events read from ``source_topic``.
+
+    Waits for ``expected`` such records, then reads to the topic's end, so that a second
+    decision for an event is seen.
+    """
+
+    def ours(record: Any) -> bool:
+        return record.value is not None and (
+            decode_audit_record(record.value)["source_topic"] == source_topic
+        )
+
+    records = await consume_all(bootstrap, audit_topic, expected=expected, where=ours, check=check)
     decisions: dict[str, list[str]] = {}
     for r in records:
-        assert r.value is not None
         audit = decode_audit_record(r.value)
-        if audit["source_topic"] == source_topic:
-            decisions.setdefault(audit["event_id"], []).append(audit["decision"])
+        decisions.setdefault(audit["event_id"], []).append(audit["decision"])
     return decisions
 
 
@@ -215,7 +112,11 @@ class BridgeProcess:
                 env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
 
-    def health(self) -> dict[str, Any] | None:
+    async def health(self) -> dict[str, Any] | None:
+        """The worker's /healthz answer; None while it does not answer."""
+        return await asyncio.to_thread(self._health)
+
+    def _health(self) -> dict[str, Any] | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
                 body: dict[str, Any] = json.load(r)
@@ -226,7 +127,11 @@ class BridgeProcess:
         except (OSError, ValueError):
             return None
 
-    def metrics(self) -> str:
+    async def metrics(self) -> str:
+        """The worker's /metrics page."""
+        return await asyncio.to_thread(self._metrics)
+
+    def _metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             text: str = r.read().decode()
             return text
@@ -238,7 +143,7 @@ class BridgeProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"bridge exited with {self.process.returncode}: {self.tail()}")
-            status = self.health()
+            status = await self.health()
             if status and status.get("partitions"):
                 return status
             await asyncio.sleep(0.3)
@@ -250,8 +155,12 @@ class BridgeProcess:
             self.process.kill()
             self.process.wait(30)
 
-    def terminate(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM and wait; the exit status."""
+    async def terminate(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait (off the event loop); the exit status."""
+        return await asyncio.to_thread(self.stop, timeout_s)
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait; the exit status (SIGKILL if it did not exit in ``timeout_s``)."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -268,10 +177,10 @@ class BridgeProcess:
             return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
-    def metric(self, name: str, **labels: str) -> float:
+    async def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
         total = 0.0
-        for line in self.metrics().splitlines():
+        for line in (await self.metrics()).splitlines():
             if not line.startswith(name) or line.startswith("#"):
                 continue
             head, _, value = line.rpartition(" ")
@@ -280,3 +189,20 @@ class BridgeProcess:
             if all(f'{k}="{v}"' in head for k, v in labels.items()):
                 total += float(value)
         return total
+
+
+def stop_all(bridges: Sequence[BridgeProcess], timeout_s: float = 5.0) -> None:
+    """SIGTERM to every running bridge at once, then SIGKILL to any still running after
+    ``timeout_s``: a clean exit where possible, so that children measured by coverage write
+    their data. (After earlier tests' bridges were killed, a bridge may take longer than that
+    to stop; a test that needs a clean stop uses :meth:`BridgeProcess.terminate`.)"""
+    running = [b.process for b in bridges if b.process is not None and b.process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(30)

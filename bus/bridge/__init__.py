@@ -3,9 +3,9 @@
 ``bus bridge run --from A --to B`` runs one worker of direction A->B as a Faust worker
 (``bus.bridge.app``); the hot path is ``bus.bridge.replicator.Replicator`` on aiokafka.
 
-The bridge's pure parts (``_verdict``, ``_checkpoint``, ``_hops``, ``settings``) import no
-Kafka client, and importing one of them imports this package first: so ``Replicator`` is
-imported on first use (module ``__getattr__``), never here.
+The bridge's pure parts (``_verdict``, ``_replays``, ``_checkpoint``, ``_hops``, ``settings``)
+import no Kafka client, and importing one of them imports this package first: so
+``Replicator`` is imported on first use (module ``__getattr__``), never here.
 """
 
 from typing import TYPE_CHECKING, Any

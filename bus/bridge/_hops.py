@@ -1,55 +1,51 @@
-"""Hop headers: which clusters a mirrored record has been on, and which bridges moved it.
+"""What a mirrored record carries besides its value: a key and headers rebuilt from the
+verified event, and the bridge's own hop headers.
 
-Each bridge copies the record's headers as they are and appends two of its own:
+A record's key, headers and timestamp are unsigned: anyone who can write to the source topic
+chooses them. So nothing of them crosses. The mirrored record is rebuilt from what was verified:
 
-- ``bus_path``: the agencies whose clusters the record has been on, oldest first, comma
-  separated. It replaces any earlier ``bus_path`` (the last one is authoritative), so one
-  record carries exactly one.
-- ``bus_hop``: one per hop, ``<source>-><destination> <bridge id>``, for operators.
+- the key: ``bus.headers.event_key`` of the event (its correlation id, else its event id), as
+  a publisher keys it;
+- the CloudEvents headers (``ce_*``, ``content-type``): ``bus.headers.event_headers`` of the
+  event;
+- ``bus_path``: the agencies whose clusters the event has been on, oldest first, comma
+  separated, derived from verified facts only: the event's signed origin, then the source
+  agency if it is another (``verified_path``). A ``bus_path`` on the source record is ignored;
+- ``bus_hop``: this hop only, ``<source>-><destination> <bridge id>``, for operators.
 
-Headers are unsigned routing hints. The policy's loop rule reads ``bus_path`` as defence in
-depth; what keeps events from looping is structural (bridges never consume mirrored topics)
-and the signed ``origin`` (an event never returns to its origin).
+Every other header is dropped, and the Kafka timestamp is left to the producer (the time the
+bridge writes the copy): see ``docs/bridge.md``.
+
+The policy's loop rule reads the same ``verified_path``, never a header.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
-__all__ = ["HOP", "PATH", "forwarded_headers", "path_of"]
+from bus.headers import event_headers
+
+__all__ = ["HOP", "PATH", "mirrored_headers", "verified_path"]
 
 PATH: Final = "bus_path"
 HOP: Final = "bus_hop"
 
 
-def path_of(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, ...]:
-    """The agencies a record has been on, from its last ``bus_path`` header (empty if none)."""
-    value: bytes | None = None
-    for name, raw in headers or ():
-        if name == PATH:
-            value = raw
-    if not value:
-        return ()
-    text = value.decode("utf-8", errors="replace")
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+def verified_path(*, origin: str, source: str) -> tuple[str, ...]:
+    """The agencies a verified event has been on before this hop: its signed origin, then the
+    source agency when the event reached it from the origin (onward forwarding)."""
+    return (origin,) if origin == source else (origin, source)
 
 
-def forwarded_headers(
-    headers: Iterable[tuple[str, bytes]] | None,
-    *,
-    source: str,
-    destination: str,
-    bridge_id: str,
+def mirrored_headers(
+    event: Mapping[str, Any], *, source: str, destination: str, bridge_id: str
 ) -> list[tuple[str, bytes]]:
-    """The headers of the mirrored copy: the original ones, the new path and this hop."""
-    original = list(headers or ())
-    path = path_of(original)
-    if not path or path[-1] != source:
-        path = (*path, source)
-    kept = [(name, value) for name, value in original if name != PATH]
+    """The headers of the mirrored copy of the verified ``event``: its CloudEvents headers,
+    regenerated, then the verified path and this hop."""
+    path = verified_path(origin=event["origin"]["agency"], source=source)
     return [
-        *kept,
+        *event_headers(event),
         (PATH, ",".join(path).encode()),
         (HOP, f"{source}->{destination} {bridge_id}".encode()),
     ]

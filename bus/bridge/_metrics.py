@@ -79,3 +79,15 @@ class BridgeMetrics(ComponentMetrics):
             direction,
             registry=registry,
         )
+        self.replay_entries = Gauge(
+            "bus_bridge_replay_entries",
+            "Events whose forwarded revision this worker remembers (replays, rollbacks).",
+            direction,
+            registry=registry,
+        )
+        self.replay_state_invalid = Counter(
+            "bus_bridge_replay_state_invalid_total",
+            "Records of the destination's forwarded topics that are not entries (skipped).",
+            direction,
+            registry=registry,
+        )

@@ -6,8 +6,12 @@ audited exactly once and mirrored exactly once:
 
 - the source log gets the audit record of every decision and a quarantine copy of every record
   that failed verification, for the records at or above its checkpoint ``audited_until``;
-- the destination log gets every released record, value byte for byte with the hop headers,
-  at or above its checkpoint ``next_offset``.
+- the destination log gets every released record at or above its checkpoint ``next_offset``:
+  the value byte for byte (the origin's signature), the key and the CloudEvents headers rebuilt
+  from the verified event, and the bridge's own hop headers (``_hops``). Nothing else of the
+  source record crosses: not its key, its other headers or its timestamp.
+  In the same transaction, an entry per released event in the forwarded topic
+  (``_replays``): what the direction has forwarded.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bus.bridge._hops import forwarded_headers
+from bus.bridge._hops import mirrored_headers
+from bus.bridge._replays import entry_record, forwarded_topic
 from bus.bridge._verdict import Outcome, Verdict
 from bus.bridge.settings import BridgeSettings
+from bus.headers import event_key
 from bus.records import quarantine_copy
 
 __all__ = ["Outgoing", "destination_log_records", "source_log_records"]
@@ -101,28 +107,52 @@ def destination_log_records(
     topic: str,
     partition: int,
 ) -> list[Outgoing]:
-    """The released records of source ``topic``/``partition``, byte for byte with the hop
-    headers, for the same partition of the mirrored topic on the destination.
+    """The released records of source ``topic``/``partition``, rebuilt from what was verified,
+    for the same partition of the mirrored topic on the destination.
 
-    Only records at or above ``next_offset``, the destination's checkpoint.
+    Only records at or above ``next_offset``, the destination's checkpoint. The value is the
+    source's, byte for byte; the key and headers derive from the verified event; the timestamp
+    is left to the producer (``None``): the source record's is unsigned, and a broker may
+    refuse a timestamp far from its clock (``message.timestamp.after.max.ms``), which would
+    wedge the lane.
     """
     s = settings
     mirror = s.mirror_topic(topic)
-    return [
-        Outgoing(
-            topic=mirror,
-            value=v.record.value,
-            key=v.record.key,
-            partition=partition,
-            timestamp_ms=v.record.timestamp if v.record.timestamp >= 0 else None,
-            headers=forwarded_headers(
-                v.record.headers,
-                source=s.source.name,
-                destination=s.destination.name,
-                bridge_id=s.bridge_id,
-            ),
+    records = []
+    for v in verdicts:
+        if v.outcome is not Outcome.FORWARD or v.record.offset < next_offset:
+            continue  # below the checkpoint: mirrored before a crash, read again for the audit
+        assert v.event is not None, "a FORWARD verdict carries its verified event"
+        records.append(
+            Outgoing(
+                topic=mirror,
+                value=v.record.value,
+                key=event_key(v.event),
+                partition=partition,
+                timestamp_ms=None,
+                headers=mirrored_headers(
+                    v.event,
+                    source=s.source.name,
+                    destination=s.destination.name,
+                    bridge_id=s.bridge_id,
+                ),
+            )
         )
-        for v in verdicts
-        # Below the checkpoint: mirrored before a crash, read again only to be audited.
-        if v.outcome is Outcome.FORWARD and v.record.offset >= next_offset
-    ]
+    return records + forwarded_entries(
+        verdicts, next_offset=next_offset, source=s.source.name, topic=topic, partition=partition
+    )
+
+
+def forwarded_entries(
+    verdicts: Sequence[Verdict], *, next_offset: int, source: str, topic: str, partition: int
+) -> list[Outgoing]:
+    """What the destination must remember of the events forwarded in this transaction (one
+    entry per event, ``_replays``), for the same partition of the forwarded topic."""
+    state = forwarded_topic(source, topic)
+    entries = []
+    for v in verdicts:
+        r = v.record
+        if v.outcome is Outcome.FORWARD and r.offset >= next_offset and v.identity is not None:
+            key, value = entry_record(v.identity, (r.topic, r.partition, r.offset))
+            entries.append(Outgoing(topic=state, value=value, key=key, partition=partition))
+    return entries

@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus._kafka import client_options
 from bus.bridge._checkpoint import audit_checkpoint_topic, checkpoint_topic
+from bus.bridge._replays import forwarded_topic
 from bus.bridge.settings import BridgeSettings
 from bus.errors import TransportError
 
@@ -25,9 +26,9 @@ _COMPACTED = {
 async def ensure_topics(s: BridgeSettings) -> dict[str, int]:
     """Create what the bridge writes to and is missing.
 
-    On the destination: each mirrored topic (with its source topic's partition count) and its
-    checkpoints; on the source: the audit checkpoints. Returns the partition counts of the
-    source's audit and quarantine topics.
+    On the destination: each mirrored topic (with its source topic's partition count), its
+    checkpoints and its forwarded events; on the source: the audit checkpoints. Returns the
+    partition counts of the source's audit and quarantine topics.
     """
     source_admin = AIOKafkaAdminClient(**client_options(s.source))
     await source_admin.start()
@@ -69,6 +70,15 @@ async def ensure_topics(s: BridgeSettings) -> dict[str, int]:
             wanted.append(NewTopic(s.mirror_topic(topic), count, 1))
             wanted.append(
                 NewTopic(checkpoint_topic(s.source.name, topic), count, 1, topic_configs=_COMPACTED)
+            )
+            # What was forwarded: kept for the replay window, the last entry per event id.
+            forgetting = {
+                **_COMPACTED,
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(int(s.replay_window_s * 1000)),
+            }
+            wanted.append(
+                NewTopic(forwarded_topic(s.source.name, topic), count, 1, topic_configs=forgetting)
             )
         await _create_missing(dest_admin, s.destination.name, wanted)
     finally:

@@ -49,8 +49,10 @@ from bus.bridge._checkpoint import (
     checkpoint_topic,
     transactional_id,
 )
+from bus.bridge._forwarded import Forwarded
 from bus.bridge._lane import Lane
 from bus.bridge._metrics import BridgeMetrics
+from bus.bridge._replays import screen
 from bus.bridge._topics import ensure_topics
 from bus.bridge._txlog import TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
@@ -91,6 +93,8 @@ class Replicator:
         self._bus_partitions: dict[str, int] = {}
         """Partition counts of the source's audit and quarantine topics."""
         self._pool: ThreadPoolExecutor | None = None
+        self._forwarded = Forwarded(settings, metrics=self._metrics, clock=clock)
+        """What the direction forwarded: replays and rollbacks are denied (``_replays``)."""
         self.started = asyncio.Event()
 
     # --- status -------------------------------------------------------------------------
@@ -133,11 +137,17 @@ class Replicator:
         )
         try:
             await self._retrying("start", self._ensure_topics)
+            await self._forwarded.start()  # retries by itself: a large state may take long
             await self._retrying("start", self._consumer.start)
             self._consumer.subscribe(list(s.source_topics), listener=_Listener(self))
             self.started.set()
             log.info("bridge %s started as %s", s.name, s.bridge_id)
-            await self._loop(self._consumer)
+            async with asyncio.TaskGroup() as background:
+                following = background.create_task(self._forwarded.follow())
+                try:
+                    await self._loop(self._consumer)
+                finally:
+                    following.cancel()
         finally:
             await self._shutdown()
 
@@ -173,6 +183,7 @@ class Replicator:
         if consumer is not None:
             with contextlib.suppress(*RETRYABLE):
                 await asyncio.wait_for(consumer.stop(), self.settings.operation_timeout_s)
+        await self._forwarded.aclose()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._metrics.assigned.labels(*self._labels).set(0)
@@ -295,6 +306,8 @@ class Replicator:
         while tp in self._pending and not self._stopping.is_set():
             try:
                 await lane.open()
+                # Fenced: what the previous owner forwarded is all committed; know it first.
+                await self._forwarded.load(tp.topic, tp.partition)
             except RETRYABLE as exc:
                 await self._close_lane(lane)
                 attempt += 1
@@ -358,7 +371,12 @@ class Replicator:
         if not records:
             return
         started = time.monotonic()
-        verdicts = await self._judge_all(records)
+        verdicts = screen(
+            await self._judge_all(records),
+            index=self._forwarded.index,
+            destination=self.settings.destination.name,
+            now=self._clock(),
+        )
         if await lane.commit(verdicts, next_offset=records[-1].offset + 1):
             self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
 

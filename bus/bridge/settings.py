@@ -51,6 +51,10 @@ class BridgeSettings:
     """How far ahead of this worker's clock an event's ``created_at`` may be
     (``bus.trust.DEFAULT_MAX_SKEW``, five minutes); later ones are quarantined as
     ``event-from-future``."""
+    replay_capacity: int = 200_000
+    """Most event ids whose forwarded revision a worker remembers (least recently used out)."""
+    replay_window_s: float = 30 * 24 * 3600.0
+    """How long what was forwarded is remembered (also the forwarded topics' retention)."""
 
     def __post_init__(self) -> None:
         if self.source.name == self.destination.name:
@@ -59,6 +63,11 @@ class BridgeSettings:
             raise ConfigError(f"bridge {self.name}: no source topic to move")
         if self.max_batch < 1:
             raise ConfigError(f"bridge {self.name}: max_batch must be at least 1")
+        if self.replay_capacity < 1 or self.replay_window_s <= 0:
+            raise ConfigError(
+                f"bridge {self.name}: replay_capacity must be at least 1 and replay_window_s "
+                "positive"
+            )
         for name in ("key_grace_s", "max_clock_skew_s"):
             if not 0 <= getattr(self, name) <= _MAX_CLOCK_SETTING_S:
                 raise ConfigError(

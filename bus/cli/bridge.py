@@ -65,6 +65,20 @@ def bridge() -> None:
     type=click.FloatRange(min=0),
     help="Seconds an event's created_at may be ahead of this host's clock.",
 )
+@click.option(
+    "--replay-capacity",
+    default=200_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Event ids whose forwarded revision a worker remembers (replays and rollbacks).",
+)
+@click.option(
+    "--replay-window-days",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Days a forwarded revision is remembered (and kept on the destination).",
+)
 @click.option("--loglevel", default="info", show_default=True)
 @config_option
 @fail_on_bus_error
@@ -82,6 +96,8 @@ def run(
     operation_timeout: float,
     key_grace: float,
     max_clock_skew: float,
+    replay_capacity: int,
+    replay_window_days: float,
     loglevel: str,
     config_path: Path | None,
 ) -> None:
@@ -102,6 +118,8 @@ def run(
         operation_timeout_s=operation_timeout,
         key_grace_s=key_grace,
         max_clock_skew_s=max_clock_skew,
+        replay_capacity=replay_capacity,
+        replay_window_s=replay_window_days * 24 * 3600,
     )
     policy_file = policy_path or config.policy_file
     if policy_file is None:

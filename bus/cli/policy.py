@@ -68,7 +68,8 @@ def _summary(direction: Direction) -> str:
         f"  {direction.name}: crime areas {', '.join(sorted(direction.crime_areas))}; "
         f"TLP {', '.join(sorted(direction.tlp))}; "
         f"handling {', '.join(sorted(direction.handling_codes))}; "
-        f"onward forwarding {'allowed' if direction.onward_forwarding else 'denied'}"
+        f"onward forwarding {'allowed' if direction.onward_forwarding else 'denied'}; "
+        f"H3 {'released by machine' if direction.release_h3 else 'never released by machine'}"
     )
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,26 +22,24 @@ import pytest
 from bus import local
 from bus.audit import decode_audit_record
 from bus.bridge._hops import HOP, PATH
-from bus.envelope import seal
+from bus.envelope import peek, seal
+from bus.headers import event_headers
 from bus.quarantine import read_quarantined
-from tests.bridge import (
-    BridgeProcess,
+from bus.testing import (
     EventPlan,
     Federated,
-    audit_by_event_id,
-    count_by_event_id,
-    federated_config,
-    publish_plan,
-)
-from tests.kafka import (
     Federation,
     consume_all,
+    count_by_event_id,
     create_topic,
+    federated_config,
     grant_bridge,
     produce,
     produce_records,
+    publish_plan,
     unique_topic,
 )
+from tests.bridge import BridgeProcess, audit_by_event_id, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +54,10 @@ def federated(federation: Federation, tmp_path: Path) -> Federated:
 
 @pytest.fixture
 def bridges(federated: Federated, tmp_path: Path) -> Iterator[list[BridgeProcess]]:
-    """Bridge processes a test starts; all are killed at the end whatever happened."""
+    """Bridge processes a test starts; all are stopped at the end whatever happened."""
     started: list[BridgeProcess] = []
     yield started
-    for bridge in started:
-        bridge.kill()
+    stop_all(started)
 
 
 async def _source_topic(federation: Federation) -> str:
@@ -100,7 +98,10 @@ async def _assert_exactly_released(
     assert duplicates == {}
     assert set(counts) == plan.released
     audit = await audit_by_event_id(
-        federation.bootstrap(SOURCE), federated.config.topics.audit, topic
+        federation.bootstrap(SOURCE),
+        federated.config.topics.audit,
+        topic,
+        expected=len(plan.ids),
     )
     assert set(audit) == set(plan.ids)
     for event_id, decisions in audit.items():
@@ -111,26 +112,52 @@ async def _assert_exactly_released(
 async def _wait_until_moved(
     federation: Federation, topic: str, plan: EventPlan, bridge: BridgeProcess
 ) -> None:
-    """Wait until the mirror holds as many records as the plan releases."""
-    mirror = f"{SOURCE}.{topic}"
-    for _ in range(120):
-        records = await consume_all(
-            federation.bootstrap(DESTINATION), mirror, expected=len(plan.released), idle_ms=500
-        )
-        if len(records) >= len(plan.released):
-            return
+    """Wait until the mirror holds as many records as the plan releases (the bridge alive)."""
+
+    def alive() -> None:
         assert bridge.process is not None
         assert bridge.process.poll() is None, bridge.tail()
-        await asyncio.sleep(1)
-    raise AssertionError(f"the bridge did not catch up: {bridge.tail()}")
+
+    try:
+        await consume_all(
+            federation.bootstrap(DESTINATION),
+            f"{SOURCE}.{topic}",
+            expected=len(plan.released),
+            check=alive,
+            timeout_s=180,
+        )
+    except TimeoutError as exc:
+        raise AssertionError(f"the bridge did not catch up: {exc}\n{bridge.tail()}") from None
 
 
-async def test_released_events_cross_byte_for_byte_and_every_decision_is_audited(
+async def test_released_events_cross_rebuilt_from_what_was_verified_and_are_all_audited(
     federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
 ) -> None:
     topic = await _source_topic(federation)
     plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=600, garbage_every=100)
     await publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE])
+    # A released event written raw with a forged key, forged CloudEvents and hop headers, an
+    # extra header and a timestamp half an hour ahead (the broker takes up to an hour).
+    forged = plan.event(1)
+    forged["event_id"] = str(uuid.uuid4())
+    plan.ids.append(forged["event_id"])
+    plan.released.add(forged["event_id"])
+    forged_at = int((time.time() + 1800) * 1000)
+    await produce(
+        federation.bootstrap(SOURCE),
+        topic,
+        [seal(forged, federated.keys[SOURCE])],
+        key=b"attacker-chosen",
+        timestamp_ms=forged_at,
+        headers=[
+            ("ce_id", b"forged"),
+            ("ce_source", b"/agencies/ameripol/units/forged"),
+            ("content-type", b"text/plain"),
+            (PATH, b"europol"),
+            (HOP, b"ameripol->interpol forged"),
+            ("x-smuggled", b"anything"),
+        ],
+    )
     bridge = _bridge(federated, topic, tmp_path)
     bridges.append(bridge)
     bridge.start()
@@ -138,44 +165,53 @@ async def test_released_events_cross_byte_for_byte_and_every_decision_is_audited
     await _wait_until_moved(federation, topic, plan, bridge)
     await _assert_exactly_released(federation, federated, topic, plan)
 
-    # Byte for byte: value, key, timestamp and partition as on the source, plus the hop headers.
+    # The value byte for byte in the source's partition; the key and headers rebuilt from the
+    # verified event; the timestamp the bridge's.
     source = {
-        (r.partition, r.value): r
-        for r in await consume_all(federation.bootstrap(SOURCE), topic, idle_ms=1000)
+        (r.partition, r.value): r for r in await consume_all(federation.bootstrap(SOURCE), topic)
     }
-    mirrored = await consume_all(
-        federation.bootstrap(DESTINATION), f"{SOURCE}.{topic}", idle_ms=1000
-    )
+    mirrored = await consume_all(federation.bootstrap(DESTINATION), f"{SOURCE}.{topic}")
+    assert len(mirrored) == len(plan.released)
     for copy in mirrored:
-        original = source[(copy.partition, copy.value)]
-        assert (copy.key, copy.timestamp) == (original.key, original.timestamp)
-        headers = dict(copy.headers)
-        assert headers[PATH] == SOURCE.encode()
-        assert headers[HOP].startswith(f"{SOURCE}->{DESTINATION} bridge-1".encode())
+        assert (copy.partition, copy.value) in source
+        assert copy.value is not None
+        event = peek(copy.value).event
+        assert copy.key == event["correlation_id"].encode()
+        assert list(copy.headers)[:-1] == [*event_headers(event), (PATH, SOURCE.encode())]
+        name, hop = list(copy.headers)[-1]
+        assert name == HOP
+        assert hop.startswith(f"{SOURCE}->{DESTINATION} bridge-1".encode())
+        if event["event_id"] == forged["event_id"]:
+            assert copy.timestamp < forged_at - 600_000  # not the forged one
 
     # The garbage went to the source's quarantine, with where it came from.
-    quarantined = [
+    ours = [
         read_quarantined(r)
         for r in await consume_all(
-            federation.bootstrap(SOURCE), federated.config.topics.quarantine, idle_ms=1000
+            federation.bootstrap(SOURCE),
+            federated.config.topics.quarantine,
+            expected=plan.count // plan.garbage_every,
+            where=lambda r: read_quarantined(r).source_topic == topic,
         )
     ]
-    ours = [q for q in quarantined if q.source_topic == topic]
     assert len(ours) == plan.count // plan.garbage_every
     assert {q.reason for q in ours} == {"bad-marker"}
 
-    assert bridge.metric("bus_bridge_forwarded_total") == len(plan.released)
-    assert bridge.metric("bus_bridge_denied_total", rule="releasable-to") > 0
-    assert bridge.metric("bus_bridge_quarantined_total", reason="bad-marker") == len(ours)
-    assert bridge.terminate() == 0
+    assert await bridge.metric("bus_bridge_forwarded_total") == len(plan.released)
+    assert await bridge.metric("bus_bridge_denied_total", rule="releasable-to") > 0
+    assert await bridge.metric("bus_bridge_quarantined_total", reason="bad-marker") == len(ours)
+    assert await bridge.terminate() == 0
 
 
 async def test_a_bridge_killed_again_and_again_loses_and_repeats_nothing(
-    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+    federation: Federation,
+    federated: Federated,
+    bridges: list[BridgeProcess],
+    tmp_path: Path,
+    seed: int,
 ) -> None:
     topic = await _source_topic(federation)
     plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=3000)
-    seed = int(os.environ.get("BUS_TEST_SEED", "20261129"))  # `make soak` varies it
     rng = random.Random(seed)
     bridge = _bridge(federated, topic, tmp_path)
     bridges.append(bridge)
@@ -246,7 +282,7 @@ async def test_the_destination_unreachable_longer_than_a_commit_may_take_loses_n
         await asyncio.sleep(1.0)
         await asyncio.to_thread(local.down, spec, only=[DESTINATION])
         await asyncio.sleep(12)
-        felt = bridge.metric("bus_bridge_transaction_aborts_total") + bridge.metric(
+        felt = await bridge.metric("bus_bridge_transaction_aborts_total") + await bridge.metric(
             "bus_bridge_retries_total"
         )
         await local.up(spec)
@@ -306,12 +342,12 @@ async def test_two_workers_share_the_partitions_and_one_dying_loses_nothing(
     try:
         second.start()
         await second.wait_assigned()
-        shares = [len((b.health() or {}).get("partitions", [])) for b in (first, second)]
+        shares = [len((await b.health() or {}).get("partitions", [])) for b in (first, second)]
         for _ in range(50):
             if sum(shares) == PARTITIONS and min(shares) > 0:
                 break
             await asyncio.sleep(0.2)
-            shares = [len((b.health() or {}).get("partitions", [])) for b in (first, second)]
+            shares = [len((await b.health() or {}).get("partitions", [])) for b in (first, second)]
         assert min(shares) > 0, shares
         await asyncio.sleep(1)
         first.kill()  # its partitions move to the second worker mid-stream
@@ -331,9 +367,10 @@ async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
     bridges.append(bridge)
     bridge.start()
     await _wait_until_moved(federation, topic, plan, bridge)
-    records = await consume_all(
-        federation.bootstrap(SOURCE), federated.config.topics.audit, idle_ms=1500
-    )
+    audit_topic = federated.config.topics.audit
+    await audit_by_event_id(federation.bootstrap(SOURCE), audit_topic, topic, expected=plan.count)
+    # All of the shared audit topic, for `bus tail --count` below.
+    records = await consume_all(federation.bootstrap(SOURCE), audit_topic)
     audits = [decode_audit_record(r.value) for r in records if r.value is not None]
     ours = [a for a in audits if a["source_topic"] == topic]
     assert len(ours) == plan.count
@@ -458,12 +495,18 @@ async def test_three_agencies_both_directions_no_loops_and_no_event_twice(
     assert set(counts_a) == ids_b  # interpol's own events never came back to interpol
     assert set(counts_c) == ids_b | onward
     # The re-shared interpol events were refused on the way back, by the origin rule.
-    audit = await consume_all(federation.bootstrap(b), federated.config.topics.audit, idle_ms=1500)
-    back = [
-        d
-        for d in (decode_audit_record(r.value) for r in audit if r.value is not None)
-        if d["source_topic"] == topic_b and d["destination"] == a and d["origin"] == a
-    ]
+
+    def sent_back(record: Any) -> bool:
+        d = decode_audit_record(record.value)
+        return bool(d["source_topic"] == topic_b and d["destination"] == a and d["origin"] == a)
+
+    audit = await consume_all(
+        federation.bootstrap(b),
+        federated.config.topics.audit,
+        expected=len(events_a),
+        where=sent_back,
+    )
+    back = [decode_audit_record(r.value) for r in audit]
     assert len(back) == len(events_a)
     assert {(d["decision"], d["rule"]) for d in back} == {("DENIED", "loop-origin")}
 
@@ -484,13 +527,12 @@ async def test_a_rejected_record_too_large_to_copy_is_quarantined_without_its_va
     bridge.start()
     await _wait_until_moved(federation, topic, plan, bridge)
     await _assert_exactly_released(federation, federated, topic, plan)
-    quarantined = [
-        r
-        for r in await consume_all(
-            federation.bootstrap(SOURCE), federated.config.topics.quarantine, idle_ms=1500
-        )
-        if dict(r.headers).get("bus_source_topic") == topic.encode()
-    ]
+    quarantined = await consume_all(
+        federation.bootstrap(SOURCE),
+        federated.config.topics.quarantine,
+        expected=1,
+        where=lambda r: dict(r.headers).get("bus_source_topic") == topic.encode(),
+    )
     assert len(quarantined) == 1
     assert quarantined[0].value is None
     assert dict(quarantined[0].headers)["bus_value_omitted"] == str(len(big)).encode()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from bus import events
 from bus.cli import main
 from bus.config import Config
-from tests.kafka import consume_all, create_topic, produce, unique_topic
+from bus.testing import consume_all, create_topic, produce, unique_topic
 from tests.signed import make_event
 
 pytestmark = pytest.mark.integration

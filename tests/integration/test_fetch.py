@@ -6,8 +6,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bus._fetch import Unreadable, fetch
+from bus.testing import Federation, connect, create_topic, unique_topic
 from tests.hostile import send_with_raw_header_names
-from tests.kafka import Federation, connect, create_topic, unique_topic
 
 pytestmark = pytest.mark.integration
 

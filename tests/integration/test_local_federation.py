@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bus import local
 from bus.config import load_config
 from bus.errors import LocalClusterError
-from tests.kafka import (
+from bus.testing import (
     Federation,
     connect,
     consume_all,

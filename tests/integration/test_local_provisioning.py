@@ -12,8 +12,8 @@ from bus.envelope import open_, seal
 from bus.events import template
 from bus.policy import load_policy
 from bus.signing import SigningKey
+from bus.testing import Federation
 from bus.trust import TrustStore
-from tests.kafka import Federation
 
 pytestmark = pytest.mark.integration
 

@@ -35,7 +35,7 @@ from bus.local._tls import (
     tls_layout,
     write_private,
 )
-from tests.kafka import Federation, connect, produce
+from bus.testing import Federation, connect, produce
 
 pytestmark = pytest.mark.integration
 

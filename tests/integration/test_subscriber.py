@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
 import sys
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -23,7 +24,7 @@ from bus.publisher import open_publisher
 from bus.quarantine import QuarantinedRecord, read_quarantined
 from bus.signing import SigningKey
 from bus.subscriber import Delivery, Rejection, Subscriber, open_subscriber, run_subscriber
-from tests.kafka import (
+from bus.testing import (
     connect,
     consume_all,
     create_topic,
@@ -68,15 +69,15 @@ async def _committed(config: Config, group: str, topic: str, partitions: int) ->
 
 
 async def _quarantined(config: Config, topic: str, expected: int) -> list[QuarantinedRecord]:
-    """The quarantine records whose source is ``topic`` (the quarantine topic is shared)."""
-    found: list[QuarantinedRecord] = []
-    for _ in range(20):
-        records = await consume_all(_bootstrap(config), config.topics.quarantine, idle_ms=500)
-        found = [q for q in map(read_quarantined, records) if q.source_topic == topic]
-        if len(found) >= expected:
-            break
-        await asyncio.sleep(0.5)
-    return found
+    """The quarantine records whose source is ``topic`` (the quarantine topic is shared):
+    once ``expected`` are there, all there are."""
+    records = await consume_all(
+        _bootstrap(config),
+        config.topics.quarantine,
+        expected=expected,
+        where=lambda r: read_quarantined(r).source_topic == topic,
+    )
+    return [read_quarantined(r) for r in records]
 
 
 async def test_ten_thousand_events_are_all_delivered_in_order_per_key(
@@ -288,10 +289,83 @@ async def test_duplicates_are_skipped_with_dedup_and_a_groupless_reader_commits_
     assert registry.get_sample_value("bus_consumed_total", labels) == 2
 
 
-async def test_a_subscriber_killed_at_random_moments_loses_nothing(
-    signed_federation: Config, tmp_path: Path
+async def test_a_subscriber_of_a_mirrored_topic_delivers_only_the_topics_origins_released_events(
+    signed_federation: Config,
 ) -> None:
-    seed = int(os.environ.get("BUS_TEST_SEED", random.randrange(1 << 30)))
+    """On europol's cluster, ``interpol.<events>`` is interpol's mirrored feed: records written
+    raw into it that europol or ameripol signed, or that interpol did not release to europol,
+    are quarantined with typed reasons; with ``require_release=False`` the first two pass."""
+    events_topic = unique_topic("sub-events")
+    config = replace(
+        signed_federation, topics=replace(signed_federation.topics, events=events_topic)
+    )
+    topic = config.topics.mirror_of("interpol")
+    bootstrap = ",".join(config.agency("europol").bootstrap_servers)
+    await create_topic(bootstrap, topic, partitions=1)
+    keys = {
+        name: SigningKey.load(config.agency(name).signing_key)  # type: ignore[arg-type]
+        for name in ("interpol", "europol", "ameripol")
+    }
+
+    def signed(agency: str, **fields: Any) -> bytes:
+        event = make_event(agency, **{"releasable_to": ["europol"], **fields})
+        return envelope.seal(event, keys[agency])
+
+    valid = [make_event("interpol", releasable_to=["europol"]) for _ in range(2)]
+    records = [
+        (signed("europol"), "origin-mismatch"),
+        (envelope.seal(valid[0], keys["interpol"]), None),
+        (signed("interpol", releasable_to=["ameripol"]), "not-releasable"),
+        (signed("interpol", handling_codes=[]), "event-rejected"),
+        (signed("ameripol"), "origin-mismatch"),
+        (envelope.seal(valid[1], keys["interpol"]), None),
+    ]
+    await produce(bootstrap, topic, [value for value, _ in records], key=b"k")
+    expected = [(offset, reason) for offset, (_, reason) in enumerate(records) if reason]
+
+    rejections: list[Rejection] = []
+    group = _group()
+    async with open_subscriber(
+        config,
+        "europol",
+        group_id=group,
+        topics=[topic],
+        from_beginning=True,
+        on_rejected=rejections.append,
+    ) as subscriber:
+        got = await _take(subscriber, len(valid))
+    assert [d.event_id for d in got] == [e["event_id"] for e in valid]
+    assert [(r.offset, r.reason) for r in rejections] == expected
+    assert all(r.quarantined is not None for r in rejections)
+    found = await consume_all(
+        bootstrap,
+        config.topics.quarantine,
+        expected=len(expected),
+        where=lambda r: read_quarantined(r).source_topic == topic,
+    )
+    quarantined: list[QuarantinedRecord] = [read_quarantined(r) for r in found]
+    assert sorted((q.source_offset, q.reason) for q in quarantined) == expected
+
+    # Without the receiving checks (a feed with onward-forwarded events), only the invalid
+    # event is refused.
+    unchecked: list[Rejection] = []
+    async with open_subscriber(
+        config,
+        "europol",
+        group_id=None,
+        topics=[topic],
+        from_beginning=True,
+        require_release=False,
+        on_rejected=unchecked.append,
+    ) as subscriber:
+        everything = await _take(subscriber, len(records) - 1)
+    assert [d.offset for d in everything] == [0, 1, 2, 4, 5]
+    assert [(r.offset, r.reason) for r in unchecked] == [(3, "event-rejected")]
+
+
+async def test_a_subscriber_killed_at_random_moments_loses_nothing(
+    signed_federation: Config, tmp_path: Path, seed: int
+) -> None:
     rng = random.Random(seed)
     topic = unique_topic("sub-kill")
     await create_topic(_bootstrap(signed_federation), topic, partitions=3)
@@ -336,11 +410,12 @@ async def test_a_subscriber_killed_at_random_moments_loses_nothing(
     handled = Counter(out.read_text().split())
     missing = {e["event_id"] for e in batch} - set(handled)
     assert not missing, f"{len(missing)} events never handled (seed {seed})"
-    # Everything is committed in the end: a restart would re-deliver nothing.
+    # Everything is committed in the end: a restart would re-deliver nothing. Every record is
+    # one of the events, all handled: the last handled record of a partition is its last one.
     committed = await _committed(signed_federation, group, topic, 3)
     records = await consume_all(_bootstrap(signed_federation), topic, expected=len(batch))
-    ends = Counter(r.partition for r in records)
-    assert committed == [ends[p] for p in range(3)], f"seed {seed}"
+    after_last = {r.partition: r.offset + 1 for r in records}
+    assert committed == [after_last.get(p) for p in range(3)], f"seed {seed}"
 
 
 async def test_a_second_member_joining_mid_stream_rebalances_without_losing_events(
@@ -353,6 +428,7 @@ async def test_a_second_member_joining_mid_stream_rebalances_without_losing_even
         await publisher.publish_many(batch)
     group, expected = _group(), {e["event_id"] for e in batch}
     handled: Counter[str] = Counter()
+    after_handled: dict[int, int] = {}  # partition: the offset after its last handled record
     options = {"heartbeat_interval_ms": 300, "session_timeout_ms": 6000}
 
     halfway, everything = asyncio.Event(), asyncio.Event()
@@ -370,6 +446,9 @@ async def test_a_second_member_joining_mid_stream_rebalances_without_losing_even
             async for delivery in subscriber:
                 handled[delivery.event_id] += 1
                 await asyncio.sleep(0.002)
+                # Handled: the loop marks it done on asking for the next (no await between).
+                after = max(after_handled.get(delivery.partition, 0), delivery.offset + 1)
+                after_handled[delivery.partition] = after
                 if len(handled) >= 200:
                     halfway.set()
                 if expected <= set(handled):
@@ -386,8 +465,10 @@ async def test_a_second_member_joining_mid_stream_rebalances_without_losing_even
     assert second.cancelled()
     assert expected <= set(handled)
     # One member may stop while the other still holds handled-but-uncommitted offsets for a
-    # moment; once both closed, everything handled is committed and nothing is left behind.
+    # moment; once both closed, everything handled is committed and nothing is left behind:
+    # the group's offsets are exactly those after the last handled record of each partition.
     committed = await _committed(signed_federation, group, topic, 4)
+    assert committed == [after_handled.get(p) for p in range(4)]
     records = await consume_all(_bootstrap(signed_federation), topic, expected=len(batch))
-    ends = Counter(r.partition for r in records)
-    assert all(c is not None and c <= ends[p] for p, c in enumerate(committed))
+    after_last = {r.partition: r.offset + 1 for r in records}
+    assert after_handled == after_last

@@ -201,6 +201,24 @@ def test_mirror_of_prefixes_the_origin() -> None:
     assert TopicSettings(events="ev").mirror_of("interpol") == "interpol.ev"
 
 
+@pytest.mark.parametrize(
+    ("topic", "agency"),
+    [
+        ("europol.intel.events", "europol"),
+        ("intel.events", None),
+        ("bus.quarantine", None),
+        ("europol.intel.events.x", None),
+        ("Europol.intel.events", None),
+        ("europol\n.intel.events", None),
+        (".intel.events", None),
+    ],
+)
+def test_mirrored_from_names_the_agency_of_a_mirrored_feed_only(
+    topic: str, agency: str | None
+) -> None:
+    assert TopicSettings().mirrored_from(topic) == agency
+
+
 def test_an_unknown_agency_lists_the_configured_ones(tmp_path: Path) -> None:
     path = _write(tmp_path, AGENCY)
     config = load_config(path)

@@ -24,6 +24,13 @@ def test_event_headers_carry_the_cloudevents_attributes_in_binary_mode() -> None
     }
 
 
+def test_an_event_is_keyed_by_its_correlation_id_else_its_event_id() -> None:
+    event = make_event("interpol", correlation_id="case-9")
+    assert h.event_key(event) == b"case-9"
+    event["correlation_id"] = ""
+    assert h.event_key(event) == event["event_id"].encode()
+
+
 def test_rfc3339_refuses_a_naive_time() -> None:
     with pytest.raises(ValueError, match="timezone"):
         h.rfc3339(datetime(2026, 3, 1))

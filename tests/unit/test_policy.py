@@ -48,7 +48,13 @@ POLICY = _policy(
     _direction("interpol", "europol"),
     _direction("europol", "interpol"),
     _direction("europol", "fbi", onward_forwarding=True),
-    _direction("interpol", "fbi", tlp=frozenset({"CLEAR", "GREEN"}), crime_areas={"CYBERCRIME"}),
+    _direction(
+        "interpol",
+        "fbi",
+        tlp=frozenset({"CLEAR", "GREEN"}),
+        crime_areas={"CYBERCRIME"},
+        release_h3=True,
+    ),
     _direction("fbi", "europol", handling_codes=frozenset({"H0", "H1"})),
 )
 
@@ -145,6 +151,37 @@ CASES: list[tuple[str, dict[str, Any], Rule]] = [
         },
         Rule.HANDLING,
     ),
+    ("H3 is not released by machine by default", {"handling_codes": {"H3"}}, Rule.HANDLING_H3),
+    (
+        "H3 among other codes is not released by machine by default",
+        {"handling_codes": {"H0", "H2", "H3"}},
+        Rule.HANDLING_H3,
+    ),
+    (
+        "H3 crosses a direction whose policy says release_h3",
+        {
+            "destination": "fbi",
+            "crime_area": "CYBERCRIME",
+            "releasable_to": {"fbi"},
+            "handling_codes": {"H3"},
+        },
+        Rule.ALLOWED,
+    ),
+    (
+        "handling.allowed is named before handling-h3",
+        {
+            "origin": "fbi",
+            "source": "fbi",
+            "destination": "europol",
+            "handling_codes": {"H2", "H3"},
+        },
+        Rule.HANDLING,
+    ),
+    (
+        "handling-h3 is named before onward forwarding",
+        {"origin": "fbi", "releasable_to": {"europol"}, "handling_codes": {"H3"}},
+        Rule.HANDLING_H3,
+    ),
     (
         "third agency's event is not forwarded onward by default",
         {
@@ -237,9 +274,12 @@ def test_rule_names_are_stable() -> None:
         "tlp",
         "crime-area",
         "handling",
+        "handling-h3",
         "onward-forwarding",
         "handling-h2-onward",
         "allowed",
+        "replay",
+        "rollback",
     ]
 
 
@@ -371,6 +411,7 @@ def cases(draw: st.DrawFn) -> tuple[Policy, ReleaseRequest]:
             tlp=_maybe_with(draw, frozenset({tlp}) & RELEASABLE_TLP, RELEASABLE_TLP),
             handling_codes=_maybe_with(draw, handling, HANDLING_CODES),
             onward_forwarding=draw(st.booleans()),
+            release_h3=draw(st.booleans()),
         )
     return Policy(agencies=frozenset(AGENCIES), directions=directions), request
 
@@ -396,6 +437,7 @@ def test_invariants_of_every_allowed_release(case: tuple[Policy, ReleaseRequest]
     assert request.expires_at is None or request.expires_at >= request.now
     assert request.crime_area in direction.crime_areas
     assert request.handling_codes <= direction.handling_codes
+    assert "H3" not in request.handling_codes or direction.release_h3
     if request.origin != request.source:
         assert direction.onward_forwarding
         assert "H2" not in request.handling_codes or request.onward_release_consent

@@ -40,13 +40,23 @@ def test_example_policy_loads() -> None:
 
 
 def test_defaults_of_a_minimal_direction(tmp_path: Path) -> None:
-    """Without handling or onward_forwarding: every code accepted, no onward forwarding."""
+    """Without handling, onward_forwarding or release_h3: every code accepted, no onward
+    forwarding, and H3 not released by machine."""
     policy = load_policy(_write(tmp_path, HEADER + GOOD))
     direction = policy.direction("interpol", "europol")
     assert direction is not None
     assert direction.handling_codes == HANDLING_CODES
     assert direction.onward_forwarding is False
+    assert direction.release_h3 is False
     assert policy.direction("europol", "interpol") is None
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_release_h3_is_read_per_direction(tmp_path: Path, value: bool) -> None:
+    text = HEADER + GOOD + f"release_h3 = {str(value).lower()}\n"
+    direction = load_policy(_write(tmp_path, text)).direction("interpol", "europol")
+    assert direction is not None
+    assert direction.release_h3 is value
 
 
 def test_policy_without_directions_denies_everything(tmp_path: Path) -> None:
@@ -56,6 +66,11 @@ def test_policy_without_directions_denies_everything(tmp_path: Path) -> None:
 
 # (what is wrong, file text, expected message part after the file name)
 ERRORS: list[tuple[str, str, str]] = [
+    (
+        "release_h3 not a boolean",
+        HEADER + GOOD + 'release_h3 = "yes"\n',
+        "[[direction]] #1 (interpol->europol): 'release_h3' must be true or false",
+    ),
     (
         "unknown crime area",
         HEADER + GOOD.replace('["CYBERCRIME"]', '["PIRACY"]'),

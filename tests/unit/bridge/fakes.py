@@ -18,6 +18,7 @@ from bus.bridge._verdict import Outcome, Verdict
 from bus.bridge.settings import BridgeSettings
 from bus.config import AgencySettings, TopicSettings
 from bus.errors import Fenced, TransportError, TruncatedRecord, TxFailed
+from tests.signed import make_event
 
 __all__ = ["Commit", "Failure", "FakeLog", "Record", "bridge_settings", "verdict"]
 
@@ -50,7 +51,8 @@ def bridge_settings(**options: Any) -> BridgeSettings:
 
 def verdict(offset: int, outcome: Outcome, *, value: bytes | None = None) -> Verdict:
     """The verdict about the record at ``offset`` of intel.events/2, whose value is
-    ``event-<offset>`` unless given; a decision's audit record is ``audit-<offset>``."""
+    ``event-<offset>`` unless given; a decision's audit record is ``audit-<offset>`` and its
+    verified event is interpol's, with correlation id ``case-<offset>``."""
     record = Record(
         value=f"event-{offset}".encode() if value is None else value,
         offset=offset,
@@ -64,6 +66,7 @@ def verdict(offset: int, outcome: Outcome, *, value: bytes | None = None) -> Ver
         outcome=outcome,
         audit_key=f"id-{offset}".encode(),
         audit_value=f"audit-{offset}".encode(),
+        event=make_event("interpol", correlation_id=f"case-{offset}"),
     )
 
 

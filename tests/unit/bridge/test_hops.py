@@ -1,20 +1,36 @@
-"""Hop headers: a mirrored record keeps its headers and says which clusters it has been on."""
+"""Hop headers: a mirrored record's headers are regenerated from the verified event, with a
+path derived from verified facts and this hop only."""
 
 from __future__ import annotations
 
-from bus.bridge._hops import HOP, PATH, forwarded_headers, path_of
+from bus import headers as h
+from bus.bridge._hops import HOP, PATH, mirrored_headers, verified_path
+from tests.signed import make_event
 
 
-def test_forwarded_headers_keep_the_originals_and_extend_the_path() -> None:
-    original = [("ce_id", b"x"), (PATH, b"ameripol")]
-    headers = forwarded_headers(original, source="interpol", destination="europol", bridge_id="b1")
-    assert headers[0] == ("ce_id", b"x")
-    assert [v for k, v in headers if k == PATH] == [b"ameripol,interpol"]
-    assert (HOP, b"interpol->europol b1") in headers
-    assert path_of(headers) == ("ameripol", "interpol")
+def test_the_path_of_an_agencys_own_event_is_its_origin() -> None:
+    assert verified_path(origin="interpol", source="interpol") == ("interpol",)
 
 
-def test_a_record_without_a_path_gets_its_source_as_path() -> None:
-    headers = forwarded_headers(None, source="interpol", destination="europol", bridge_id="b1")
-    assert path_of(headers) == ("interpol",)
-    assert path_of(None) == ()
+def test_the_path_of_an_onward_forwarded_event_is_its_origin_then_the_source() -> None:
+    assert verified_path(origin="ameripol", source="interpol") == ("ameripol", "interpol")
+
+
+def test_mirrored_headers_are_the_events_cloudevents_headers_then_path_and_hop() -> None:
+    event = make_event("ameripol")
+    headers = mirrored_headers(event, source="interpol", destination="europol", bridge_id="b1")
+    assert headers == [
+        *h.event_headers(event),
+        (PATH, b"ameripol,interpol"),
+        (HOP, b"interpol->europol b1"),
+    ]
+    assert [name for name, _ in headers] == [
+        h.CE_SPECVERSION,
+        h.CE_ID,
+        h.CE_SOURCE,
+        h.CE_TYPE,
+        h.CE_TIME,
+        h.CONTENT_TYPE,
+        PATH,
+        HOP,
+    ]

@@ -1,5 +1,6 @@
 """What each log of a lane writes for a batch: audit records and quarantine copies on the
-source, released records byte for byte with hop headers on the destination."""
+source; on the destination, released records rebuilt from the verified event (the value byte
+for byte, key and headers derived, the bridge's hop headers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from bus import headers as h
 from bus.bridge._hops import HOP, PATH
 from bus.bridge._outgoing import Outgoing, destination_log_records, source_log_records
 from bus.bridge._verdict import Outcome, Verdict
+from tests.signed import make_event
 from tests.unit.bridge.fakes import Record, bridge_settings, verdict
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -90,24 +92,48 @@ def test_only_released_records_at_or_above_the_mirror_checkpoint_are_mirrored() 
     ]
 
 
-def test_a_mirrored_record_is_the_source_record_byte_for_byte_with_the_hop_headers() -> None:
+def test_a_mirrored_record_is_rebuilt_from_the_verified_event_and_nothing_else() -> None:
+    """Forged ce_* headers, a forged bus_path and bus_hop, extra headers, an unsigned key and a
+    far-future timestamp on the source record: none of them crosses. The value does, byte for
+    byte; the key, the CloudEvents headers and the hop headers derive from the signed event."""
+    event = make_event("interpol", correlation_id="case-77")
     record = Record(
         value=b"\xc3\x01signed bytes",
         offset=9,
-        timestamp=1_700_000_000_123,
-        headers=(("ce_id", b"x"),),
+        key=b"attacker-chosen key",
+        timestamp=4_102_444_800_000,  # 2100-01-01: far in the future
+        headers=(
+            (h.CE_ID, b"forged-id"),
+            (h.CE_SOURCE, b"/agencies/europol/units/forged"),
+            (h.CE_TYPE, b"forged.type"),
+            (h.CE_TIME, b"2100-01-01T00:00:00.000000Z"),
+            (h.CONTENT_TYPE, b"text/plain"),
+            (PATH, b"europol"),
+            (HOP, b"europol->interpol forged"),
+            ("x-extra", b"smuggled"),
+            ("bus_reason", b"forged"),
+        ),
     )
-    [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD)])
+    [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD, event=event)])
     assert mirrored.value is record.value
-    assert (mirrored.key, mirrored.timestamp_ms) == (b"case-1", 1_700_000_000_123)
+    assert mirrored.key == b"case-77"
+    assert mirrored.timestamp_ms is None  # the producer's: never the source record's
     assert list(mirrored.headers) == [
-        ("ce_id", b"x"),
+        *h.event_headers(event),
         (PATH, b"interpol"),
         (HOP, b"interpol->europol b1"),
     ]
 
 
-def test_a_mirrored_record_without_a_timestamp_gets_the_brokers() -> None:
-    record = Record(value=b"v", offset=9, timestamp=-1)
-    [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD)])
-    assert mirrored.timestamp_ms is None
+def test_a_mirrored_event_without_a_correlation_id_is_keyed_by_its_event_id() -> None:
+    event = make_event("interpol", correlation_id="")
+    record = Record(value=b"v", offset=9, key=b"case-1")
+    [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD, event=event)])
+    assert mirrored.key == event["event_id"].encode()
+
+
+def test_an_onward_forwarded_event_carries_its_verified_path() -> None:
+    event = make_event("ameripol")
+    record = Record(value=b"v", offset=9, headers=((PATH, b"fbi"),))
+    [mirrored] = _destination([Verdict(record=record, outcome=Outcome.FORWARD, event=event)])
+    assert h.header_value(mirrored.headers, PATH) == b"ameripol,interpol"
