@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bus.bridge._checkpoint import audit_checkpoint_topic, checkpoint_topic, transactional_id
+from bus.bridge._replays import forwarded_topic
 from bus.bridge.settings import BridgeSettings
 from bus.config import AgencySettings, Config, TopicSettings
 from bus.local import _acls
@@ -79,6 +80,20 @@ def test_the_acls_use_the_names_the_bridge_uses() -> None:
     )
     assert settings.group_id == _acls.group_prefix("a", "b").rstrip(".")
     assert settings.worker_app_id.startswith(_acls.group_prefix("a", "b"))
+
+
+def test_the_bridge_may_keep_what_it_forwarded_under_the_name_the_bridge_uses() -> None:
+    """The destination's forwarded-events topic of issue 10 (``bus.bridge._replays``): only the
+    bridge of that direction creates, reads and writes it, on the destination only."""
+    assert _acls.forwarded_topic("a", "t") == forwarded_topic("a", "t")
+    name = forwarded_topic("interpol", "intel.events")
+    on_europol = cluster_acls(AGENCIES, TOPICS)["europol"]
+    for operation in ("Create", "Read", "Write"):
+        assert _allowed(on_europol, "bridge.interpol.europol", operation, name)
+        assert not _allowed(on_europol, "bridge.ameripol.europol", operation, name)
+        assert not _allowed(on_europol, "europol-app", operation, name)
+    on_interpol = cluster_acls(AGENCIES, TOPICS)["interpol"]
+    assert not _allowed(on_interpol, "bridge.interpol.europol", "Write", name)
 
 
 def test_the_commands_for_real_clusters_name_principal_operation_and_pattern() -> None:
