@@ -14,7 +14,9 @@ code. Without ``--group`` tail is a viewer: it reads every partition, commits no
 writes nothing. With ``--group`` it is a real consumer of that group: it commits what it
 printed and quarantines rejected records (as every subscriber of a group does).
 
-``bus tail --topic bus.audit`` prints the bridge's decisions as JSON lines.
+``bus tail --topic bus.audit`` prints the bridge's decisions as JSON lines. Over mutual TLS
+the applications' identity may not read them: ``--identity admin`` connects with the agency's
+``[agencies.A.tls.identities."admin"]`` instead (any ``--identity`` the configuration has).
 ``bus tail --topic bus.quarantine`` (the configured quarantine topic) prints the quarantine
 records instead: one JSON line each with the reason, the message, the source topic, partition
 and offset, and when and by whom it was quarantined; never the record's contents.
@@ -26,6 +28,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -134,6 +137,12 @@ async def _publish(
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest records.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N events.")
 @click.option("--group", default=None, help="Consume as this group: commit and quarantine.")
+@click.option(
+    "--identity",
+    default=None,
+    help="Connect with this TLS identity of the agency (admin, to read bus.audit) instead of "
+    "the applications'.",
+)
 @config_option
 @fail_on_bus_error
 def tail(
@@ -142,10 +151,16 @@ def tail(
     from_beginning: bool,
     count: int | None,
     group: str | None,
+    identity: str | None,
     config_path: Path | None,
 ) -> None:
     """Print verified events as JSON lines; report rejected records on stderr."""
     config = load_cli_config(config_path)
+    if identity is not None:
+        # Over mutual TLS the applications may not read bus.audit (docs/security.md): the
+        # operator reads it as the admin. Without TLS there are no identities to choose.
+        chosen = config.agency(agency).as_identity(identity)
+        config = replace(config, agencies={**config.agencies, agency: chosen})
     topic = topic or config.topics.events
     bus_topics = {config.topics.quarantine: _quarantine_line, config.topics.audit: _audit_line}
     if topic in bus_topics:

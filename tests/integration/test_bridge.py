@@ -387,7 +387,9 @@ async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
             assert audit["rule"] in {"releasable-to", "tlp"}
             assert audit["reason"]
 
-    # The operator's view of the same decisions: `bus tail --topic bus.audit`.
+    # The operator's view of the same decisions: `bus tail --topic bus.audit`, as the admin
+    # (over mTLS the applications may not read the audit topic).
+    identity = ["--identity", "admin"] if federated.config.agency(SOURCE).tls is not None else []
     shown = await asyncio.to_thread(
         subprocess.run,
         [
@@ -399,6 +401,7 @@ async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
             str(federated.path),
             "--agency",
             SOURCE,
+            *identity,
             "--topic",
             federated.config.topics.audit,
             "--from-beginning",
