@@ -62,6 +62,7 @@ from bus.policy import load_policy
 from bus.signing import SigningKey
 from bus.testing import (
     EventPlan,
+    connect,
     create_topic,
     federated_config,
     produce_keyed,
@@ -191,7 +192,7 @@ class PassThrough:
         if partition is not None:
             options["transactional_id"] = f"bench.{self.mirror}.{partition}"
         return AIOKafkaProducer(
-            bootstrap_servers=self.destination,
+            **connect(self.destination),
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
@@ -201,7 +202,7 @@ class PassThrough:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.source,
+            **connect(self.source),
             group_id=None,
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -344,7 +345,7 @@ def _publisher_child(bootstrap: str, topic: str, key_path: str, rate: float, cou
 
     async def send() -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+            **connect(bootstrap), acks="all", enable_idempotence=True, linger_ms=1
         )
         await producer.start()
         try:
@@ -532,7 +533,7 @@ class Bench:
             process = subprocess.Popen(  # noqa: ASYNC220  # returns at once
                 command, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.dst, group_id=None)
+        consumer = AIOKafkaConsumer(**connect(self.dst), group_id=None)
         await consumer.start()
         started = time.monotonic()
         try:
@@ -591,7 +592,7 @@ class Bench:
                     raise RuntimeError(f"{name}: never ready")
                 await asyncio.sleep(0.05)
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.dst,
+                **connect(self.dst),
                 group_id=None,
                 isolation_level="read_committed",
                 auto_offset_reset="earliest",
@@ -841,8 +842,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         home = Path(tmp)
         t = time.monotonic()
+        # The figures compare with earlier plaintext runs: the nodes and every client here
+        # (connect() gives plain options for them) speak plaintext.
         with running_federation(
-            home / "federation", (SOURCE, DESTINATION), partitions=PARTITIONS
+            home / "federation",
+            (SOURCE, DESTINATION),
+            partitions=PARTITIONS,
+            insecure_plaintext=True,
         ) as federation:
             assert federation.spec is not None
             print(f"federation up in {time.monotonic() - t:.1f} s")

@@ -37,7 +37,7 @@ from bus.headers import event_headers
 from bus.publisher import open_publisher
 from bus.signing import SigningKey
 from bus.subscriber import open_subscriber
-from bus.testing import create_topic, running_federation, signed_config
+from bus.testing import connect, create_topic, running_federation, signed_config
 
 __all__ = ["main"]
 
@@ -55,7 +55,7 @@ def _events(count: int) -> list[dict[str, Any]]:
 
 
 async def _raw_produce(bootstrap: str, topic: str, records: list[Any], window: int) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **_PRODUCER)
+    producer = AIOKafkaProducer(**connect(bootstrap), **_PRODUCER)
     await producer.start()
     try:
         started = time.perf_counter()
@@ -80,7 +80,7 @@ async def _publish(config: Config, topic: str, batch: list[dict[str, Any]], wind
 
 async def _raw_consume(bootstrap: str, topic: str, count: int) -> float:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **connect(bootstrap),
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -172,8 +172,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} cores; Kafka on loopback")
     with (
         tempfile.TemporaryDirectory(prefix="bench-pubsub-") as tmp,
+        # The figures compare with earlier plaintext runs: the nodes and every client here
+        # (connect() gives plain options for them) speak plaintext.
         running_federation(
-            Path(tmp) / "federation", (AGENCY,), partitions=PARTITIONS
+            Path(tmp) / "federation", (AGENCY,), partitions=PARTITIONS, insecure_plaintext=True
         ) as federation,
     ):
         config = signed_config(federation.config, Path(tmp) / "keys")

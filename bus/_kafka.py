@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartiti
 from aiokafka.helpers import create_ssl_context
 
 from bus.config import AgencySettings, TlsSettings
-from bus.errors import TransportError
+from bus.errors import ConfigError, TransportError
 
 __all__ = [
     "RETRYABLE",
@@ -42,12 +42,25 @@ timed out, a ``TxFailed``) reports the same conditions with a message that says 
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """The client side of mutual TLS: trust ``ca_file``, present ``cert_file``/``key_file``."""
-    context: ssl.SSLContext = create_ssl_context(
-        cafile=str(tls.ca_file),
-        certfile=str(tls.cert_file),
-        keyfile=str(tls.key_file),
-    )
+    """The client side of mutual TLS: trust ``ca_file``, present ``cert_file``/``key_file``.
+
+    The brokers' certificates are checked against ``ca_file`` and their names (SAN) against
+    the bootstrap address. A file that is missing or unreadable, or a key that does not match
+    its certificate, is a ConfigError naming the files (never their contents).
+    """
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=str(tls.ca_file),
+            certfile=str(tls.cert_file),
+            keyfile=str(tls.key_file),
+        )
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"TLS: cannot load the CA {tls.ca_file} or the certificate {tls.cert_file} with its "
+            f"key {tls.key_file} ({type(exc).__name__}: {reason}); check the paths in the "
+            "configuration's [tls] table and that the key belongs to the certificate"
+        ) from exc
     return context
 
 

@@ -13,9 +13,17 @@
     trust_store = "keys/trust.toml"
 
     [agencies.interpol.tls]                  # optional: mutual TLS to this cluster
-    ca_file = "tls/ca.pem"
-    cert_file = "tls/interpol-app.pem"
-    key_file = "tls/interpol-app.key.pem"
+    ca_file = "tls/interpol/ca.pem"          # the CA that signed the brokers' certificates
+    cert_file = "tls/interpol/interpol-app.pem"      # the applications' identity (default)
+    key_file = "tls/interpol/interpol-app.key.pem"
+
+    [agencies.interpol.tls.identities.admin]   # other identities on this cluster, by role
+    cert_file = "tls/interpol/interpol-admin.pem"  # (ca_file: the table's above, unless given)
+    key_file = "tls/interpol/interpol-admin.key.pem"
+
+    [agencies.interpol.tls.identities."bridge.interpol.europol"]   # what the bridge
+    cert_file = "tls/interpol/bridge.interpol.europol.pem"         # interpol -> europol uses
+    key_file = "tls/interpol/bridge.interpol.europol.key.pem"      # on interpol's cluster
 
     [policy]
     file = "policy.toml"
@@ -47,6 +55,7 @@ __all__ = [
     "Config",
     "TlsSettings",
     "TopicSettings",
+    "bridge_identity",
     "default_config_path",
     "default_home",
     "default_jar_cache",
@@ -56,7 +65,17 @@ __all__ = [
 ]
 
 _SERVER: Final = re.compile(r"[^:\s]+:\d{1,5}")
+_IDENTITY: Final = re.compile(r"[a-z][a-z0-9_.-]{0,127}")
+"""An identity's name: ``admin``, ``bridge.<source>.<destination>``, ..."""
 """``host:port`` of a bootstrap server; matched whole (``fullmatch``: no trailing newline)."""
+
+
+def bridge_identity(source: str, destination: str) -> str:
+    """The TLS identity the bridge ``source -> destination`` uses on both of its clusters.
+
+    Agency ids hold no dots, so no two directions share a name.
+    """
+    return f"bridge.{source}.{destination}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,8 +117,39 @@ class AgencySettings:
     name: str
     bootstrap_servers: tuple[str, ...]
     tls: TlsSettings | None = None
+    """How this process connects: the applications' identity unless :meth:`as_identity` chose
+    another."""
+    identities: Mapping[str, TlsSettings] = field(default_factory=dict)
+    """Other TLS identities on this cluster by role (``admin``, ``bridge.<src>.<dst>``)."""
     signing_key: Path | None = None
     trust_store: Path | None = None
+
+    def as_identity(self, role: str) -> AgencySettings:
+        """These settings with the TLS identity ``role`` in place of the applications'.
+
+        A cluster reached without TLS has no identities: the settings are returned as they
+        are. With TLS, a missing identity is a ConfigError: falling back to the applications'
+        certificate would run a bridge or an admin under the wrong principal.
+        """
+        if self.tls is None:
+            return self
+        try:
+            chosen = self.identities[role]
+        except KeyError:
+            known = ", ".join(sorted(self.identities)) or "none"
+            raise ConfigError(
+                f"agency {self.name}: no TLS identity {role!r} in "
+                f'[agencies.{self.name}.tls.identities."{role}"] (configured: {known}); add its '
+                "cert_file and key_file (`bus local up` writes them for the local federation)"
+            ) from None
+        return AgencySettings(
+            name=self.name,
+            bootstrap_servers=self.bootstrap_servers,
+            tls=chosen,
+            identities=self.identities,
+            signing_key=self.signing_key,
+            trust_store=self.trust_store,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,20 +303,47 @@ class _Reader:
                 'expected a non-empty list of "host:port" strings',
             )
         tls = None
+        identities: dict[str, TlsSettings] = {}
         if "tls" in raw:
             tls_raw = self.table(raw, where, "tls", required=True)
-            self.no_unknown(tls_raw, f"{where}.tls", {"ca_file", "cert_file", "key_file"})
+            self.no_unknown(
+                tls_raw, f"{where}.tls", {"ca_file", "cert_file", "key_file", "identities"}
+            )
             tls = TlsSettings(
                 ca_file=self.path(tls_raw, f"{where}.tls", "ca_file"),
                 cert_file=self.path(tls_raw, f"{where}.tls", "cert_file"),
                 key_file=self.path(tls_raw, f"{where}.tls", "key_file"),
             )
+            identities_raw = self.table(tls_raw, f"{where}.tls", "identities", required=False)
+            for role in identities_raw:
+                identities[role] = self.identity(
+                    f"{where}.tls.identities", role, tls, identities_raw
+                )
         return AgencySettings(
             name=name,
             bootstrap_servers=tuple(servers),
             tls=tls,
+            identities=identities,
             signing_key=self.path(raw, where, "signing_key") if "signing_key" in raw else None,
             trust_store=self.path(raw, where, "trust_store") if "trust_store" in raw else None,
+        )
+
+    def identity(
+        self, where: str, role: str, default: TlsSettings, table: Mapping[str, Any]
+    ) -> TlsSettings:
+        if not _IDENTITY.fullmatch(role):
+            raise self._fail(
+                f"[{where}.{role}]",
+                "an identity's name is lowercase letters, digits, '.', '-' and '_', starting "
+                "with a letter",
+            )
+        raw = self.table(table, where, role, required=True)
+        here = f'{where}."{role}"'
+        self.no_unknown(raw, here, {"ca_file", "cert_file", "key_file"})
+        return TlsSettings(
+            ca_file=self.path(raw, here, "ca_file") if "ca_file" in raw else default.ca_file,
+            cert_file=self.path(raw, here, "cert_file"),
+            key_file=self.path(raw, here, "key_file"),
         )
 
 
@@ -307,4 +384,12 @@ def render_toml(config: Config, *, header: str = "") -> str:
                 f"cert_file = {q(rel(agency.tls.cert_file))}",
                 f"key_file = {q(rel(agency.tls.key_file))}",
             ]
+            for role, identity in agency.identities.items():
+                lines += ["", f"[agencies.{name}.tls.identities.{q(role)}]"]
+                if identity.ca_file != agency.tls.ca_file:
+                    lines.append(f"ca_file = {q(rel(identity.ca_file))}")
+                lines += [
+                    f"cert_file = {q(rel(identity.cert_file))}",
+                    f"key_file = {q(rel(identity.key_file))}",
+                ]
     return "\n".join(lines) + "\n"

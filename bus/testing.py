@@ -6,6 +6,10 @@ a signed configuration or a stream of events is made one way only.
 
 - ports and topics: :func:`free_base_port`, :func:`unique_topic`, :func:`create_topic`;
 - a federation started for a run: :func:`running_federation` yields a :class:`Federation`;
+- reaching it: :func:`register` records each cluster's admin identity, :func:`connect` gives a
+  client's options for a bootstrap address (mutual TLS as that agency's admin when the
+  federation has TLS), :func:`grant_applications` and :func:`grant_bridge` add the ACLs for a
+  topic that a test or benchmark created itself;
 - records: :func:`produce`, :func:`produce_keyed`, :func:`produce_records`, and
   :func:`consume_all`, which reads to the topic's end and waits for an expected count rather
   than for a quiet moment;
@@ -36,10 +40,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from bus import local
-from bus.config import Config, java_home, render_toml
+from bus._kafka import client_options
+from bus.config import AgencySettings, Config, java_home, render_toml
 from bus.envelope import peek, seal
 from bus.events import template
+from bus.local import Acl, apply_acls, bridge_acls
 from bus.local._provisioning import render_policy
+from bus.local._tls import app_principal
 from bus.signing import SigningKey
 from bus.trust import TrustedKey, append_key
 
@@ -51,6 +58,11 @@ __all__ = [
     # a federation
     "Federation",
     "running_federation",
+    # reaching it
+    "register",
+    "connect",
+    "grant_applications",
+    "grant_bridge",
     # records
     "produce",
     "produce_keyed",
@@ -101,13 +113,15 @@ def unique_topic(prefix: str = "test") -> str:
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    """Create topic ``name`` (replication factor 1, as on a local node)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """Create topic ``name`` (replication factor 1, as on a local node) as the cluster's admin,
+    and let the agency's applications read and write it (:func:`grant_applications`)."""
+    admin = AIOKafkaAdminClient(**connect(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
     finally:
         await admin.close()
+    await grant_applications(bootstrap, name)
 
 
 # --- a federation --------------------------------------------------------------------------
@@ -131,10 +145,17 @@ class Federation:
 
 @contextlib.contextmanager
 def running_federation(
-    home: Path, agencies: Sequence[str], *, heap_mb: int = 512, partitions: int | None = None
+    home: Path,
+    agencies: Sequence[str],
+    *,
+    heap_mb: int = 512,
+    partitions: int | None = None,
+    insecure_plaintext: bool = False,
 ) -> Iterator[Federation]:
     """A local federation in ``home`` on free ports, started for the ``with`` block.
 
+    Over mutual TLS with ACLs, as ``bus local up`` starts it, unless ``insecure_plaintext``.
+    Its clusters are :func:`register`-ed, so the helpers here reach them as their admin.
     Its nodes are stopped at the end, also when the block raises or starting fails halfway.
     Call it outside an event loop (it runs ``local.up`` with ``asyncio.run``).
     """
@@ -144,14 +165,66 @@ def running_federation(
         base_port=free_base_port(2 * len(agencies)),
         heap_mb=heap_mb,
         java_home=java_home(),
+        insecure_plaintext=insecure_plaintext,
     )
     if partitions is not None:
         spec = replace(spec, partitions=partitions)
     try:
         config = asyncio.run(local.up(spec))
+        register(config)
         yield Federation(config=config, spec=spec)
     finally:
         local.down(spec)
+
+
+# --- reaching it ---------------------------------------------------------------------------
+
+# The clusters the helpers here reach, by bootstrap string, as each agency's admin: a test's or
+# benchmark's own reads, writes and topics are the operator's; the code under test connects
+# with its own principal (the applications', a bridge's).
+_ADMINS: dict[str, AgencySettings] = {}
+
+
+def register(config: Config) -> None:
+    """Let the helpers reach ``config``'s clusters as their admin (over mTLS when configured).
+
+    :func:`running_federation` does it for the federation it starts; call it for one started
+    otherwise (``local.up`` in a test).
+    """
+    for agency in config.agencies.values():
+        _ADMINS[",".join(agency.bootstrap_servers)] = agency.as_identity("admin")
+
+
+def connect(bootstrap: str) -> dict[str, Any]:
+    """aiokafka options for the cluster at ``bootstrap`` as its admin: its servers, and mutual
+    TLS if it was :func:`register`-ed with TLS; plaintext for a cluster never registered."""
+    admin = _ADMINS.get(bootstrap)
+    return client_options(admin) if admin is not None else {"bootstrap_servers": bootstrap}
+
+
+async def grant_applications(bootstrap: str, topic: str) -> None:
+    """Let the agency's applications read and write ``topic`` (a test's own feed); nothing to
+    do on a cluster without TLS, which has no ACLs."""
+    admin = _ADMINS.get(bootstrap)
+    if admin is None or admin.tls is None:
+        return
+    app = app_principal(admin.name)
+    await apply_acls(
+        admin,
+        [
+            Acl(principal=app, operation=op, resource="topic", name=topic)
+            for op in ("Read", "Write")
+        ],
+    )
+
+
+async def grant_bridge(config: Config, source: str, destination: str, topics: list[str]) -> None:
+    """Let the bridge ``source -> destination`` move ``topics`` (as ``bus local up`` lets it
+    move the events topic): the ACLs of ``bus.local.bridge_acls`` on both clusters."""
+    for agency, acls in bridge_acls(source, destination, config.topics, topics).items():
+        admin = _ADMINS.get(",".join(config.agency(agency).bootstrap_servers))
+        if admin is not None and admin.tls is not None:
+            await apply_acls(admin, acls)
 
 
 # --- records -------------------------------------------------------------------------------
@@ -205,7 +278,7 @@ async def _send_all(
     options: dict[str, Any] | None,
 ) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **(options or {})
+        **connect(bootstrap), acks="all", enable_idempotence=True, **(options or {})
     )
     await producer.start()
     try:
@@ -273,7 +346,7 @@ async def _open_reader(
     while True:
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            **connect(bootstrap),
             group_id=None,
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -417,7 +490,7 @@ async def publish_plan(
 ) -> None:
     """Publish the plan's events (at ``rate`` per second if given), recording their ids."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        **connect(bootstrap), acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
     try:

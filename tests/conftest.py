@@ -68,6 +68,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     # A terminated test run still stops its nodes: SIGTERM unwinds like Ctrl-C.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # Over mTLS, with ACLs (the default); registered, so the helpers connect as the admin.
         with running_federation(
             tmp_path_factory.mktemp(state_dir_marker()), TEST_AGENCIES
         ) as federation:

@@ -20,6 +20,7 @@ import mode
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bus import _transient_logs
+from bus._kafka import ssl_context
 from bus.bridge.replicator import Replicator
 from bus.bridge.settings import BridgeSettings
 
@@ -70,9 +71,15 @@ def create_app(
 ) -> faust.App:
     """The Faust app of one bridge direction, with the replicator and its web endpoints."""
     servers = settings.source.bootstrap_servers
+    tls: dict[str, Any] = {}
+    if settings.source.tls is not None:
+        # Faust's own clients (its consumer, producer and leader topic) talk to the source
+        # cluster over mutual TLS as the bridge's principal, like the replicator's.
+        tls["broker_credentials"] = faust.SSLCredentials(ssl_context(settings.source.tls))
     app = faust.App(
-        f"bus-bridge-{settings.source.name}-{settings.destination.name}",
+        settings.worker_app_id,
         broker=[f"kafka://{server}" for server in servers],
+        **tls,
         web_host=web_host,
         web_port=web_port,
         web_enabled=True,

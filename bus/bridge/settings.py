@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from bus.config import AgencySettings, Config, TopicSettings
+from bus.config import AgencySettings, Config, TopicSettings, bridge_identity
 from bus.envelope import DEFAULT_MAX_SIZE
 from bus.errors import ConfigError
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW
@@ -98,6 +98,15 @@ class BridgeSettings:
         """The consumer group every worker of this direction joins on the source cluster."""
         return f"bus-bridge.{self.source.name}.{self.destination.name}"
 
+    @property
+    def worker_app_id(self) -> str:
+        """The Faust app id: its group, and the prefix of its topics, on the source cluster.
+
+        Under ``<group_id>.``, where the direction's ACLs allow it (docs/security.md), and
+        not ``group_id`` itself: Faust's consumer would join the replicator's group.
+        """
+        return f"{self.group_id}.worker"
+
     def backoff_s(self, attempt: int) -> float:
         """The wait before retry number ``attempt``: ``retry_backoff_s`` doubled with each
         attempt, at most ``max_backoff_s``."""
@@ -121,10 +130,12 @@ class BridgeSettings:
         """The settings of ``source -> destination`` from the federation's configuration.
 
         Refuses to consume a mirrored topic: that, with the hop headers, keeps events from
-        looping between the clusters.
+        looping between the clusters. Over TLS, the bridge connects to both clusters as its
+        own principal: the identity ``bridge.<source>.<destination>`` of each agency.
         """
-        src = config.agency(source)
-        dst = config.agency(destination)
+        identity = bridge_identity(source, destination)
+        src = config.agency(source).as_identity(identity)
+        dst = config.agency(destination).as_identity(identity)
         chosen = topics or (config.topics.events,)
         for topic in chosen:
             mirrored = [a for a in config.agencies if topic.startswith(f"{a}.")]

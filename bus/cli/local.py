@@ -30,9 +30,11 @@ def _spec(
     base_port: int | None = None,
     heap_mb: int | None = None,
     partitions: int | None = None,
+    insecure_plaintext: bool | None = None,
 ) -> federation.FederationSpec:
     return federation.load_spec(
         home or default_home(),
+        insecure_plaintext=insecure_plaintext,
         agencies=tuple(a.strip() for a in agencies.split(",") if a.strip()) if agencies else None,
         base_port=base_port,
         heap_mb=heap_mb,
@@ -81,6 +83,13 @@ def install() -> None:
     is_flag=True,
     help="Start the clusters only: no bridges, no supervisor.",
 )
+@click.option(
+    "--insecure-plaintext",
+    is_flag=True,
+    default=False,
+    help="DEVELOPMENT ONLY: plaintext listeners, no client certificates, no ACLs. "
+    "Without it (the default) every listener requires mutual TLS and ACLs apply.",
+)
 @fail_on_bus_error
 def up(
     home: Path | None,
@@ -89,14 +98,25 @@ def up(
     heap_mb: int | None,
     partitions: int | None,
     no_bridges: bool,
+    insecure_plaintext: bool,
 ) -> None:
     """Start the federation (harmless when it runs) and write its configuration.
 
     The clusters, then a bridge per ordered pair of agencies under a supervisor that restarts
     one that exits (web ports after the clusters' ports). Returns once every bridge replicates.
+    Every listener requires a client certificate of the agency's CA (made here, under tls/),
+    and the ACLs of docs/security.md are created; `bus local acls` prints them.
     """
     started = time.monotonic()
-    spec = _spec(home, agencies, base_port, heap_mb, partitions)
+    spec = _spec(home, agencies, base_port, heap_mb, partitions, insecure_plaintext)
+    if insecure_plaintext:
+        click.secho(
+            "WARNING: --insecure-plaintext: no TLS, no authentication, no ACLs. Anyone who "
+            "reaches a port can read RED events and write into any topic.",
+            fg="red",
+            bold=True,
+            err=True,
+        )
     asyncio.run(federation.up(spec, log=_echo))
     if not no_bridges:
         federation.start_bridges(spec, log=_echo)
@@ -139,6 +159,9 @@ def status(home: Path | None, as_json: bool) -> None:
         click.echo(json.dumps({"processes": [row.as_dict() for row in rows]}, indent=2))
     else:
         click.echo(federation.render_table(rows))
+        for row in rows:
+            for name, not_after in row.certificates:
+                click.echo(f"{row.name:<12} certificate {name:<36} expires {not_after}")
     if not all(row.ok for row in rows):
         raise SystemExit(1)
 
@@ -189,6 +212,42 @@ def _show_log(path: Path, *, lines: int, follow: bool) -> None:
                 chunk = log_file.read(size - position)
             position = size
             click.echo(chunk.decode(errors="replace"), nl=False)
+
+
+@local.command()
+@home_option
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "commands"]),
+    default="table",
+    show_default=True,
+    help="A table, or the kafka-acls.sh commands that create them on real clusters.",
+)
+@fail_on_bus_error
+def acls(home: Path | None, output: str) -> None:
+    """Print the ACLs that `bus local up` creates on each cluster (docs/security.md).
+
+    Everything not listed is denied; the node and the agency's admin are super users.
+    """
+    spec = _spec(home)
+    for node in spec.nodes():
+        rules = federation.cluster_acls(spec.agencies, spec.topics)[node.agency]
+        click.echo(f"# {node.agency} ({node.bootstrap})")
+        if output == "commands":
+            for line in federation.kafka_acls_commands(
+                node.agency, rules, bootstrap=node.bootstrap
+            ):
+                click.echo(line)
+        else:
+            click.echo(f"{'permission':<10} {'principal':<32} {'operation':<16} resource")
+            for a in rules:
+                pattern = " (prefix)" if a.prefixed else ""
+                click.echo(
+                    f"{'DENY' if a.deny else 'ALLOW':<10} User:{a.principal:<27} "
+                    f"{a.operation:<16} {a.resource}:{a.name}{pattern}"
+                )
+        click.echo("")
 
 
 @local.command()

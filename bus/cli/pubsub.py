@@ -21,7 +21,9 @@ had when tail started (for scripts).
 runs, so that a subscriber group run from the command line is scraped like a bridge
 (``--metrics-host`` to listen elsewhere; docs/operations.md lists the metrics).
 
-``bus tail --topic bus.audit`` prints the bridge's decisions as JSON lines.
+``bus tail --topic bus.audit`` prints the bridge's decisions as JSON lines. Over mutual TLS
+the applications' identity may not read them: ``--identity admin`` connects with the agency's
+``[agencies.A.tls.identities."admin"]`` instead (any ``--identity`` the configuration has).
 ``bus tail --topic bus.quarantine`` (the configured quarantine topic) prints the quarantine
 records instead: one JSON line each with the reason, the message, the source topic, partition
 and offset, and when and by whom it was quarantined; never the record's contents.
@@ -38,6 +40,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -168,6 +171,12 @@ async def _publish(
     is_flag=True,
     help="Exit once every partition was read to its end as of the start (as kcat -e).",
 )
+@click.option(
+    "--identity",
+    default=None,
+    help="Connect with this TLS identity of the agency (admin, to read bus.audit) instead of "
+    "the applications'.",
+)
 @config_option
 @fail_on_bus_error
 def tail(
@@ -179,10 +188,16 @@ def tail(
     metrics_port: int | None,
     metrics_host: str,
     until_end: bool,
+    identity: str | None,
     config_path: Path | None,
 ) -> None:
     """Print verified events as JSON lines; report rejected records on stderr."""
     config = load_cli_config(config_path)
+    if identity is not None:
+        # Over mutual TLS the applications may not read bus.audit (docs/security.md): the
+        # operator reads it as the admin. Without TLS there are no identities to choose.
+        chosen = config.agency(agency).as_identity(identity)
+        config = replace(config, agencies={**config.agencies, agency: chosen})
     topic = topic or config.topics.events
     bus_topics = {config.topics.quarantine: _quarantine_line, config.topics.audit: _audit_line}
     if topic in bus_topics:

@@ -9,6 +9,7 @@ State lives under one home folder (``bus.config.default_home()``)::
     local.toml                 the federation's shape: agencies, ports, heap (for later commands)
     bus.toml                   the configuration every bus command reads (bus.config)
     keys/                      a signing key per agency and trust.toml, made on first start
+    tls/<agency>/              the agency's CA, node and client certificates (mTLS; _tls)
     policy.toml                the release policy between the agencies
     nodes/<agency>/            server.properties, log4j2.properties, node.pid
     nodes/<agency>/data/       the KRaft metadata and topic logs (survive down/up)
@@ -17,6 +18,10 @@ State lives under one home folder (``bus.config.default_home()``)::
 Keys are valid from a day before they were made (``bus.keyring.BACKDATE``), so that events
 written just before ``up`` still verify. Keys are never replaced; a later ``up`` with more
 agencies adds keys for the new ones, and rewrites the policy only if nobody edited it.
+
+By default every listener requires mutual TLS (a CA per agency, ``_tls``) and the
+StandardAuthorizer allows only the ACLs of ``_acls`` (docs/security.md); ``insecure_plaintext``
+(``bus local up --insecure-plaintext``) gives plaintext nodes for development only.
 
 Starting waits for an admin call to succeed on every node (never a sleep), then creates the bus
 topics. Stopping sends SIGTERM and waits, so Kafka shuts down cleanly; nothing is left running.
@@ -28,6 +33,8 @@ The modules, each importing only those above it::
     _install        Java 17+ and the Kafka jars (through Maven)
     _provisioning   signing keys, trust store and the generated release policy
     _spec           the federation's shape: spec, nodes, local.toml
+    _tls            the CA, node and client certificates of each agency
+    _acls           what each principal may do on each cluster; creating the ACLs
     _node_files     a node's server.properties, log4j2.properties, JVM command, storage
     _processes      starting, finding, stopping a node's process
     _backoff        when to restart a process that exited (pure)
@@ -47,7 +54,8 @@ ports and files: ``_supervision``; the design: docs/decisions/0011-local-supervi
 
 from __future__ import annotations
 
-from bus.local._federation import down, iter_node_pids, reset, status, up
+from bus.local._acls import Acl, apply_acls, bridge_acls, cluster_acls, kafka_acls_commands
+from bus.local._federation import admin_settings, down, iter_node_pids, reset, status, up
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
 from bus.local._status import ProcessStatus, render_table
 from bus.local._status import collect as process_status
@@ -56,6 +64,12 @@ from bus.local._supervisor import start_bridges
 from bus.local._supervisor import stop_supervised as stop_bridges
 
 __all__ = [
+    "Acl",
+    "admin_settings",
+    "apply_acls",
+    "bridge_acls",
+    "cluster_acls",
+    "kafka_acls_commands",
     "DEFAULT_AGENCIES",
     "FederationSpec",
     "Node",

@@ -14,10 +14,12 @@ import asyncio
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from bus.config import AgencySettings, Config, render_toml
 from bus.errors import LocalClusterError
+from bus.local._acls import apply_acls, cluster_acls
 from bus.local._install import ensure_jars, find_java
 from bus.local._node_files import prepare_node
 from bus.local._processes import (
@@ -34,8 +36,16 @@ from bus.local._progress import reporting
 from bus.local._provisioning import ensure_keys, ensure_policy
 from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
 from bus.local._supervisor import stop_supervised
+from bus.local._tls import (
+    admin_principal,
+    app_principal,
+    bridge_principal,
+    certificate_info,
+    ensure_certificates,
+    tls_layout,
+)
 
-__all__ = ["down", "iter_node_pids", "reset", "status", "up"]
+__all__ = ["admin_settings", "down", "iter_node_pids", "reset", "status", "up"]
 
 _STARTUP_TIMEOUT_S = 90.0
 
@@ -67,9 +77,12 @@ async def up(spec: FederationSpec, *, log: Log = lambda _: None) -> Config:
 
         async with reporting(report):
             cluster_ids = await _all(
-                _wait_ready(node, pids[node.agency], deadline, ready) for node in nodes
+                _wait_ready(spec, node, pids[node.agency], deadline, ready) for node in nodes
             )
         await _all(_ensure_topics(spec, node) for node in nodes)
+        if not spec.insecure_plaintext:
+            acls = cluster_acls(spec.agencies, spec.topics)
+            await _all(apply_acls(admin_settings(spec, n), acls[n.agency]) for n in nodes)
     except BaseException:
         # Leave nothing half-started behind a failed `up`.
         await asyncio.to_thread(stop, launched, log=log)
@@ -93,10 +106,28 @@ def _launch(
     save_spec(spec)
     ensure_keys(spec.keys_dir, spec.agencies, log=log)
     ensure_policy(spec.policy_file, spec.agencies, log=log)
+    renewed: set[str] = set()
+    if spec.insecure_plaintext:
+        log(
+            "WARNING: --insecure-plaintext: every listener is plaintext, with no client "
+            "authentication and no ACLs; anyone who reaches a port can read and write anything. "
+            "For development only."
+        )
+    else:
+        for agency in spec.agencies:
+            peers = [p for p in spec.agencies if p != agency]
+            if ensure_certificates(tls_layout(spec, agency), peers, log=log):
+                renewed.add(agency)
     pids: dict[str, int] = {}
     for node in nodes:
         pid = recorded_pid(node)
         if pid is not None:
+            _check_mode(spec, node)
+            if node.agency in renewed:
+                log(
+                    f"{node.agency}: its node certificate was renewed; the running node uses "
+                    "the old one until `bus local down` and `up`"
+                )
             log(f"{node.agency}: already running (pid {pid}) on {node.bootstrap}")
         else:
             prepare_node(java, spec, node)
@@ -105,6 +136,33 @@ def _launch(
             log(f"{node.agency}: starting (pid {pid}) on {node.bootstrap}")
         pids[node.agency] = pid
     return pids
+
+
+def _check_mode(spec: FederationSpec, node: Node) -> None:
+    """Refuse to use a running node started in the other mode (mTLS or plaintext)."""
+    try:
+        running_tls = "ssl.client.auth=required" in node.properties_file.read_text("utf-8")
+    except OSError:
+        return
+    if running_tls == spec.insecure_plaintext:
+        now, wanted = ("mTLS", "plaintext") if running_tls else ("plaintext", "mTLS")
+        raise LocalClusterError(
+            f"the node of {node.agency} runs with {now}, and {wanted} was asked for; run "
+            "`bus local down` first, then `bus local up` with the mode you want"
+        )
+
+
+def admin_settings(spec: FederationSpec, node: Node) -> AgencySettings:
+    """How ``bus local`` reaches ``node``: as the agency's admin (a super user) over mTLS."""
+    settings = AgencySettings(name=node.agency, bootstrap_servers=(node.bootstrap,))
+    if spec.insecure_plaintext:
+        return settings
+    layout = tls_layout(spec, node.agency)
+    return AgencySettings(
+        name=node.agency,
+        bootstrap_servers=(node.bootstrap,),
+        tls=layout.client(admin_principal(node.agency)),
+    )
 
 
 async def _run_to_the_end(func: Callable[[], T]) -> T:
@@ -134,12 +192,17 @@ async def _all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
         raise
 
 
-async def _wait_ready(node: Node, pid: int, deadline: float, ready: list[str]) -> str:
+async def _wait_ready(
+    spec: FederationSpec, node: Node, pid: int, deadline: float, ready: list[str]
+) -> str:
     """Wait until the node answers an admin call; return its cluster id (and add it to
     ``ready``)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
+    from bus._kafka import client_options
+
+    options = client_options(admin_settings(spec, node), client_id=f"bus-local-{node.agency}")
     last_error = "no answer yet"
     while time.monotonic() < deadline:
         status = exit_status(node, pid)
@@ -152,7 +215,7 @@ async def _wait_ready(node: Node, pid: int, deadline: float, ready: list[str]) -
             )
         # A plain TCP probe first: aiokafka logs every refused connection at ERROR level.
         if await port_open(node.broker_port):
-            admin = AIOKafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(**options, request_timeout_ms=5000)
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
@@ -182,7 +245,12 @@ async def _ensure_topics(spec: FederationSpec, node: Node) -> None:
         NewTopic(spec.topics.quarantine, 3, 1, topic_configs=forever),
         NewTopic(spec.topics.audit, 3, 1, topic_configs=forever),
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=30000)
+    from bus._kafka import client_options
+
+    admin = AIOKafkaAdminClient(
+        **client_options(admin_settings(spec, node), client_id=f"bus-local-{node.agency}"),
+        request_timeout_ms=30000,
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -206,9 +274,22 @@ def _write_config(spec: FederationSpec) -> Config:
     for node in spec.nodes():
         signing_key = keys / f"{node.agency}.key.pem"
         trust = keys / "trust.toml"
+        tls = None
+        identities = {}
+        if not spec.insecure_plaintext:
+            layout = tls_layout(spec, node.agency)
+            tls = layout.client(app_principal(node.agency))
+            identities["admin"] = layout.client(admin_principal(node.agency))
+            for peer in spec.agencies:
+                if peer != node.agency:
+                    for src, dst in ((node.agency, peer), (peer, node.agency)):
+                        role = bridge_principal(src, dst)
+                        identities[role] = layout.client(role)
         agencies[node.agency] = AgencySettings(
             name=node.agency,
             bootstrap_servers=(node.bootstrap,),
+            tls=tls,
+            identities=identities,
             signing_key=signing_key if signing_key.exists() else None,
             trust_store=trust if trust.exists() else None,
         )
@@ -269,13 +350,21 @@ async def status(spec: FederationSpec) -> list[NodeStatus]:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
+    from bus._kafka import client_options
+
     result = []
     for node in spec.nodes():
         pid = recorded_pid(node)
+        certificates = _certificates(spec, node.agency)
         if pid is None or not await port_open(node.broker_port):
-            result.append(NodeStatus(node=node, pid=pid, reachable=False))
+            result.append(
+                NodeStatus(node=node, pid=pid, reachable=False, certificates=certificates)
+            )
             continue
-        admin = AIOKafkaAdminClient(bootstrap_servers=node.bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            **client_options(admin_settings(spec, node), client_id=f"bus-local-{node.agency}"),
+            request_timeout_ms=5000,
+        )
         try:
             await admin.start()
             cluster = await admin.describe_cluster()
@@ -288,13 +377,37 @@ async def status(spec: FederationSpec) -> list[NodeStatus]:
                     cluster_id=str(cluster["cluster_id"]),
                     topics=topics,
                     rss_mib=rss_mib(pid),
+                    certificates=certificates,
                 )
             )
         except (TimeoutError, KafkaError, OSError):
-            result.append(NodeStatus(node=node, pid=pid, reachable=False, rss_mib=rss_mib(pid)))
+            result.append(
+                NodeStatus(
+                    node=node,
+                    pid=pid,
+                    reachable=False,
+                    rss_mib=rss_mib(pid),
+                    certificates=certificates,
+                )
+            )
         finally:
             await admin.close()
     return result
+
+
+def _certificates(spec: FederationSpec, agency: str) -> tuple[tuple[str, datetime], ...]:
+    """Each certificate of ``agency``'s folder (by file stem) and when it expires."""
+    if spec.insecure_plaintext:
+        return ()
+    folder = tls_layout(spec, agency).dir
+    result = []
+    for path in sorted(folder.glob("*.pem")) if folder.is_dir() else ():
+        if path.name.endswith(".key.pem") or path.name.endswith(".keystore.pem"):
+            continue
+        info = certificate_info(path)
+        if info is not None:
+            result.append((path.name.removesuffix(".pem"), info.not_after))
+    return tuple(result)
 
 
 def iter_node_pids(spec: FederationSpec) -> Iterator[tuple[Node, int]]:

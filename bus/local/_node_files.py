@@ -15,23 +15,64 @@ from pathlib import Path
 
 from bus.errors import LocalClusterError
 from bus.local._spec import HOST, FederationSpec, Node
+from bus.local._tls import (
+    PRINCIPAL_MAPPING_RULES,
+    TlsLayout,
+    admin_principal,
+    broker_principal,
+    tls_layout,
+)
 
 __all__ = ["java_command", "log4j_properties", "prepare_node", "server_properties"]
 
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
-def server_properties(node: Node) -> str:
-    """``server.properties``: one KRaft node, broker and controller, plaintext on loopback."""
+
+def server_properties(node: Node, tls: TlsLayout | None) -> str:
+    """``server.properties``: one KRaft node, broker and controller, on loopback.
+
+    With ``tls`` (the default of ``bus local up``) both listeners are SSL and require a client
+    certificate of the agency's CA, the StandardAuthorizer denies whatever no ACL allows, and
+    the super users are the node itself and the agency's admin. Without, plaintext with no
+    authentication and no authorizer (``--insecure-plaintext``, for development only).
+    """
+    if tls is None:
+        listeners = (
+            f"listeners=PLAINTEXT://{HOST}:{node.broker_port},"
+            f"CONTROLLER://{HOST}:{node.controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://{HOST}:{node.broker_port}\n"
+            "inter.broker.listener.name=PLAINTEXT\n"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+        )
+    else:
+        supers = f"User:{broker_principal(node.agency)};User:{admin_principal(node.agency)}"
+        # Both listeners, and the node's own client side of them (broker -> controller), use
+        # the node's certificate; the controller listener requires a certificate too.
+        listeners = (
+            f"listeners=BROKER://{HOST}:{node.broker_port},"
+            f"CONTROLLER://{HOST}:{node.controller_port}\n"
+            f"advertised.listeners=BROKER://{HOST}:{node.broker_port}\n"
+            "inter.broker.listener.name=BROKER\n"
+            "listener.security.protocol.map=BROKER:SSL,CONTROLLER:SSL\n"
+            "ssl.client.auth=required\n"
+            "ssl.keystore.type=PEM\n"
+            f"ssl.keystore.location={tls.node_keystore}\n"
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={tls.ca_file}\n"
+            "ssl.endpoint.identification.algorithm=https\n"
+            "ssl.enabled.protocols=TLSv1.3,TLSv1.2\n"
+            f"ssl.principal.mapping.rules={PRINCIPAL_MAPPING_RULES}\n"
+            f"authorizer.class.name={AUTHORIZER}\n"
+            "allow.everyone.if.no.acl.found=false\n"
+            f"super.users={supers}\n"
+        )
     return f"""\
 # Written by `bus local up`: a single-node KRaft cluster for agency {node.agency}.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers={HOST}:{node.controller_port}
-listeners=PLAINTEXT://{HOST}:{node.broker_port},CONTROLLER://{HOST}:{node.controller_port}
-advertised.listeners=PLAINTEXT://{HOST}:{node.broker_port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={node.data_dir}
+{listeners}log.dirs={node.data_dir}
 auto.create.topics.enable=false
 num.partitions=1
 default.replication.factor=1
@@ -91,7 +132,8 @@ def java_command(java: Path, spec: FederationSpec, node: Node, main: Sequence[st
 def prepare_node(java: Path, spec: FederationSpec, node: Node) -> None:
     """Write the node's files and format its storage on first start."""
     node.log_file.parent.mkdir(parents=True, exist_ok=True)
-    node.properties_file.write_text(server_properties(node), encoding="utf-8")
+    tls = None if spec.insecure_plaintext else tls_layout(spec, node.agency)
+    node.properties_file.write_text(server_properties(node, tls), encoding="utf-8")
     node.log4j_file.write_text(log4j_properties(node), encoding="utf-8")
     if (node.data_dir / "meta.properties").exists():
         return

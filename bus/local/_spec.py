@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -43,6 +44,10 @@ class FederationSpec:
     topics: TopicSettings = field(default_factory=TopicSettings)
     java_home: Path | None = None
     jars: Path | None = None
+    insecure_plaintext: bool = False
+    """Plaintext listeners with no authentication and no authorizer: development only.
+
+    The default is mutual TLS on every listener and ACLs (``bus.local._tls``, ``_acls``)."""
 
     def __post_init__(self) -> None:
         if not self.agencies:
@@ -71,6 +76,10 @@ class FederationSpec:
     @property
     def policy_file(self) -> Path:
         return self.home / "policy.toml"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
 
     @property
     def jar_dir(self) -> Path:
@@ -137,6 +146,8 @@ class NodeStatus:
     cluster_id: str | None = None
     topics: tuple[str, ...] = ()
     rss_mib: float | None = None
+    certificates: tuple[tuple[str, datetime], ...] = ()
+    """Each certificate of the agency (CA, node, principals) and when it expires."""
 
     @property
     def running(self) -> bool:
@@ -161,6 +172,7 @@ def load_spec(home: Path, **overrides: object) -> FederationSpec:
                 "base_port": int(raw["base_port"]),
                 "heap_mb": int(raw["heap_mb"]),
                 "partitions": int(raw["partitions"]),
+                "insecure_plaintext": bool(raw.get("insecure_plaintext", False)),
             }
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
             raise LocalClusterError(
@@ -181,6 +193,7 @@ def save_spec(spec: FederationSpec) -> None:
         f"agencies = [{agencies}]\n"
         f"base_port = {spec.base_port}\n"
         f"heap_mb = {spec.heap_mb}\n"
-        f"partitions = {spec.partitions}\n",
+        f"partitions = {spec.partitions}\n"
+        f"insecure_plaintext = {'true' if spec.insecure_plaintext else 'false'}\n",
         encoding="utf-8",
     )

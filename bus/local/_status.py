@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bus._time import format_time
 from bus.local._federation import status as cluster_status
 from bus.local._spec import HOST, FederationSpec
 from bus.local._supervision import (
@@ -55,6 +56,8 @@ class ProcessStatus:
     """Bridges: records of the source not yet moved, over all partitions."""
     restarts: int | None = None
     detail: str = ""
+    certificates: tuple[tuple[str, str], ...] = ()
+    """Clusters over mTLS: each certificate of the agency and when it expires (RFC 3339)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +87,10 @@ async def collect(spec: FederationSpec) -> list[ProcessStatus]:
                 pid=s.pid,
                 address=s.node.bootstrap,
                 detail=detail,
+                certificates=tuple(
+                    (name, format_time(not_after, timespec="auto"))
+                    for name, not_after in s.certificates
+                ),
             )
         )
     supervisor = supervisor_running(spec)

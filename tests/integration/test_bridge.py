@@ -34,6 +34,7 @@ from bus.testing import (
     count_by_event_id,
     create_topic,
     federated_config,
+    grant_bridge,
     produce,
     produce_records,
     publish_plan,
@@ -63,6 +64,7 @@ def bridges(federated: Federated, tmp_path: Path) -> Iterator[list[BridgeProcess
 async def _source_topic(federation: Federation) -> str:
     topic = unique_topic("feed")
     await create_topic(federation.bootstrap(SOURCE), topic, partitions=PARTITIONS)
+    await grant_bridge(federation.config, SOURCE, DESTINATION, [topic])
     return topic
 
 
@@ -386,7 +388,9 @@ async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
             assert audit["rule"] in {"releasable-to", "tlp"}
             assert audit["reason"]
 
-    # The operator's view of the same decisions: `bus tail --topic bus.audit`.
+    # The operator's view of the same decisions: `bus tail --topic bus.audit`, as the admin
+    # (over mTLS the applications may not read the audit topic).
+    identity = ["--identity", "admin"] if federated.config.agency(SOURCE).tls is not None else []
     shown = await asyncio.to_thread(
         subprocess.run,
         [
@@ -398,6 +402,7 @@ async def test_audit_records_name_the_rule_the_event_and_where_it_was_read(
             str(federated.path),
             "--agency",
             SOURCE,
+            *identity,
             "--topic",
             federated.config.topics.audit,
             "--from-beginning",
@@ -429,6 +434,7 @@ async def test_three_agencies_both_directions_no_loops_and_no_event_twice(
     await create_topic(federation.bootstrap(a), topic_a, partitions=2)
     await create_topic(federation.bootstrap(b), topic_b, partitions=2)
     for source, destination, topic in ((a, b, topic_a), (b, a, topic_b), (b, c, topic_b)):
+        await grant_bridge(federation.config, source, destination, [topic])
         bridge = BridgeProcess(
             federated,
             source=source,

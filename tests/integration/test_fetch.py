@@ -6,7 +6,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bus._fetch import Unreadable, fetch
-from bus.testing import Federation, create_topic, unique_topic
+from bus.testing import Federation, connect, create_topic, unique_topic
 from tests.hostile import send_with_raw_header_names
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ async def test_a_header_name_that_is_not_utf8_is_skipped_by_offset_and_nothing_e
     bootstrap = federation.bootstrap("interpol")
     topic = unique_topic("unreadable")
     await create_topic(bootstrap, topic, partitions=2)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    producer = AIOKafkaProducer(**connect(bootstrap), linger_ms=0)
     await producer.start()
     try:
         for i in range(3):
@@ -45,7 +45,7 @@ async def test_a_header_name_that_is_not_utf8_is_skipped_by_offset_and_nothing_e
         await producer.stop()
 
     # The plain client is wedged by it: the same error at the same place, again and again.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**connect(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
     consumer.assign(tps)

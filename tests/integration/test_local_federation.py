@@ -13,13 +13,22 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bus import local
 from bus.config import load_config
 from bus.errors import LocalClusterError
-from bus.testing import Federation, consume_all, create_topic, free_base_port, produce, unique_topic
+from bus.testing import (
+    Federation,
+    connect,
+    consume_all,
+    create_topic,
+    free_base_port,
+    produce,
+    register,
+    unique_topic,
+)
 
 pytestmark = pytest.mark.integration
 
 
 async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**connect(bootstrap))
     await admin.start()
     try:
         return set(await admin.list_topics())
@@ -80,6 +89,7 @@ async def test_records_survive_down_then_up_and_a_second_up_is_harmless(
 ) -> None:
     try:
         config = await local.up(lone_spec)
+        register(config)
         bootstrap = config.agency("lone").bootstrap_servers[0]
         [(_, pid)] = list(local.iter_node_pids(lone_spec))
 
@@ -118,6 +128,7 @@ async def test_a_failed_up_stops_only_the_nodes_it_started(lone_spec: local.Fede
     late = grown.nodes()[1]
     try:
         config = await local.up(spec)
+        register(config)
         [(_, pid)] = list(local.iter_node_pids(spec))
         with socket.socket() as squatter:
             squatter.bind(("127.0.0.1", late.broker_port))

@@ -29,6 +29,7 @@ from bus.testing import (
     consume_all,
     create_topic,
     federated_config,
+    grant_bridge,
     produce,
     unique_topic,
 )
@@ -112,6 +113,7 @@ async def test_each_revision_crosses_once_across_a_sigkill_rollbacks_denied_conf
     bootstrap = federation.bootstrap(SOURCE)
     topic = unique_topic("replay")
     await create_topic(bootstrap, topic, partitions=3)
+    await grant_bridge(federation.config, SOURCE, DESTINATION, [topic])
     bridge = BridgeProcess(
         federated,
         source=SOURCE,

@@ -24,7 +24,14 @@ from bus.publisher import open_publisher
 from bus.quarantine import QuarantinedRecord, read_quarantined
 from bus.signing import SigningKey
 from bus.subscriber import Delivery, Rejection, Subscriber, open_subscriber, run_subscriber
-from bus.testing import consume_all, create_topic, produce, unique_topic
+from bus.testing import (
+    connect,
+    consume_all,
+    create_topic,
+    grant_applications,
+    produce,
+    unique_topic,
+)
 from tests.signed import make_event
 
 pytestmark = pytest.mark.integration
@@ -53,7 +60,7 @@ async def _take(subscriber: Subscriber, count: int, timeout_s: float = 60.0) -> 
 
 
 async def _committed(config: Config, group: str, topic: str, partitions: int) -> list[int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(config), group_id=group)
+    consumer = AIOKafkaConsumer(**connect(_bootstrap(config)), group_id=group)
     await consumer.start()
     try:
         return [await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
@@ -130,7 +137,7 @@ async def test_garbage_and_forged_records_are_quarantined_and_valid_events_still
     bad = _bad_records(signed_federation)
     valid = [make_event(AGENCY) for _ in range(len(bad) + 1)]
     # valid, bad, valid, bad, ..., valid: every bad record sits between two good ones.
-    raw = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    raw = AIOKafkaProducer(**connect(bootstrap), acks="all", enable_idempotence=True)
     await raw.start()
     try:
         for index, event in enumerate(valid):
@@ -182,7 +189,7 @@ async def test_an_oversized_record_is_quarantined_without_its_value_and_the_read
 ) -> None:
     bootstrap = _bootstrap(signed_federation)
     topic = unique_topic("sub-big")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**connect(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -190,10 +197,11 @@ async def test_an_oversized_record_is_quarantined_without_its_value_and_the_read
         )
     finally:
         await admin.close()
+    await grant_applications(bootstrap, topic)
     key = SigningKey.load(signed_federation.agency(AGENCY).signing_key)  # type: ignore[arg-type]
     after = make_event(AGENCY)
     big = b"\xc3\x01" + bytes(2_000_000)
-    raw = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=3_000_000)
+    raw = AIOKafkaProducer(**connect(bootstrap), max_request_size=3_000_000)
     await raw.start()
     try:
         await raw.send_and_wait(topic, big)

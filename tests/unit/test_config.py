@@ -170,6 +170,18 @@ def test_render_toml_round_trips_through_load_config(tmp_path: Path) -> None:
                     cert_file=Path("/etc/tls/app.pem"),
                     key_file=tmp_path / "app.key.pem",
                 ),
+                identities={
+                    "admin": TlsSettings(
+                        ca_file=tmp_path / "ca.pem",
+                        cert_file=tmp_path / "admin.pem",
+                        key_file=tmp_path / "admin.key.pem",
+                    ),
+                    "bridge.interpol.europol": TlsSettings(
+                        ca_file=tmp_path / "other-ca.pem",
+                        cert_file=tmp_path / "b.pem",
+                        key_file=tmp_path / "b.key.pem",
+                    ),
+                },
             ),
             "europol": AgencySettings(name="europol", bootstrap_servers=("kafka:9093",)),
         },
@@ -231,3 +243,59 @@ def test_environment_variables_choose_the_files(
     assert default_config_path() == tmp_path / "other.toml"
     monkeypatch.setenv("BUS_KAFKA_JARS", str(tmp_path / "jars"))
     assert default_jar_cache("4.1.1") == tmp_path / "jars"
+
+
+TLS = (
+    AGENCY
+    + '[agencies.interpol.tls]\nca_file = "ca.pem"\ncert_file = "app.pem"\nkey_file = "app.key"\n'
+)
+
+
+def test_an_identity_takes_the_tables_ca_unless_it_names_its_own(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        TLS
+        + '[agencies.interpol.tls.identities."bridge.interpol.europol"]\n'
+        + 'cert_file = "b.pem"\nkey_file = "b.key"\n'
+        + "[agencies.interpol.tls.identities.admin]\n"
+        + 'ca_file = "other.pem"\ncert_file = "a.pem"\nkey_file = "a.key"\n',
+    )
+    interpol = load_config(path).agency("interpol")
+    bridge = interpol.as_identity("bridge.interpol.europol")
+    assert bridge.tls == TlsSettings(
+        ca_file=tmp_path / "ca.pem", cert_file=tmp_path / "b.pem", key_file=tmp_path / "b.key"
+    )
+    assert bridge.bootstrap_servers == interpol.bootstrap_servers
+    admin = interpol.as_identity("admin").tls
+    assert admin is not None
+    assert admin.ca_file == tmp_path / "other.pem"
+    assert interpol.tls is not None
+    assert interpol.tls.cert_file == tmp_path / "app.pem"
+
+
+def test_a_missing_identity_is_an_error_not_the_applications_certificate(
+    tmp_path: Path,
+) -> None:
+    interpol = load_config(_write(tmp_path, TLS)).agency("interpol")
+    with pytest.raises(ConfigError, match=r"no TLS identity 'bridge.interpol.europol'.*none"):
+        interpol.as_identity("bridge.interpol.europol")
+
+
+def test_without_tls_an_identity_is_the_plain_settings(tmp_path: Path) -> None:
+    interpol = load_config(_write(tmp_path, AGENCY)).agency("interpol")
+    assert interpol.as_identity("admin") is interpol
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[agencies.interpol.tls.identities.Admin]\ncert_file = "a"\nkey_file = "b"\n', "name"),
+        ('[agencies.interpol.tls.identities.admin]\ncert_file = "a"\n', "key_file"),
+        (
+            '[agencies.interpol.tls.identities.admin]\ncert_file = "a"\nkey_file = "b"\nx = 1\n',
+            "unknown key 'x'",
+        ),
+    ],
+)
+def test_a_bad_identity_is_named(tmp_path: Path, table: str, message: str) -> None:
+    assert message in _error(_write(tmp_path, TLS + table))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bus import local
 from bus.local._node_files import java_command, log4j_properties, server_properties
+from bus.local._tls import tls_layout
 
 
 def _spec(tmp_path: Path, **fields: object) -> local.FederationSpec:
@@ -21,11 +22,12 @@ def test_server_properties_are_a_combined_kraft_node_with_rf_1_and_no_auto_creat
     tmp_path: Path,
 ) -> None:
     node = _spec(tmp_path, base_port=20000).nodes()[1]
-    props = _properties(server_properties(node))
+    props = _properties(server_properties(node, None))
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:20003"
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:20002,CONTROLLER://127.0.0.1:20003"
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:20002"
+    assert "authorizer.class.name" not in props
     assert props["auto.create.topics.enable"] == "false"
     assert props["log.dirs"] == str(node.data_dir)
     for key in (
@@ -55,3 +57,24 @@ def test_java_command_bounds_the_heap_and_uses_the_jar_folder(tmp_path: Path) ->
     assert "-Xms256m" in command
     assert command[command.index("-cp") + 1] == f"{tmp_path / 'lib'}/*"
     assert command[-2:] == ["kafka.Kafka", "x.properties"]
+
+
+def test_by_default_every_listener_is_ssl_with_a_required_client_certificate_and_acls(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(tmp_path, base_port=20000)
+    node = spec.nodes()[0]
+    tls = tls_layout(spec, node.agency)
+    props = _properties(server_properties(node, tls))
+    assert props["listeners"] == "BROKER://127.0.0.1:20000,CONTROLLER://127.0.0.1:20001"
+    assert props["listener.security.protocol.map"] == "BROKER:SSL,CONTROLLER:SSL"
+    assert "PLAINTEXT" not in server_properties(node, tls)
+    assert props["ssl.client.auth"] == "required"
+    assert props["ssl.keystore.type"] == props["ssl.truststore.type"] == "PEM"
+    assert props["ssl.keystore.location"] == str(tls.node_keystore)
+    assert props["ssl.truststore.location"] == str(tls.ca_file)
+    assert props["authorizer.class.name"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    )
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:interpol-broker;User:interpol-admin"
