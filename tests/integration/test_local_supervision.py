@@ -62,7 +62,7 @@ class Supervised:
 @pytest.fixture(scope="module")
 def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]:
     home = tmp_path_factory.mktemp("exchange-bus-test-supervised") / "home"
-    base_port = free_base_port(2 * len(AGENCIES) + len(AGENCIES) * (len(AGENCIES) - 1) + 1)
+    base_port = free_base_port(local.port_count(len(AGENCIES)))
     started = time.monotonic()
     try:
         _bus(
