@@ -170,7 +170,7 @@ def test_tail_until_end_prints_the_mirrored_feed_and_exits(supervised: Supervise
 def test_status_json_reports_every_process(supervised: Supervised) -> None:
     status = supervised.status()
     bridges = [f"{a}-{b}" for a, b in (AGENCIES, AGENCIES[::-1])]
-    assert set(status) == {*AGENCIES, *bridges, "supervisor"}
+    assert set(status) == {*AGENCIES, *bridges, "supervisor", "prometheus", "alertmanager"}
     for process in status.values():
         assert process["state"] == "running", process
         assert process["ok"], process
