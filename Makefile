@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install kafka prometheus up down status demo docs check test test-unit test-integration soak bench clean
+.PHONY: help install kafka prometheus chromium up down status demo docs check test test-unit test-integration soak bench clean
 
 help:
-	@echo "make up     install everything, then start the local federation: clusters and bridges"
+	@echo "make up     install everything, then start the local federation: clusters, bridges,"
+	@echo "           Prometheus and Alertmanager; prints where to look"
 	@echo "make test   install everything, lint, type-check, and run all tests against real Kafka"
 	@echo "make demo   realistic traffic across the running federation, with a live view (Ctrl-C stops)"
 	@echo "make down   stop the local federation (bridges, then clusters)"
@@ -25,18 +26,28 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Prometheus, promtool, Alertmanager and amtool from Debian (the alert and dashboard tests use
-# them; `bus local` runs them). CI runs as root on Debian; elsewhere this needs sudo.
+# them; `bus local up` runs them). Only when missing. CI runs as root on Debian; elsewhere this
+# needs sudo.
 prometheus:
 	@command -v promtool >/dev/null && command -v amtool >/dev/null || { \
 		apt-get update -qq >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			prometheus prometheus-alertmanager >/dev/null; }
 
+# Debian's Chromium, only when missing: the console test renders the page headless. A target of
+# its own so that `make up` does not pull a browser.
+chromium:
+	@command -v chromium >/dev/null || { \
+		apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium >/dev/null; }
+
 # The Apache Kafka jars, fetched once by Maven from deploy/kafka/pom.xml into a cache.
 kafka: install
 	$(BIN)/bus local install
 
-up: kafka
+# Prints where to look at the end: Prometheus, its console page, Alertmanager.
+up: kafka prometheus
 	$(BIN)/bus local up
 
 down: install
@@ -61,7 +72,7 @@ check: install
 
 # Under coverage, with the child processes the tests start (bridges, subscribers); the branch
 # coverage report comes last and fails below the floor in pyproject.toml.
-test: check kafka prometheus
+test: check kafka prometheus chromium
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage combine --quiet

@@ -162,7 +162,7 @@ def running_federation(
     spec = local.FederationSpec(
         home=home,
         agencies=tuple(agencies),
-        base_port=free_base_port(2 * len(agencies)),
+        base_port=free_base_port(local.port_count(len(agencies))),
         heap_mb=heap_mb,
         java_home=java_home(),
         insecure_plaintext=insecure_plaintext,

@@ -78,11 +78,8 @@ def install() -> None:
 @click.option(
     "--partitions", type=int, default=None, help="Partitions of intel.events (default 6)."
 )
-@click.option(
-    "--no-bridges",
-    is_flag=True,
-    help="Start the clusters only: no bridges, no supervisor.",
-)
+@click.option("--no-bridges", is_flag=True, help="Start no bridge.")
+@click.option("--no-prometheus", is_flag=True, help="Start neither Prometheus nor Alertmanager.")
 @click.option(
     "--insecure-plaintext",
     is_flag=True,
@@ -98,12 +95,14 @@ def up(
     heap_mb: int | None,
     partitions: int | None,
     no_bridges: bool,
+    no_prometheus: bool,
     insecure_plaintext: bool,
 ) -> None:
     """Start the federation (harmless when it runs) and write its configuration.
 
-    The clusters, then a bridge per ordered pair of agencies under a supervisor that restarts
-    one that exits (web ports after the clusters' ports). Returns once every bridge replicates.
+    The clusters (each node with the Prometheus JMX exporter), then, under a supervisor that
+    restarts one that exits, a bridge per ordered pair of agencies, Prometheus and Alertmanager
+    (ports after the clusters'). Returns once every bridge replicates and Prometheus answers.
     Every listener requires a client certificate of the agency's CA (made here, under tls/),
     and the ACLs of docs/security.md are created; `bus local acls` prints them.
     """
@@ -118,8 +117,10 @@ def up(
             err=True,
         )
     asyncio.run(federation.up(spec, log=_echo))
-    if not no_bridges:
-        federation.start_bridges(spec, log=_echo)
+    if not (no_bridges and no_prometheus):
+        federation.start_supervised(
+            spec, log=_echo, with_bridges=not no_bridges, with_prometheus=not no_prometheus
+        )
     _echo(f"up in {time.monotonic() - started:.1f} s; `bus local status` shows every process")
     click.echo(f"configuration: {spec.config_file}")
     for node in spec.nodes():
@@ -127,21 +128,28 @@ def up(
     if not no_bridges:
         for bridge in federation.bridges(spec):
             click.echo(f"{bridge.name}\t{bridge.url}/metrics")
+    if not no_prometheus:
+        # Where to look: Prometheus, the console page it serves, Alertmanager.
+        for name, url in federation.service_urls(spec).items():
+            click.echo(f"{name}\t{url}")
 
 
 @local.command(hidden=True)
 @home_option
+@click.option("--no-bridges", is_flag=True, help="Supervise no bridge.")
+@click.option("--no-prometheus", is_flag=True, help="Supervise no Prometheus, no Alertmanager.")
 @fail_on_bus_error
-def supervise(home: Path | None) -> None:
-    """Run the bridges' supervisor in the foreground (`bus local up` starts it detached)."""
-    run_supervisor(_spec(home))
+def supervise(home: Path | None, no_bridges: bool, no_prometheus: bool) -> None:
+    """Run the supervisor in the foreground (`bus local up` starts it detached)."""
+    run_supervisor(_spec(home), with_bridges=not no_bridges, with_prometheus=not no_prometheus)
 
 
 @local.command()
 @home_option
 @fail_on_bus_error
 def down(home: Path | None) -> None:
-    """Stop the bridges (through their supervisor), then every node. Data is kept."""
+    """Stop the bridges, then Prometheus and Alertmanager (through their supervisor), then
+    every node. Data is kept."""
     federation.down(_spec(home), log=_echo)
 
 
@@ -150,9 +158,10 @@ def down(home: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help='One JSON object: {"processes": [...]}.')
 @fail_on_bus_error
 def status(home: Path | None, as_json: bool) -> None:
-    """Show every process: clusters, bridges (health, lag, restarts), the supervisor.
+    """Show every process: clusters, bridges (health, lag, restarts), the supervisor,
+    Prometheus and Alertmanager (health from /-/healthy).
 
-    Exit status 1 if a cluster is not reachable or a supervised bridge is not healthy.
+    Exit status 1 if a cluster is not reachable or a supervised process is not healthy.
     """
     rows = asyncio.run(federation.process_status(_spec(home)))
     if as_json:
@@ -173,7 +182,8 @@ def status(home: Path | None, as_json: bool) -> None:
 @click.option("-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True)
 @fail_on_bus_error
 def logs(home: Path | None, name: str | None, follow: bool, lines: int) -> None:
-    """Show the log of NAME: an agency (its node), a bridge (FROM-TO), or `supervisor`.
+    """Show the log of NAME: an agency (its node), a bridge (FROM-TO), `supervisor`,
+    `prometheus` or `alertmanager`.
 
     Without NAME, the supervisor's log (bridges started, exited, restarted).
     """

@@ -38,18 +38,23 @@ The modules, each importing only those above it::
     _node_files     a node's server.properties, log4j2.properties, JVM command, storage
     _processes      starting, finding, stopping a node's process
     _backoff        when to restart a process that exited (pure)
-    _supervision    the supervised bridges: names, ports, files, commands, pid checks
-    _supervisor     the supervisor process; starting, waiting for and stopping it
-    _federation     up, down, status, reset: topics and bus.toml
     _jmx            the JMX exporter agent of a node: its jar and its -javaagent argument
     _prometheus     Prometheus and Alertmanager beside the federation, file-based discovery
+    _supervision    what is supervised (bridges, Prometheus, Alertmanager): the port plan,
+                    files, commands, pid checks
+    _supervisor     the supervisor process; starting, waiting for and stopping it; targets
+    _federation     up, down, status, reset: topics and bus.toml
     _status         every process's status for ``bus local status``, table and JSON
 
-The bridges (one ``bus bridge run`` per ordered pair of agencies) run under a supervisor
-(``bus local supervise``) that restarts one that exits, with backoff, and counts it; ``up``
-starts the clusters only and :func:`start_bridges` the supervisor (``bus local up`` does both
-unless ``--no-bridges``); ``down`` stops the supervisor (and so the bridges) first. Layout,
-ports and files: ``_supervision``; the design: docs/decisions/0011-local-supervision.md.
+The bridges (one ``bus bridge run`` per ordered pair of agencies), Prometheus and Alertmanager
+run under a supervisor (``bus local supervise``) that restarts one that exits, with backoff,
+and counts it; ``up`` starts the clusters only (each node with the Prometheus JMX exporter
+agent) and :func:`start_supervised` the supervisor (``bus local up`` does both, unless
+``--no-bridges`` and ``--no-prometheus``); ``down`` stops the supervisor first (the bridges,
+then Prometheus and Alertmanager), then the nodes. Every process is a scrape target of
+Prometheus' file-based discovery (``_supervisor.register_targets``). Layout, ports and files:
+``_supervision``; the design: docs/decisions/0011-local-supervision.md and
+0012-local-prometheus.md.
 """
 
 from __future__ import annotations
@@ -59,8 +64,14 @@ from bus.local._federation import admin_settings, down, iter_node_pids, reset, s
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
 from bus.local._status import ProcessStatus, render_table
 from bus.local._status import collect as process_status
-from bus.local._supervision import SupervisedBridge, bridges, log_files
-from bus.local._supervisor import start_bridges
+from bus.local._supervision import (
+    SupervisedBridge,
+    bridges,
+    log_files,
+    port_count,
+    service_urls,
+)
+from bus.local._supervisor import start_bridges, start_supervised
 from bus.local._supervisor import stop_supervised as stop_bridges
 
 __all__ = [
@@ -81,6 +92,9 @@ __all__ = [
     "reset",
     "iter_node_pids",
     "start_bridges",
+    "start_supervised",
+    "port_count",
+    "service_urls",
     "stop_bridges",
     "SupervisedBridge",
     "bridges",

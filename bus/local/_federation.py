@@ -19,8 +19,10 @@ from typing import TypeVar
 
 from bus.config import AgencySettings, Config, render_toml
 from bus.errors import LocalClusterError
+from bus.local import _prometheus
 from bus.local._acls import apply_acls, cluster_acls
 from bus.local._install import ensure_jars, find_java
+from bus.local._jmx import ensure_agent, javaagent_argument
 from bus.local._node_files import prepare_node
 from bus.local._processes import (
     diagnose,
@@ -34,7 +36,8 @@ from bus.local._processes import (
 )
 from bus.local._progress import reporting
 from bus.local._provisioning import ensure_keys, ensure_policy
-from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
+from bus.local._spec import HOST, FederationSpec, Node, NodeStatus, save_spec
+from bus.local._supervision import check_ports, jmx_ports
 from bus.local._supervisor import stop_supervised
 from bus.local._tls import (
     admin_principal,
@@ -101,7 +104,9 @@ def _launch(
     at once, so that a failure midway still knows what to stop.
     """
     java = find_java(spec.java_home)
+    check_ports(spec)
     ensure_jars(spec.jar_dir, log=log)
+    ensure_agent(spec.jar_dir, log=log)
     spec.home.mkdir(parents=True, exist_ok=True)
     save_spec(spec)
     ensure_keys(spec.keys_dir, spec.agencies, log=log)
@@ -119,6 +124,16 @@ def _launch(
             if ensure_certificates(tls_layout(spec, agency), peers, log=log):
                 renewed.add(agency)
     pids: dict[str, int] = {}
+    exporters = jmx_ports(spec)
+    # Each node's JMX exporter is a scrape target from its start (job kafka, label agency).
+    _prometheus.write_targets(
+        spec.home,
+        "kafka",
+        [
+            _prometheus.Target(address=f"{HOST}:{port}", labels={"agency": agency})
+            for agency, port in exporters.items()
+        ],
+    )
     for node in nodes:
         pid = recorded_pid(node)
         if pid is not None:
@@ -131,9 +146,14 @@ def _launch(
             log(f"{node.agency}: already running (pid {pid}) on {node.bootstrap}")
         else:
             prepare_node(java, spec, node)
-            pid = start(java, spec, node)
+            port = exporters[node.agency]
+            agent = javaagent_argument(spec.jar_dir, port)
+            pid = start(java, spec, node, agent=agent, agent_port=port)
             launched.append((node, pid))
-            log(f"{node.agency}: starting (pid {pid}) on {node.bootstrap}")
+            log(
+                f"{node.agency}: starting (pid {pid}) on {node.bootstrap}, "
+                f"broker metrics on http://{HOST}:{port}/metrics"
+            )
         pids[node.agency] = pid
     return pids
 

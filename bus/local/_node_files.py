@@ -113,8 +113,13 @@ logger.state.level = WARN
 """
 
 
-def java_command(java: Path, spec: FederationSpec, node: Node, main: Sequence[str]) -> list[str]:
-    """The JVM command line that runs ``main`` (a class and its arguments) for ``node``."""
+def java_command(
+    java: Path, spec: FederationSpec, node: Node, main: Sequence[str], *, agent: str | None = None
+) -> list[str]:
+    """The JVM command line that runs ``main`` (a class and its arguments) for ``node``.
+
+    ``agent``: a ``-javaagent:`` argument (the broker's JMX exporter, ``_jmx``).
+    """
     return [
         str(java),
         f"-Xmx{spec.heap_mb}m",
@@ -123,6 +128,7 @@ def java_command(java: Path, spec: FederationSpec, node: Node, main: Sequence[st
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={node.log4j_file}",
+        *([agent] if agent else []),
         "-cp",
         f"{spec.jar_dir}/*",
         *main,

@@ -83,9 +83,20 @@ def recorded_pid(node: Node) -> int | None:
     return pid if exit_status(node, pid) is None else None
 
 
-def start(java: Path, spec: FederationSpec, node: Node) -> int:
-    """Start the node (its files prepared) in a session of its own; record and return its pid."""
-    for port in (node.broker_port, node.controller_port):
+def start(
+    java: Path,
+    spec: FederationSpec,
+    node: Node,
+    *,
+    agent: str | None = None,
+    agent_port: int | None = None,
+) -> int:
+    """Start the node (its files prepared) in a session of its own; record and return its pid.
+
+    ``agent`` is a ``-javaagent:`` argument for the JVM that listens on ``agent_port``.
+    """
+    ports = (node.broker_port, node.controller_port)
+    for port in (*ports, agent_port) if agent_port is not None else ports:
         if not _port_free(port):
             raise LocalClusterError(
                 f"cannot start {node.agency}: port {port} on {HOST} is already in use by "
@@ -94,7 +105,7 @@ def start(java: Path, spec: FederationSpec, node: Node) -> int:
             )
     with node.console_file.open("ab") as console:
         process = subprocess.Popen(
-            java_command(java, spec, node, ["kafka.Kafka", str(node.properties_file)]),
+            java_command(java, spec, node, ["kafka.Kafka", str(node.properties_file)], agent=agent),
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,

@@ -45,12 +45,23 @@ __all__ = [
     "stop_alertmanager",
     "running",
     "write_targets",
+    "prepare_prometheus",
+    "prepare_alertmanager",
+    "prometheus_command",
+    "alertmanager_command",
+    "pid_file",
+    "log_file",
+    "answers",
+    "DEFAULT_WEBHOOK_URL",
 ]
 
 DEPLOY_PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
-JOBS = ("prometheus", "alertmanager", "bridges", "subscribers", "kafka")
+JOBS = ("prometheus", "alertmanager", "bridges", "subscribers", "kafka", "supervisor")
 """The target files that deploy/prometheus/prometheus.yml reads (``targets/<job>.json``)."""
+
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:5001/alerts"
+"""Where deploy/prometheus/alertmanager.yml sends alerts unless told otherwise."""
 
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 30.0
@@ -103,7 +114,30 @@ def _binary(name: str) -> str:
     return found
 
 
-def _prepare_prometheus(home: Path) -> Path:
+def pid_file(home: Path, name: str) -> Path:
+    """Where the pid of this home's ``prometheus`` or ``alertmanager`` is recorded."""
+    return _folder(home) / f"{name}.pid"
+
+
+def log_file(home: Path, name: str) -> Path:
+    """The output of this home's ``prometheus`` or ``alertmanager``."""
+    return _folder(home) / f"{name}.log"
+
+
+def answers(url: str, path: str = "/-/healthy", timeout_s: float = 2.0) -> bool:
+    """Whether the Prometheus or Alertmanager at ``url`` answers 200 on ``path`` (blocking)."""
+    try:
+        with urllib.request.urlopen(f"{url}{path}", timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def prepare_prometheus(home: Path) -> Path:
+    """Copy the configuration, rules and consoles into ``home``; the configuration file.
+
+    Target files already written are kept; missing ones are written empty.
+    """
     folder = _folder(home)
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("prometheus.yml", "alerts.yml"):
@@ -211,12 +245,19 @@ def start_prometheus(
 
     Prometheus scrapes itself; jobs not given keep the targets already written.
     """
-    config = _prepare_prometheus(home)
-    folder = config.parent
+    config = prepare_prometheus(home)
     write_targets(home, "prometheus", [Target(address=f"127.0.0.1:{port}")])
     for job, job_targets in (targets or {}).items():
         write_targets(home, job, job_targets)
-    command = [
+    command = prometheus_command(home, port=port, retention=retention)
+    return _start(home, "prometheus", command, config, f"http://127.0.0.1:{port}")
+
+
+def prometheus_command(home: Path, *, port: int, retention: str = "2d") -> list[str]:
+    """The command line of this home's Prometheus (after :func:`prepare_prometheus`)."""
+    folder = _folder(home)
+    config = folder / "prometheus.yml"
+    return [
         _binary("prometheus"),
         f"--config.file={config}",
         f"--storage.tsdb.path={folder / 'data'}",
@@ -226,7 +267,6 @@ def start_prometheus(
         f"--web.console.libraries={folder / 'console_libraries'}",
         "--web.enable-lifecycle",
     ]
-    return _start(home, "prometheus", command, config, f"http://127.0.0.1:{port}")
 
 
 def stop_prometheus(home: Path) -> bool:
@@ -240,22 +280,37 @@ def start_alertmanager(home: Path, *, port: int, webhook_url: str) -> Service:
     Registers it as Prometheus' Alertmanager (``targets/alertmanager.json``). Clustering is
     off, so that it opens no other port.
     """
+    config = prepare_alertmanager(home, webhook_url=webhook_url)
+    command = alertmanager_command(home, port=port)
+    service = _start(home, "alertmanager", command, config, f"http://127.0.0.1:{port}")
+    write_targets(home, "alertmanager", [Target(address=f"127.0.0.1:{port}")])
+    return service
+
+
+def prepare_alertmanager(home: Path, *, webhook_url: str = DEFAULT_WEBHOOK_URL) -> Path:
+    """Write this home's ``alertmanager.yml``, sending every alert to ``webhook_url``."""
     folder = _folder(home)
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "alertmanager.yml"
     text = (DEPLOY_PROMETHEUS / "alertmanager.yml").read_text(encoding="utf-8")
-    text = text.replace("http://127.0.0.1:5001/alerts", webhook_url)
+    text = text.replace(DEFAULT_WEBHOOK_URL, webhook_url)
     config.write_text(text, encoding="utf-8")
-    command = [
+    return config
+
+
+def alertmanager_command(home: Path, *, port: int) -> list[str]:
+    """The command line of this home's Alertmanager (after :func:`prepare_alertmanager`).
+
+    Clustering is off, so that it opens no other port.
+    """
+    folder = _folder(home)
+    return [
         _binary("prometheus-alertmanager"),
-        f"--config.file={config}",
+        f"--config.file={folder / 'alertmanager.yml'}",
         f"--storage.path={folder / 'alertmanager-data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
     ]
-    service = _start(home, "alertmanager", command, config, f"http://127.0.0.1:{port}")
-    write_targets(home, "alertmanager", [Target(address=f"127.0.0.1:{port}")])
-    return service
 
 
 def stop_alertmanager(home: Path) -> bool:

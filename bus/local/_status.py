@@ -1,6 +1,7 @@
 """What ``bus local status`` shows: every process of the local federation, as a table or JSON.
 
-One :class:`ProcessStatus` per cluster, per bridge and for the supervisor. A bridge's health is
+One :class:`ProcessStatus` per cluster, per bridge, for the supervisor, Prometheus and
+Alertmanager (health: their ``/-/healthy`` endpoints). A bridge's health is
 its ``/healthz`` verdict, its lag the sum of its ``bus_bridge_source_lag`` gauges on
 ``/metrics``; its restarts come from the supervisor's ``state.json``. Collecting talks to the
 processes; rendering (:func:`render_table`) is pure.
@@ -17,12 +18,16 @@ from typing import Any, Final
 from prometheus_client.parser import text_string_to_metric_families
 
 from bus._time import format_time
+from bus.local import _prometheus
 from bus.local._federation import status as cluster_status
 from bus.local._spec import HOST, FederationSpec
 from bus.local._supervision import (
+    SERVICES,
     SupervisedBridge,
+    alertmanager_port,
     bridges,
     is_bridge_process,
+    prometheus_port,
     read_pid,
     read_state,
     supervisor_port,
@@ -44,14 +49,14 @@ class ProcessStatus:
 
     name: str
     kind: str
-    """``cluster``, ``bridge`` or ``supervisor``."""
+    """``cluster``, ``bridge``, ``supervisor``, ``prometheus`` or ``alertmanager``."""
     state: str
     """``running``, ``stopped``, ``unreachable``, ``starting``, ``backoff`` or ``off``."""
     ok: bool
     pid: int | None = None
     address: str = ""
     health: str | None = None
-    """Bridges: ``healthy``, ``unhealthy`` or ``no answer``."""
+    """Bridges, Prometheus, Alertmanager: ``healthy``, ``unhealthy`` or ``no answer``."""
     lag: int | None = None
     """Bridges: records of the source not yet moved, over all partitions."""
     restarts: int | None = None
@@ -112,10 +117,55 @@ async def collect(spec: FederationSpec) -> list[ProcessStatus]:
             pid=supervisor,
             address=f"{HOST}:{supervisor_port(spec)}",
             restarts=total_restarts if supervisor is not None else None,
-            detail="restarts the bridges; /metrics" if supervisor is not None else "",
+            detail="restarts what it runs; /metrics" if supervisor is not None else "",
         )
     )
+    for name in SERVICES:
+        result.append(
+            await asyncio.to_thread(
+                _service_status, spec, name, processes.get(name, {}), supervised=supervisor
+            )
+        )
     return result
+
+
+def _service_status(
+    spec: FederationSpec, name: str, recorded: dict[str, Any], *, supervised: int | None
+) -> ProcessStatus:
+    """Prometheus or Alertmanager: its recorded pid, and whether it answers ``/-/healthy``."""
+    port = prometheus_port(spec) if name == "prometheus" else alertmanager_port(spec)
+    url = f"http://{HOST}:{port}"
+    pid = _prometheus.running(spec.home, name)
+    restarts = recorded.get("restarts")
+    last_exit = recorded.get("last_exit")
+    common: dict[str, Any] = {
+        "name": name,
+        "kind": name,
+        "pid": pid,
+        "address": f"{HOST}:{port}",
+        "restarts": restarts,
+    }
+    if pid is None:
+        if not recorded:  # not asked for (`--no-prometheus`), or nothing supervises
+            return ProcessStatus(state="off", ok=True, detail="not started", **common)
+        waiting = recorded.get("state") == "backoff"
+        return ProcessStatus(
+            state="backoff" if waiting else "stopped",
+            ok=False,
+            detail=f"last exit: {last_exit}" if last_exit else "",
+            **common,
+        )
+    healthy = _prometheus.answers(url, "/-/healthy")
+    detail = url + ("/consoles/exchange-bus.html" if name == "prometheus" else "")
+    if last_exit:
+        detail += f"; last exit: {last_exit}"
+    return ProcessStatus(
+        state="running",
+        ok=healthy,
+        health="healthy" if healthy else "no answer",
+        detail=detail,
+        **common,
+    )
 
 
 def _bridge_status(

@@ -1,19 +1,29 @@
-"""What ``bus local`` supervises, and where: the bridges, their ports, files and command lines.
+"""What ``bus local`` supervises, and where: processes, their ports, files and command lines.
 
-Pure description plus the checks that tell a recorded pid still is the process it was recorded
-for; the running supervisor is ``_supervisor``. Under the federation's home::
+The supervisor keeps two kinds of process running: a bridge per ordered pair of agencies, and
+the services beside the federation, Prometheus and Alertmanager (``_prometheus``). Pure
+description plus the checks that tell a recorded pid still is the process it was recorded for;
+the running supervisor is ``_supervisor``. Under the federation's home::
 
     supervised/supervisor.pid      the supervisor's pid
     supervised/supervisor.log      what it did: starts, exits, restarts, stops
     supervised/state.json          each supervised process: pid, state, restarts, last exit
     supervised/<from>-<to>.pid     a bridge's pid
     supervised/<from>-<to>.log     a bridge's output
+    prometheus/                    Prometheus and Alertmanager: pids, logs, data (_prometheus)
 
-Ports follow the nodes' (``base_port + 2*i`` and the next for agency ``i`` of ``n``): the
-bridges' web ports (``/metrics``, ``/healthz``) are ``base_port + 2n + j`` for the ``j``-th
-ordered pair of agencies (in the order given), then the supervisor's ``/metrics``. Two agencies
-from 19092: nodes 19092-19095, bridges 19096 (interpol-europol) and 19097 (europol-interpol),
-supervisor 19098.
+The port plan, one contiguous block of :func:`port_count` ports from ``base_port`` (so that a
+test takes one free block), for ``n`` agencies:
+
+- ``base_port + 2i``, ``base_port + 2i + 1``: agency ``i``'s node (clients, controller);
+- ``base_port + 2n + j``: the web port (``/metrics``, ``/healthz``) of the bridge of the
+  ``j``-th ordered pair of agencies (in the order given);
+- then the supervisor's ``/metrics``, Prometheus, Alertmanager;
+- then agency ``i``'s JMX exporter (the node's ``/metrics``, ``_jmx``).
+
+Two agencies from 19092: nodes 19092-19095, bridges 19096 (interpol-europol) and 19097
+(europol-interpol), supervisor 19098, Prometheus 19099, Alertmanager 19100, JMX exporters
+19101 (interpol) and 19102 (europol).
 """
 
 from __future__ import annotations
@@ -26,10 +36,20 @@ from pathlib import Path
 from typing import Any
 
 from bus.errors import LocalClusterError
+from bus.local import _prometheus
 from bus.local._spec import HOST, FederationSpec
 
 __all__ = [
+    "SERVICES",
     "SupervisedBridge",
+    "SupervisedProcess",
+    "alertmanager_port",
+    "bridge_process",
+    "jmx_ports",
+    "port_count",
+    "prometheus_port",
+    "service_urls",
+    "services",
     "bridge_command",
     "bridges",
     "check_ports",
@@ -73,6 +93,31 @@ class SupervisedBridge:
         return f"http://{HOST}:{self.web_port}"
 
 
+SERVICES = ("prometheus", "alertmanager")
+"""The services beside the federation, by the names ``bus local status`` and ``logs`` use."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisedProcess:
+    """Anything the supervisor keeps running: its command line, files and what to record.
+
+    ``kind`` is ``bridge`` or a service's name; ``details`` go into ``state.json`` as they are.
+    Bridges are stopped first, services after every bridge has exited.
+    """
+
+    name: str
+    kind: str
+    port: int
+    command: tuple[str, ...]
+    pid_file: Path
+    log_file: Path
+    details: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
 def supervised_dir(spec: FederationSpec) -> Path:
     return spec.home / "supervised"
 
@@ -106,29 +151,109 @@ def supervisor_port(spec: FederationSpec) -> int:
     return spec.base_port + 2 * n + n * (n - 1)
 
 
+def prometheus_port(spec: FederationSpec) -> int:
+    """Prometheus' web port (its UI, API, consoles and ``/metrics``), after the supervisor's."""
+    return supervisor_port(spec) + 1
+
+
+def alertmanager_port(spec: FederationSpec) -> int:
+    """Alertmanager's web port, after Prometheus'."""
+    return supervisor_port(spec) + 2
+
+
+def jmx_ports(spec: FederationSpec) -> dict[str, int]:
+    """Each agency's JMX exporter port (its node's ``/metrics``), after Alertmanager's."""
+    first = supervisor_port(spec) + 3
+    return {agency: first + i for i, agency in enumerate(spec.agencies)}
+
+
+def port_count(agencies: int) -> int:
+    """How many consecutive ports from ``base_port`` a federation of ``agencies`` uses."""
+    n = agencies
+    return 2 * n + n * (n - 1) + 3 + n
+
+
+def service_urls(spec: FederationSpec) -> dict[str, str]:
+    """Where to look: Prometheus, the console page it serves, Alertmanager."""
+    prometheus = f"http://{HOST}:{prometheus_port(spec)}"
+    return {
+        "prometheus": prometheus,
+        "console": f"{prometheus}/consoles/exchange-bus.html",
+        "alertmanager": f"http://{HOST}:{alertmanager_port(spec)}",
+    }
+
+
 def check_ports(spec: FederationSpec) -> None:
-    """``LocalClusterError`` unless every supervised process's port is a valid port."""
-    port = supervisor_port(spec)
+    """``LocalClusterError`` unless every process's port (the plan above) is a valid port."""
+    port = spec.base_port + port_count(len(spec.agencies)) - 1
     if port > 65535:
         raise LocalClusterError(
-            f"the supervised processes need ports up to {port}, past 65535; start the "
+            f"the federation's processes need ports up to {port}, past 65535; start the "
             "federation lower with `bus local up --base-port N`"
         )
 
 
 def log_files(spec: FederationSpec) -> dict[str, Path]:
-    """Every process's log by the name ``bus local logs`` takes: agencies, bridges, supervisor."""
+    """Every process's log by the name ``bus local logs`` takes: agencies, bridges, supervisor,
+    prometheus, alertmanager."""
     files = {node.agency: node.log_file for node in spec.nodes()}
     files.update({bridge.name: bridge.log_file for bridge in bridges(spec)})
     files["supervisor"] = supervisor_log(spec)
+    files.update({name: _prometheus.log_file(spec.home, name) for name in SERVICES})
     return files
+
+
+def bridge_process(bridge: SupervisedBridge, command: list[str]) -> SupervisedProcess:
+    """``bridge`` as the supervisor runs it, with ``command``."""
+    return SupervisedProcess(
+        name=bridge.name,
+        kind="bridge",
+        port=bridge.web_port,
+        command=tuple(command),
+        pid_file=bridge.pid_file,
+        log_file=bridge.log_file,
+        details=(
+            ("source", bridge.source),
+            ("destination", bridge.destination),
+            ("web_port", bridge.web_port),
+        ),
+    )
+
+
+def services(spec: FederationSpec) -> list[SupervisedProcess]:
+    """Prometheus and Alertmanager as the supervisor runs them (their files prepared first:
+    ``_prometheus.prepare_prometheus`` and ``prepare_alertmanager``)."""
+    home = spec.home
+    commands = {
+        "prometheus": _prometheus.prometheus_command(home, port=prometheus_port(spec)),
+        "alertmanager": _prometheus.alertmanager_command(home, port=alertmanager_port(spec)),
+    }
+    ports = {"prometheus": prometheus_port(spec), "alertmanager": alertmanager_port(spec)}
+    return [
+        SupervisedProcess(
+            name=name,
+            kind=name,
+            port=ports[name],
+            command=tuple(commands[name]),
+            pid_file=_prometheus.pid_file(home, name),
+            log_file=_prometheus.log_file(home, name),
+        )
+        for name in SERVICES
+    ]
 
 
 # --- command lines and the identity of recorded pids ---------------------------------------
 
 
-def supervisor_command(spec: FederationSpec) -> list[str]:
-    return [sys.executable, "-m", "bus", "local", "supervise", "--home", str(spec.home)]
+def supervisor_command(
+    spec: FederationSpec, *, with_bridges: bool = True, with_prometheus: bool = True
+) -> list[str]:
+    command = [sys.executable, "-m", "bus", "local", "supervise", "--home", str(spec.home)]
+    if not with_bridges:
+        command.append("--no-bridges")
+    if not with_prometheus:
+        command.append("--no-prometheus")
+    return command
 
 
 def bridge_command(spec: FederationSpec, bridge: SupervisedBridge) -> list[str]:

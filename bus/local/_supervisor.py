@@ -33,24 +33,32 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from bus.errors import LocalClusterError
+from bus.local import _prometheus
 from bus.local._backoff import Backoff, BackoffPolicy
 from bus.local._spec import HOST, FederationSpec
 from bus.local._supervision import (
+    SERVICES,
     SupervisedBridge,
+    SupervisedProcess,
+    alertmanager_port,
     bridge_command,
+    bridge_process,
     bridges,
     check_ports,
     is_bridge_process,
     is_supervisor_process,
+    jmx_ports,
+    prometheus_port,
     read_pid,
     read_state,
+    services,
     state_file,
     supervised_dir,
     supervisor_command,
@@ -64,8 +72,11 @@ __all__ = [
     "Supervisor",
     "bridge_health",
     "run_supervisor",
+    "register_targets",
     "start_bridges",
+    "start_supervised",
     "start_supervisor",
+    "wait_services",
     "stop_supervised",
     "supervisor_running",
     "wait_bridges",
@@ -109,9 +120,12 @@ def _die_with_supervisor() -> None:
 
 
 class Supervisor:
-    """Keeps every bridge of ``spec`` running until stopped; see the module docs.
+    """Keeps every bridge of ``spec``, and ``services``, running until stopped; see the module
+    docs.
 
-    ``command`` makes a bridge's command line (default: ``bus bridge run`` for it).
+    ``command`` makes a bridge's command line (default: ``bus bridge run`` for it);
+    ``with_bridges=False`` runs no bridge. ``services`` (Prometheus, Alertmanager:
+    ``_supervision.services``) are stopped once every bridge has exited.
     """
 
     def __init__(
@@ -122,12 +136,16 @@ class Supervisor:
         registry: CollectorRegistry | None = None,
         command: Callable[[SupervisedBridge], list[str]] | None = None,
         stop_timeout_s: float = BRIDGE_STOP_TIMEOUT_S,
+        with_bridges: bool = True,
+        services: Sequence[SupervisedProcess] = (),
     ) -> None:
         self.spec = spec
         self.stop_timeout_s = stop_timeout_s
-        self._command = command or functools.partial(bridge_command, spec)
+        make_command = command or functools.partial(bridge_command, spec)
         self.policy = policy or BackoffPolicy()
-        self.bridges = bridges(spec)
+        self.bridges = bridges(spec) if with_bridges else []
+        self.processes = [bridge_process(b, make_command(b)) for b in self.bridges]
+        self.services = list(services)
         self.registry = registry or CollectorRegistry()
         self._restarts = Counter(
             "bus_local_restarts_total",
@@ -142,102 +160,110 @@ class Supervisor:
             registry=self.registry,
         )
         self._stopping = asyncio.Event()
+        self._bridges_stopped = asyncio.Event()
         self._state: dict[str, dict[str, Any]] = {}
         self._started_at = _now()
 
     def stop(self) -> None:
-        """Stop every bridge (SIGTERM, then SIGKILL after the timeout) and return from run()."""
+        """Stop every bridge, then the services (SIGTERM, then SIGKILL after the timeout) and
+        return from run()."""
         self._stopping.set()
 
     async def run(self) -> None:
-        """Supervise until :meth:`stop`; returns once every bridge has exited."""
+        """Supervise until :meth:`stop`; returns once every process has exited."""
         supervised_dir(self.spec).mkdir(parents=True, exist_ok=True)
-        for bridge in self.bridges:
-            self._state[bridge.name] = {
-                "kind": "bridge",
-                "source": bridge.source,
-                "destination": bridge.destination,
-                "web_port": bridge.web_port,
-                "log": str(bridge.log_file),
+        for process in [*self.processes, *self.services]:
+            self._state[process.name] = {
+                "kind": process.kind,
+                **dict(process.details),
+                "port": process.port,
+                "log": str(process.log_file),
                 "pid": None,
                 "state": "starting",
                 "restarts": 0,
                 "last_exit": None,
                 "started_at": None,
             }
-            self._restarts.labels(bridge.name)  # present at 0 from the start
-            self._up.labels(bridge.name).set(0)
+            self._restarts.labels(process.name)  # present at 0 from the start
+            self._up.labels(process.name).set(0)
         self._write_state()
         log.info(
-            "supervising %d bridges: %s",
-            len(self.bridges),
-            ", ".join(f"{b.name} (web port {b.web_port})" for b in self.bridges),
+            "supervising %d processes: %s",
+            len(self._state),
+            ", ".join(f"{p.name} (port {p.port})" for p in [*self.processes, *self.services]),
         )
         async with asyncio.TaskGroup() as group:
-            for bridge in self.bridges:
-                group.create_task(self._keep(bridge))
-        log.info("every bridge stopped; supervisor exits")
+            for service in self.services:
+                group.create_task(self._keep(service, self._bridges_stopped))
+            # Bridges first: Prometheus and Alertmanager see them go, and none outlives them.
+            async with asyncio.TaskGroup() as first:
+                for process in self.processes:
+                    first.create_task(self._keep(process, self._stopping))
+            await self._stopping.wait()
+            self._bridges_stopped.set()
+        log.info("every process stopped; supervisor exits")
 
-    async def _keep(self, bridge: SupervisedBridge) -> None:
-        """Run ``bridge`` until stopping; restart it after a backoff whenever it exits."""
+    async def _keep(self, supervised: SupervisedProcess, stopping: asyncio.Event) -> None:
+        """Run ``supervised`` until ``stopping``; restart it after a backoff whenever it exits."""
         backoff = Backoff(self.policy)
-        state = self._state[bridge.name]
-        while not self._stopping.is_set():
-            with bridge.log_file.open("ab") as output:
+        name = supervised.name
+        state = self._state[name]
+        while not stopping.is_set():
+            with supervised.log_file.open("ab") as output:
                 process = await asyncio.create_subprocess_exec(
-                    *self._command(bridge),
+                    *supervised.command,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     cwd=self.spec.home,
                     preexec_fn=_die_with_supervisor,
                 )
-            bridge.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
+            supervised.pid_file.write_text(f"{process.pid}\n", encoding="utf-8")
             started = time.monotonic()
             state.update(pid=process.pid, state="running", started_at=_now())
-            self._up.labels(bridge.name).set(1)
+            self._up.labels(name).set(1)
             self._write_state()
-            log.info("%s: started (pid %d)", bridge.name, process.pid)
-            code = await self._wait_or_stop(bridge, process)
+            log.info("%s: started (pid %d)", name, process.pid)
+            code = await self._wait_or_stop(name, process, stopping)
             ran_s = time.monotonic() - started
-            bridge.pid_file.unlink(missing_ok=True)
-            self._up.labels(bridge.name).set(0)
+            supervised.pid_file.unlink(missing_ok=True)
+            self._up.labels(name).set(0)
             state.update(pid=None, last_exit=_exit_text(code))
-            if self._stopping.is_set():
+            if stopping.is_set():
                 state["state"] = "stopped"
                 self._write_state()
-                log.info("%s: stopped (%s)", bridge.name, _exit_text(code))
+                log.info("%s: stopped (%s)", name, _exit_text(code))
                 return
             delay = backoff.after_exit(ran_s)
             state.update(state="backoff", restarts=state["restarts"] + 1)
-            self._restarts.labels(bridge.name).inc()
+            self._restarts.labels(name).inc()
             self._write_state()
             log.warning(
                 "%s: exited (%s) after %.1f s; restart %d in %.1f s (log: %s)",
-                bridge.name,
+                name,
                 _exit_text(code),
                 ran_s,
                 state["restarts"],
                 delay,
-                bridge.log_file,
+                supervised.log_file,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                await asyncio.wait_for(stopping.wait(), delay)
         state["state"] = "stopped"
         self._write_state()
 
     async def _wait_or_stop(
-        self, bridge: SupervisedBridge, process: asyncio.subprocess.Process
+        self, name: str, process: asyncio.subprocess.Process, stopping: asyncio.Event
     ) -> int:
-        """The bridge's exit status: when it exits by itself, or after stopping it."""
+        """The process's exit status: when it exits by itself, or after stopping it."""
         async with asyncio.TaskGroup() as group:
             exited = group.create_task(process.wait())
-            stopping = group.create_task(self._stopping.wait())
-            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stop = group.create_task(stopping.wait())
+            await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
             if exited.done():
-                stopping.cancel()
+                stop.cancel()
             else:
-                log.info("%s: stopping (SIGTERM to pid %d)", bridge.name, process.pid)
+                log.info("%s: stopping (SIGTERM to pid %d)", name, process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     process.terminate()
                 try:
@@ -245,7 +271,7 @@ class Supervisor:
                 except TimeoutError:
                     log.warning(
                         "%s: pid %d ignored SIGTERM for %.1f s; killing it",
-                        bridge.name,
+                        name,
                         process.pid,
                         self.stop_timeout_s,
                     )
@@ -270,14 +296,22 @@ class Supervisor:
         os.replace(staging, path)
 
 
-def run_supervisor(spec: FederationSpec) -> None:
-    """The body of ``bus local supervise``: supervise until SIGTERM or SIGINT (blocking)."""
+def run_supervisor(
+    spec: FederationSpec, *, with_bridges: bool = True, with_prometheus: bool = True
+) -> None:
+    """The body of ``bus local supervise``: supervise until SIGTERM or SIGINT (blocking).
+
+    The bridges unless ``with_bridges`` is False; Prometheus and Alertmanager unless
+    ``with_prometheus`` is False (their files prepared by :func:`start_supervisor`).
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     supervised_dir(spec).mkdir(parents=True, exist_ok=True)
     supervisor_pid_file(spec).write_text(f"{os.getpid()}\n", encoding="utf-8")
-    supervisor = Supervisor(spec)
+    supervisor = Supervisor(
+        spec, with_bridges=with_bridges, services=services(spec) if with_prometheus else ()
+    )
     port = supervisor_port(spec)
     server = None
     try:
@@ -314,25 +348,42 @@ def supervisor_running(spec: FederationSpec) -> int | None:
     return pid if is_supervisor_process(pid, spec) else None
 
 
-def start_supervisor(spec: FederationSpec, *, log: Log) -> int:
-    """Start the supervisor detached unless it runs; its pid. The federation must be up."""
+def _wanted(spec: FederationSpec, *, with_bridges: bool, with_prometheus: bool) -> set[str]:
+    names = {bridge.name for bridge in bridges(spec)} if with_bridges else set()
+    return names | (set(SERVICES) if with_prometheus else set())
+
+
+def start_supervisor(
+    spec: FederationSpec, *, log: Log, with_bridges: bool = True, with_prometheus: bool = True
+) -> int:
+    """Start the supervisor detached unless it runs; its pid. The federation must be up.
+
+    Prepares Prometheus' and Alertmanager's files and registers every process's scrape target
+    (:func:`register_targets`) first.
+    """
+    wanted = _wanted(spec, with_bridges=with_bridges, with_prometheus=with_prometheus)
     pid = supervisor_running(spec)
     if pid is not None:
         running = set(read_state(spec).get("processes", {}))
-        wanted = {bridge.name for bridge in bridges(spec)}
         if running and running != wanted:
             raise LocalClusterError(
-                f"the supervisor (pid {pid}) runs the bridges {', '.join(sorted(running))}, "
-                f"not {', '.join(sorted(wanted))}: run `bus local down`, then `bus local up` "
-                "with the agencies you want"
+                f"the supervisor (pid {pid}) runs {', '.join(sorted(running)) or 'nothing'}, "
+                f"not {', '.join(sorted(wanted)) or 'nothing'}: run `bus local down`, then "
+                "`bus local up` with the agencies and options you want"
             )
         log(f"supervisor: already running (pid {pid})")
         return pid
     check_ports(spec)
     supervised_dir(spec).mkdir(parents=True, exist_ok=True)
+    if with_prometheus:
+        _prometheus.prepare_prometheus(spec.home)
+        _prometheus.prepare_alertmanager(spec.home)
+        services(spec)  # the binaries are installed: fail here, with what to do, not in the child
+    register_targets(spec, with_bridges=with_bridges, with_prometheus=with_prometheus)
+    command = supervisor_command(spec, with_bridges=with_bridges, with_prometheus=with_prometheus)
     with supervisor_log(spec).open("ab") as output:
         process = subprocess.Popen(
-            supervisor_command(spec),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -345,6 +396,65 @@ def start_supervisor(spec: FederationSpec, *, log: Log) -> int:
     supervisor_pid_file(spec).write_text(f"{process.pid}\n", encoding="utf-8")
     log(f"supervisor: started (pid {process.pid}), log {supervisor_log(spec)}")
     return process.pid
+
+
+def register_targets(
+    spec: FederationSpec, *, with_bridges: bool = True, with_prometheus: bool = True
+) -> None:
+    """Write every process's scrape target for Prometheus' file-based discovery.
+
+    Jobs: ``kafka`` (each node's JMX exporter, label ``agency``), ``bridges`` (label
+    ``direction``), ``supervisor``, ``prometheus``, ``alertmanager``. What is off gets an empty
+    list, so that a Prometheus never waits for a process that was not started.
+    """
+    home = spec.home
+
+    def target(port: int, **labels: str) -> _prometheus.Target:
+        return _prometheus.Target(address=f"{HOST}:{port}", labels=labels)
+
+    jobs: dict[str, list[_prometheus.Target]] = {
+        "kafka": [target(port, agency=agency) for agency, port in jmx_ports(spec).items()],
+        "bridges": [target(b.web_port, direction=b.name) for b in bridges(spec)]
+        if with_bridges
+        else [],
+        "supervisor": [target(supervisor_port(spec))],
+        "prometheus": [target(prometheus_port(spec))] if with_prometheus else [],
+        "alertmanager": [target(alertmanager_port(spec))] if with_prometheus else [],
+    }
+    for job, targets in jobs.items():
+        _prometheus.write_targets(home, job, targets)
+
+
+def wait_services(spec: FederationSpec, *, log: Log, timeout_s: float = 60.0) -> None:
+    """Wait until Prometheus and Alertmanager answer ``/-/ready`` (blocking).
+
+    ``LocalClusterError`` if the supervisor exits, or they are not ready within ``timeout_s``,
+    naming the logs to read.
+    """
+    urls = {
+        "prometheus": f"http://{HOST}:{prometheus_port(spec)}",
+        "alertmanager": f"http://{HOST}:{alertmanager_port(spec)}",
+    }
+    deadline = time.monotonic() + timeout_s
+    pending = dict(urls)
+    while pending:
+        if supervisor_running(spec) is None:
+            raise LocalClusterError(
+                f"the supervisor exited while Prometheus and Alertmanager were starting; see "
+                f"its log ({supervisor_log(spec)}): `bus local logs supervisor`"
+            )
+        for name, url in list(pending.items()):
+            if _prometheus.answers(url, "/-/ready"):
+                del pending[name]
+                log(f"{name}: ready at {url}")
+        if pending and time.monotonic() >= deadline:
+            names = ", ".join(pending)
+            raise LocalClusterError(
+                f"{names} not ready within {timeout_s:.0f} s; see "
+                + ", ".join(f"`bus local logs {name}`" for name in pending)
+            )
+        if pending:
+            time.sleep(0.3)
 
 
 def bridge_health(bridge: SupervisedBridge, timeout_s: float = 2.0) -> dict[str, Any] | None:
@@ -412,16 +522,34 @@ def wait_bridges(spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES_
 def start_bridges(spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES_TIMEOUT_S) -> None:
     """Start the supervisor of ``spec``'s bridges (unless it runs) and wait until they replicate.
 
-    The clusters must be up (``bus.local.up``). Blocking. On failure the supervisor keeps
-    running, restarting the bridges: the error says which log to read.
+    No Prometheus (:func:`start_supervised` adds it). The clusters must be up
+    (``bus.local.up``). Blocking. On failure the supervisor keeps running, restarting the
+    bridges: the error says which log to read.
     """
-    start_supervisor(spec, log=log)
-    took = wait_bridges(spec, log=log, timeout_s=timeout_s)
-    log(f"bridges: all {len(bridges(spec))} replicating ({took:.1f} s)")
+    start_supervised(spec, log=log, with_prometheus=False, timeout_s=timeout_s)
+
+
+def start_supervised(
+    spec: FederationSpec,
+    *,
+    log: Log,
+    with_bridges: bool = True,
+    with_prometheus: bool = True,
+    timeout_s: float = _BRIDGES_TIMEOUT_S,
+) -> None:
+    """Start the supervisor (unless it runs) and wait until what it runs is ready: the bridges
+    replicate, Prometheus and Alertmanager answer. Blocking; the clusters must be up."""
+    start_supervisor(spec, log=log, with_bridges=with_bridges, with_prometheus=with_prometheus)
+    if with_prometheus:
+        wait_services(spec, log=log)
+    if with_bridges:
+        took = wait_bridges(spec, log=log, timeout_s=timeout_s)
+        log(f"bridges: all {len(bridges(spec))} replicating ({took:.1f} s)")
 
 
 def stop_supervised(spec: FederationSpec, *, log: Log) -> None:
-    """Stop the supervisor (which stops its bridges), then any bridge left over (blocking)."""
+    """Stop the supervisor (which stops its bridges, then Prometheus and Alertmanager), then
+    any of them left over (blocking)."""
     pid = supervisor_running(spec)
     if pid is not None:
         log(f"supervisor: stopping the bridges (SIGTERM to pid {pid})")
@@ -441,6 +569,14 @@ def stop_supervised(spec: FederationSpec, *, log: Log) -> None:
             alive = functools.partial(is_bridge_process, bridge_pid, spec, bridge)
             _terminate(bridge_pid, alive, BRIDGE_STOP_TIMEOUT_S, log)
         bridge.pid_file.unlink(missing_ok=True)
+    # The same for Prometheus and Alertmanager (their identity is checked there).
+    for name, stop in (
+        ("prometheus", _prometheus.stop_prometheus),
+        ("alertmanager", _prometheus.stop_alertmanager),
+    ):
+        if _prometheus.running(spec.home, name) is not None:
+            log(f"{name}: still running without its supervisor; stopping it")
+        stop(spec.home)
 
 
 def _terminate(pid: int, alive: Callable[[], bool], timeout_s: float, log: Log) -> None:

@@ -79,7 +79,7 @@ def lone_spec(tmp_path: Path) -> local.FederationSpec:
     return local.FederationSpec(
         home=tmp_path / "exchange-bus-test-lone",
         agencies=("lone",),
-        base_port=free_base_port(2),
+        base_port=free_base_port(local.port_count(1)),
         partitions=2,
     )
 
@@ -123,7 +123,7 @@ async def test_a_taken_port_fails_with_the_port_named(lone_spec: local.Federatio
 
 async def test_a_failed_up_stops_only_the_nodes_it_started(lone_spec: local.FederationSpec) -> None:
     """Adding an agency whose port is taken fails; the node that was running keeps running."""
-    spec = replace(lone_spec, base_port=free_base_port(4))
+    spec = replace(lone_spec, base_port=free_base_port(local.port_count(2)))
     grown = replace(spec, agencies=("lone", "late"))
     late = grown.nodes()[1]
     try:

@@ -62,7 +62,7 @@ class Supervised:
 @pytest.fixture(scope="module")
 def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]:
     home = tmp_path_factory.mktemp("exchange-bus-test-supervised") / "home"
-    base_port = free_base_port(2 * len(AGENCIES) + len(AGENCIES) * (len(AGENCIES) - 1) + 1)
+    base_port = free_base_port(local.port_count(len(AGENCIES)))
     started = time.monotonic()
     try:
         _bus(
@@ -170,7 +170,7 @@ def test_tail_until_end_prints_the_mirrored_feed_and_exits(supervised: Supervise
 def test_status_json_reports_every_process(supervised: Supervised) -> None:
     status = supervised.status()
     bridges = [f"{a}-{b}" for a, b in (AGENCIES, AGENCIES[::-1])]
-    assert set(status) == {*AGENCIES, *bridges, "supervisor"}
+    assert set(status) == {*AGENCIES, *bridges, "supervisor", "prometheus", "alertmanager"}
     for process in status.values():
         assert process["state"] == "running", process
         assert process["ok"], process

@@ -46,7 +46,10 @@ def test_every_job_is_one_that_the_prometheus_configuration_reads() -> None:
         for sd in am["file_sd_configs"]
         for f in sd["files"]
     ]
-    assert sorted(files) == sorted(f"targets/{job}.json" for job in JOBS)
+    # alertmanager.json twice: scraped, and where alerts go.
+    assert sorted(files) == sorted(
+        [f"targets/{job}.json" for job in JOBS] + ["targets/alertmanager.json"]
+    )
 
 
 def test_a_recorded_pid_counts_only_while_it_runs_with_this_homes_configuration(

@@ -23,14 +23,17 @@ from bus.local._spec import save_spec
 from bus.local._status import ProcessStatus, lag_of, render_table
 from bus.local._supervision import (
     SupervisedBridge,
+    alertmanager_port,
     bridge_command,
     bridges,
     check_ports,
     is_bridge_process,
+    jmx_ports,
+    prometheus_port,
     read_state,
     supervisor_port,
 )
-from bus.local._supervisor import Supervisor, stop_supervised
+from bus.local._supervisor import Supervisor, register_targets, stop_supervised
 
 _QUICK = BackoffPolicy(initial_s=0.05, factor=2, maximum_s=0.2, stable_s=60)
 
@@ -51,7 +54,58 @@ def test_one_bridge_per_ordered_pair_with_web_ports_after_the_nodes(tmp_path: Pa
         ("c-b", 20011),
     ]
     assert supervisor_port(spec) == 20012
-    assert set(local.log_files(spec)) == {"a", "b", "c", *dict(found), "supervisor"}
+    assert set(local.log_files(spec)) == {
+        "a",
+        "b",
+        "c",
+        *dict(found),
+        "supervisor",
+        "prometheus",
+        "alertmanager",
+    }
+
+
+def test_prometheus_alertmanager_and_the_jmx_exporters_take_the_ports_after_the_supervisor(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(tmp_path)
+    assert (prometheus_port(spec), alertmanager_port(spec)) == (20013, 20014)
+    assert jmx_ports(spec) == {"a": 20015, "b": 20016, "c": 20017}
+    # One contiguous block: the last port is the last JMX exporter's.
+    assert spec.base_port + local.port_count(3) - 1 == 20017
+    two = local.FederationSpec(home=tmp_path, agencies=("interpol", "europol"), base_port=19092)
+    assert jmx_ports(two) == {"interpol": 19101, "europol": 19102}
+    assert local.service_urls(two) == {
+        "prometheus": "http://127.0.0.1:19099",
+        "console": "http://127.0.0.1:19099/consoles/exchange-bus.html",
+        "alertmanager": "http://127.0.0.1:19100",
+    }
+
+
+def test_every_process_is_registered_as_a_scrape_target_and_what_is_off_has_none(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(tmp_path, ("a", "b"))
+    targets = spec.home / "prometheus" / "targets"
+
+    def read(job: str) -> list[tuple[str, dict[str, str]]]:
+        groups = json.loads((targets / f"{job}.json").read_text())
+        return [(g["targets"][0], g["labels"]) for g in groups]
+
+    register_targets(spec)
+    assert read("bridges") == [
+        ("127.0.0.1:20004", {"direction": "a-b"}),
+        ("127.0.0.1:20005", {"direction": "b-a"}),
+    ]
+    assert read("supervisor") == [("127.0.0.1:20006", {})]
+    assert read("prometheus") == [("127.0.0.1:20007", {})]
+    assert read("alertmanager") == [("127.0.0.1:20008", {})]
+    assert read("kafka") == [
+        ("127.0.0.1:20009", {"agency": "a"}),
+        ("127.0.0.1:20010", {"agency": "b"}),
+    ]
+    register_targets(spec, with_bridges=False, with_prometheus=False)
+    assert read("bridges") == read("prometheus") == read("alertmanager") == []
 
 
 def test_ports_past_65535_are_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -186,8 +240,11 @@ def test_status_of_a_federation_never_started_shows_every_process_stopped_or_off
         ("a-b", "bridge", "off", True),
         ("b-a", "bridge", "off", True),
         ("supervisor", "supervisor", "off", True),
+        ("prometheus", "prometheus", "off", True),
+        ("alertmanager", "alertmanager", "off", True),
     ]
-    assert json.loads(json.dumps([r.as_dict() for r in rows]))[2]["address"] == "127.0.0.1:20004"
+    addresses = [r["address"] for r in json.loads(json.dumps([r.as_dict() for r in rows]))]
+    assert addresses[2:] == [f"127.0.0.1:{port}" for port in range(20004, 20009)]
 
 
 def test_the_status_table_has_a_column_per_field_and_a_dash_where_none_applies() -> None:
