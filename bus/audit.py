@@ -272,8 +272,13 @@ def _writer(store: SchemaStore) -> _Writer | None:
     return _Writer(latest.header) if latest.canonical_form == _LAYOUT else None
 
 
+_SMALL: Final = tuple(bytes((n << 1,)) for n in range(64))  # lengths, partitions: one byte
+
+
 def _long(value: int) -> bytes:
     """An Avro ``int`` or ``long``: zig-zag, then 7 bits per byte, low first."""
+    if 0 <= value < 64:
+        return _SMALL[value]
     value = (value << 1) ^ (value >> 63)
     if value < 0x80:
         return bytes((value,))
