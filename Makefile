@@ -11,7 +11,7 @@ help:
 	@echo "make up     install everything, then start the local federation (one Kafka per agency)"
 	@echo "make test   install everything, lint, type-check, and run all tests against real Kafka"
 	@echo "make down   stop the local federation"
-	@echo "make bench  run the benchmarks in bench/"
+	@echo "make bench  run the benchmarks in bench/ and write the report (BENCH=--quick: minutes)"
 	@echo "make soak   the fault tests SOAK=10 times, each with new random moments"
 
 $(STAMP): pyproject.toml
@@ -62,8 +62,10 @@ soak: kafka
 			tests/integration/test_subscriber.py -k "killed or dying or restarting" || exit 1; \
 	done
 
+# Writes bench/results/<time>/ (JSON, PNG) and docs/performance.md; BENCH=--quick for a short run.
+BENCH ?=
 bench: kafka
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis .coverage .coverage.*

@@ -1,0 +1,354 @@
+"""The benchmark report: every figure as JSON, plots as PNG, and ``docs/performance.md``.
+
+``write(results, out=...)`` takes what ``python -m bench`` measured (``stages``, ``pubsub``,
+``e2e``: the dicts the modules' ``main`` functions return; any may be missing) and writes into
+``out`` (``bench/results/<UTC time>/``, gitignored): ``results.json``, ``throughput.png``
+(events/s against event size), ``latency.png`` (percentiles against offered rate),
+``pubsub.png`` (publisher and subscriber against raw clients) and ``stages.png`` (cost per event
+of each stage of the bridge's judge); then the markdown page. Every headline is a ratio within
+one repetition of one run (median and range), next to the load average it was measured under.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write"]
+
+_COLOURS = {"raw": "#888888", "txn": "#4c72b0", "bridge": "#c44e52", "mm2": "#55a868"}
+_LABELS = {
+    "raw": "raw pass-through",
+    "txn": "transactional pass-through",
+    "bridge": "bridge (verify + policy + audit + EOS)",
+    "mm2": "MirrorMaker 2",
+}
+
+
+def _spread(values: Iterable[float]) -> tuple[float, float, float, int]:
+    v = sorted(values)
+    return statistics.median(v), v[0], v[-1], len(v)
+
+
+def _fmt(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "n/a"
+    m, lo, hi, n = _spread(values)
+    if n == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
+
+
+def _runs(e2e: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in e2e.get("runs", []) if "error" not in r]
+
+
+def _by_rep(runs: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {(r["rep"], r["size"], r["rate"], r["contender"]): r for r in runs}
+
+
+def _ratios(
+    runs: list[dict[str, Any]], size: int, rate: Any, field: str, a: str, b: str
+) -> list[float]:
+    by = _by_rep(runs)
+    out = []
+    for (rep, s, r, name), run in by.items():
+        if (s, r, name) != (size, rate, a):
+            continue
+        other = by.get((rep, size, rate, b))
+        if other and run.get(field) and other.get(field):
+            out.append(run[field] / other[field])
+    return out
+
+
+def _values(runs: list[dict[str, Any]], name: str, size: int, rate: Any, field: str) -> list[float]:
+    return [
+        r[field]
+        for r in runs
+        if (r["contender"], r["size"], r["rate"]) == (name, size, rate) and r.get(field)
+    ]
+
+
+def _loads(runs: list[dict[str, Any]]) -> str:
+    loads = [r["load_average"][0] for r in runs if "load_average" in r]
+    return _fmt(loads, 1) if loads else "n/a"
+
+
+# --- plots -------------------------------------------------------------------------------
+
+
+def _plots(results: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    runs = _runs(results.get("e2e", {}))
+    contenders = [
+        c for c in ("raw", "txn", "bridge", "mm2") if any(r["contender"] == c for r in runs)
+    ]
+    if runs:
+        sizes = sorted({r["size"] for r in runs if r["rate"] == "max"})
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name in contenders:
+            xs, ys, lo, hi = [], [], [], []
+            for size in sizes:
+                v = _values(runs, name, size, "max", "throughput")
+                if v:
+                    m, a, b, _ = _spread(v)
+                    xs.append(size)
+                    ys.append(m)
+                    lo.append(m - a)
+                    hi.append(b - m)
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[lo, hi],
+                marker="o",
+                capsize=3,
+                label=_LABELS[name],
+                color=_COLOURS[name],
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [f"{s} B" for s in sizes])
+        ax.set_xlabel("event size (Avro encoding)")
+        ax.set_ylabel("events/s, first sent -> last committed")
+        ax.set_title("Throughput against event size (median, range over repetitions)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "throughput.png", dpi=110)
+        plt.close(fig)
+        written.append("throughput.png")
+
+        rated = sorted({r["rate"] for r in runs if r["rate"] != "max" and r["size"] == 1024})
+        if rated:
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for name in contenders:
+                for q, style in (("p50_ms", "-"), ("p99_ms", "--")):
+                    xs, ys = [], []
+                    for rate in rated:
+                        v = _values(runs, name, 1024, rate, q)
+                        if v:
+                            xs.append(rate)
+                            ys.append(statistics.median(v))
+                    ax.plot(
+                        xs,
+                        ys,
+                        style,
+                        marker="o",
+                        color=_COLOURS[name],
+                        label=f"{_LABELS[name]} {q[:3]}",
+                    )
+            ax.set_yscale("log")
+            ax.set_xlabel("offered rate, events/s (1 KB)")
+            ax.set_ylabel("publish -> committed on destination, ms")
+            ax.set_title("Latency against offered rate (median over repetitions)")
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(out / "latency.png", dpi=110)
+            plt.close(fig)
+            written.append("latency.png")
+
+    pubsub = results.get("pubsub")
+    if pubsub:
+        names = [n for n in pubsub["rates"] if n != "load average"]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        medians = [statistics.median(pubsub["rates"][n]) for n in names]
+        ax.barh(names, medians, color=["#888888" if "raw" in n else "#c44e52" for n in names])
+        ax.set_xlabel("events/s (median of rounds)")
+        ax.set_title("Publisher and subscriber against raw aiokafka clients")
+        fig.tight_layout()
+        fig.savefig(out / "pubsub.png", dpi=110)
+        plt.close(fig)
+        written.append("pubsub.png")
+
+    stages = results.get("stages")
+    if stages:
+        names = list(stages["stages"])
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        ax.barh(names, [stages["stages"][n]["best"] for n in names], color="#4c72b0")
+        ax.invert_yaxis()
+        ax.set_xlabel("us per event (best of rounds)")
+        ax.set_title("Cost per event of each stage of the bridge's judge")
+        ax.tick_params(axis="y", labelsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "stages.png", dpi=110)
+        plt.close(fig)
+        written.append("stages.png")
+    return written
+
+
+# --- markdown ----------------------------------------------------------------------------
+
+
+def _target(ratios: list[float], target: float, *, at_most: bool = False) -> str:
+    if not ratios:
+        return "not measured"
+    m = statistics.median(ratios)
+    met = m <= target if at_most else m >= target
+    if met:
+        return "met"
+    if at_most:
+        return f"**missed**: {m / target:.1f}x the limit"
+    return f"**missed** by {1 - m / target:.0%}"
+
+
+def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
+    e2e = results.get("e2e", {})
+    runs = _runs(e2e)
+    machine = e2e.get("machine") or results.get("machine", {})
+    plan = e2e.get("plan", {})
+    lines = [
+        "# Performance",
+        "",
+        "Written by `make bench` (`python -m bench --report`; `--quick` for a short run) from the "
+        "figures of one run. Every headline is a ratio to a baseline measured in the same run, "
+        "within one repetition (median [min-max] over the repetitions); absolute figures move "
+        "with the machine's load, ratios much less. Benchmarks are never tests: nothing here is "
+        "asserted.",
+        "",
+        f"- run: {results.get('started', '?')}{' (quick)' if results.get('quick') else ''}; "
+        f"figures and plots in `bench/results/{out.name}/`",
+        f"- machine: {machine.get('cpus', '?')} cores ({machine.get('cpu_model', '?')}), "
+        f"{machine.get('memory', '?')} memory, {machine.get('platform', '?')}, "
+        f"Python {machine.get('python', '?')}, Apache Kafka {e2e.get('kafka', '?')} (KRaft, one "
+        "node per agency, loopback, both brokers on the same cores)",
+        f"- load average (1 min) when the run started: "
+        f"{machine.get('load_average', ['?'])[0]:.1f}; during the end-to-end runs: "
+        f"{_loads(runs)} (median [min-max])"
+        if machine.get("load_average")
+        else "- load average: not recorded",
+        f"- end to end: {plan.get('reps', '?')} repetitions of {plan.get('events', '?')} events "
+        f"per run, {plan.get('partitions', '?')} partitions, events batch-signed by "
+        f"{plan.get('sign_batch', '?')}; contenders interleaved within each repetition",
+        "",
+    ]
+    if runs:
+
+        def tput(base: str) -> list[float]:
+            return _ratios(runs, 1024, "max", "throughput", "bridge", base)
+
+        lines += [
+            "## Against issue 12's targets",
+            "",
+            "| target | measured (ratio within a repetition) | verdict |",
+            "|---|---|---|",
+            f"| bridge >= 1.0 x MirrorMaker 2 (1 KB, max rate) | {_fmt(tput('mm2'))} | "
+            f"{_target(tput('mm2'), 1.0)} |",
+            f"| bridge >= 0.7 x transactional pass-through | {_fmt(tput('txn'))} | "
+            f"{_target(tput('txn'), 0.7)} |",
+        ]
+        for rate in sorted({r["rate"] for r in runs if r["rate"] != "max"}):
+            p50 = _values(runs, "bridge", 1024, rate, "p50_ms")
+            p99 = _ratios(runs, 1024, rate, "p99_ms", "bridge", "mm2")
+            verdict = _target([x / 25 for x in p50], 1.0, at_most=True)
+            lines += [
+                f"| bridge p50 <= 25 ms at {rate:,.0f}/s | {_fmt(p50, 1)} ms | {verdict} |",
+                f"| bridge p99 <= MirrorMaker 2's p99 at {rate:,.0f}/s | {_fmt(p99)} x | "
+                f"{_target(p99, 1.0, at_most=True)} |",
+            ]
+        pubsub = results.get("pubsub")
+        if pubsub:
+            for name, target in (
+                ("publisher / raw producer", 0.6),
+                ("subscriber, no group / raw consumer", 0.4),
+                ("subscriber, group / raw consumer", 0.4),
+            ):
+                v = pubsub["ratios"].get(name, [])
+                lines.append(f"| {name} >= {target} | {_fmt(v)} | {_target(v, target)} |")
+        rss = {c: _values(runs, c, 1024, "max", "peak_rss_mib") for c in ("bridge", "mm2")}
+        lines += [
+            f"| memory: peak resident set, bridge beside MirrorMaker 2 | "
+            f"{_fmt(rss['bridge'], 0)} MiB / {_fmt(rss['mm2'], 0)} MiB | reported |",
+            "",
+            "## Throughput (events/s, first record sent -> last record committed on the "
+            "destination)",
+            "",
+            "| event size | "
+            + " | ".join(_LABELS[c] for c in ("raw", "txn", "bridge", "mm2"))
+            + " | bridge / MM2 | load |",
+            "|---" * 7 + "|",
+        ]
+        for size in sorted({r["size"] for r in runs if r["rate"] == "max"}):
+            cells = [
+                _fmt(_values(runs, c, size, "max", "throughput"), 0)
+                for c in ("raw", "txn", "bridge", "mm2")
+            ]
+            ratio = _fmt(_ratios(runs, size, "max", "throughput", "bridge", "mm2"))
+            load = _loads([r for r in runs if r["size"] == size and r["rate"] == "max"])
+            lines.append(f"| {size} B | " + " | ".join(cells) + f" | {ratio} | {load} |")
+        lines += [
+            "",
+            "## Latency at 1 KB (publish due time -> read by a `read_committed` consumer on the "
+            "destination; ms, p50 / p90 / p99, median over repetitions)",
+            "",
+            "| offered rate | "
+            + " | ".join(_LABELS[c] for c in ("raw", "txn", "bridge", "mm2"))
+            + " | load |",
+            "|---" * 6 + "|",
+        ]
+        for rate in sorted({r["rate"] for r in runs if r["rate"] != "max" and r["size"] == 1024}):
+            cells = []
+            for c in ("raw", "txn", "bridge", "mm2"):
+                qs = [_values(runs, c, 1024, rate, q) for q in ("p50_ms", "p90_ms", "p99_ms")]
+                cells.append(
+                    " / ".join(f"{statistics.median(v):.0f}" for v in qs) if all(qs) else "n/a"
+                )
+            load = _loads([r for r in runs if r["size"] == 1024 and r["rate"] == rate])
+            lines.append(f"| {rate:,.0f}/s | " + " | ".join(cells) + f" | {load} |")
+        achieved = _values(runs, "bridge", 1024, "max", "throughput")
+        if achieved:
+            lines += [
+                "",
+                f"Saturation: the bridge's own maximum at 1 KB in this run was "
+                f"{_fmt(achieved, 0)} events/s; offered rates above it queue, and latency then "
+                "grows with the length of the run rather than measuring the bridge.",
+            ]
+        failed = [r for r in e2e.get("runs", []) if "error" in r]
+        if failed:
+            lines += ["", "Runs that failed (left out of every figure):", ""]
+            lines += [
+                f"- {r['contender']} {r['size']} B rep {r['rep']}: {r['error']}" for r in failed
+            ]
+    stages = results.get("stages")
+    if stages:
+        judge = stages["stages"]["judge (whole)"]["best"]
+        lines += [
+            "",
+            "## Where the bridge's time goes: each stage of the judge per event",
+            "",
+            f"`python -m bench.bench_stages`: one thread, no Kafka, a batch of {stages['batch']} "
+            f"batch-signed {stages['value_bytes']}-byte values ({stages['released']} released), "
+            f"{stages['rounds']} interleaved rounds, load average "
+            f"{stages['load_average'][0]:.1f}. Best and median of the rounds, us per event; "
+            "the share is of the whole judge's best.",
+            "",
+            "| stage | best | median | share of judge |",
+            "|---|---|---|---|",
+        ]
+        for name, f in stages["stages"].items():
+            lines.append(
+                f"| {name} | {f['best']:.1f} | {f['median']:.1f} | {f['best'] / judge:.0%} |"
+            )
+    if plots:
+        lines += ["", "Plots of this run: " + ", ".join(f"`{p}`" for p in plots) + "."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], *, out: Path, doc: Path | None) -> Path:
+    """Write the JSON, the plots and (when ``doc`` is given) the markdown page; return ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    plots = _plots(results, out)
+    page = _markdown(results, out, plots)
+    (out / "performance.md").write_text(page, encoding="utf-8")
+    if doc is not None:
+        doc.write_text(page, encoding="utf-8")
+    return out
