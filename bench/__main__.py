@@ -81,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"== {name}: python -m {module_name}", flush=True)
         module = importlib.import_module(module_name)
         arguments = _arguments(name, args.quick)
-        figures = module.main() if arguments is None else module.main(arguments)
+        if name == "core":
+            figures = module.main(rounds=3 if args.quick else 7)
+        else:
+            figures = module.main() if arguments is None else module.main(arguments)
         if isinstance(figures, dict):
             results[name] = figures
         print(flush=True)
