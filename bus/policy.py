@@ -1,11 +1,15 @@
 """Release policy: may this event cross from one agency to another?
 
-The decision is pure: no Kafka, no files, no clock. A bridge builds a :class:`ReleaseRequest`
-from the decoded (and verified) event, the direction it serves, the hop path from the record's
-headers and the current time, and asks :meth:`Policy.decide`. The answer is a
+The decision is pure: no Kafka, no files, no clock. A caller builds a :class:`ReleaseRequest`
+from the decoded (and verified) event, the direction it serves, the hop path and the current
+time, and asks :meth:`Policy.decide`. The answer is a
 :class:`Decision` that names the rule that decided and a reason an operator understands. Policy
 files (TOML, ``docs/policy.md``) are read by :func:`load_policy`, which lives with its validation
 in ``bus._policy_file`` and is re-exported here.
+
+The bridge asks :meth:`Policy.decide_event` instead, with the decoded event: the same answer,
+remembered by the event's markings (a bounded memo), so that the many events that share their
+markings cost a lookup rather than a request and the rules.
 
 Default deny: an event crosses only when a policy exists for the direction and every rule
 passes. The rules are evaluated in this fixed order; the first that fails decides:
@@ -63,6 +67,7 @@ from bus.errors import EventError
 __all__ = [
     "CRIME_AREAS",
     "HANDLING_CODES",
+    "MEMO_SIZE",
     "RELEASABLE_TLP",
     "TLP_LEVELS",
     "Decision",
