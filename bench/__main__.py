@@ -17,8 +17,11 @@ e2e        ``bench.bench_e2e``                   the bridge against MirrorMaker 
                                                  event size, latency by offered rate, memory;
                                                  every contender timed from the first record
                                                  sent to the last committed (many minutes)
-bridge     ``bench.bench_bridge``                the older bridge bench with its cProfile of
-                                                 an in-process replicator; only when named
+profile    ``bench.bench_bridge --profile-only``  cProfile of an in-process replicator: own
+                                                 time by category, wall time per batch stage
+bridge     ``bench.bench_bridge``                the older bridge bench (its throughput is
+                                                 timed from the first mirrored event); only
+                                                 when named
 =========  ====================================  ==========================================
 
 By default every benchmark but ``bridge`` runs, then ``bench.report`` writes every figure as
@@ -47,9 +50,10 @@ BENCHMARKS = {
     "stages": "bench.bench_stages",
     "pubsub": "bench.bench_pubsub",
     "e2e": "bench.bench_e2e",
+    "profile": "bench.bench_bridge",
     "bridge": "bench.bench_bridge",
 }
-DEFAULT = ("core", "policy", "limits", "stages", "pubsub", "e2e")
+DEFAULT = ("core", "policy", "limits", "stages", "profile", "pubsub", "e2e")
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,6 +61,8 @@ def _arguments(name: str, quick: bool) -> list[str] | None:
     """The command line a module's ``main`` gets; None for modules whose ``main`` takes none."""
     if name in ("pubsub", "e2e", "bridge"):
         return ["--quick"] if quick else []
+    if name == "profile":
+        return ["--profile-only", *(["--quick"] if quick else [])]
     if name == "stages":
         return ["--rounds", "3" if quick else "9"]
     return None
@@ -88,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(figures, dict):
             results[name] = figures
         print(flush=True)
-    if not args.no_report and any(k in results for k in ("stages", "pubsub", "e2e")):
+    if not args.no_report and any(k in results for k in ("stages", "profile", "pubsub", "e2e")):
         out = _ROOT / "bench" / "results" / started.strftime("%Y%m%dT%H%M%SZ")
         report.write(results, out=out, doc=_ROOT / "docs" / "performance.md")
         print(f"report: {out.relative_to(_ROOT)}/ and docs/performance.md")

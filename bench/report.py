@@ -168,6 +168,20 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         plt.close(fig)
         written.append("pubsub.png")
 
+    profile = results.get("profile")
+    if profile:
+        own = profile["own_us_per_event"]
+        fig, ax = plt.subplots(figsize=(8, 5))
+        ax.barh(list(own), list(own.values()), color="#c44e52")
+        ax.invert_yaxis()
+        ax.set_xlabel("own CPU time, us per event (under cProfile)")
+        ax.set_title("A running bridge: where the CPU goes")
+        ax.tick_params(axis="y", labelsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "profile.png", dpi=110)
+        plt.close(fig)
+        written.append("profile.png")
+
     stages = results.get("stages")
     if stages:
         names = list(stages["stages"])
@@ -337,6 +351,32 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
                 f"| {name} | {f['best']:.1f} | {f['median']:.1f} | {f['best'] / judge:.0%} |"
             )
         lines += _reading(stages, runs, results.get("pubsub"))
+    profile = results.get("profile")
+    if profile:
+        lines += [
+            "",
+            "## A running bridge, profiled",
+            "",
+            f"`python -m bench.bench_bridge --profile-only`: an in-process replicator "
+            f"(`verify_threads=0`) moving {profile['events']} pre-published batch-signed 1 KB "
+            f"events under cProfile (which slows Python code, not the brokers), "
+            f"{profile['events'] / profile['wall_s']:,.0f} events/s, load average "
+            f"{profile['load_average'][0]:.1f}.",
+            "",
+            "| wall time per batch stage (awaits included) | share of wall | us per event | "
+            "calls |",
+            "|---|---|---|---|",
+        ]
+        for stage, f in profile["batch_stages"].items():
+            lines.append(
+                f"| {stage} | {f['share_of_wall']:.0%} | {f['us_per_event']:.0f} | {f['calls']} |"
+            )
+        lines += [
+            "",
+            "| own CPU time by category | us per event |",
+            "|---|---|",
+        ]
+        lines += [f"| {name} | {us:.1f} |" for name, us in profile["own_us_per_event"].items()]
     if plots:
         lines += ["", "Plots of this run: " + ", ".join(f"`{p}`" for p in plots) + "."]
     lines.append("")
