@@ -360,11 +360,12 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
             f"`python -m bench.bench_bridge --profile-only`: an in-process replicator "
             f"(`verify_threads=0`) moving {profile['events']} pre-published batch-signed 1 KB "
             f"events under cProfile (which slows Python code, not the brokers), "
-            f"{profile['events'] / profile['wall_s']:,.0f} events/s, load average "
+            f"{profile['events'] / profile['wall_s']:,.0f} events/s from the replicator's start "
+            "(group join and the lanes' `init_transactions` included), load average "
             f"{profile['load_average'][0]:.1f}.",
             "",
-            "| wall time per batch stage (awaits included) | share of wall | us per event | "
-            "calls |",
+            "| wall time per batch stage (awaits included; lanes overlap, so shares may pass "
+            "100%) | share of wall | us per event | calls |",
             "|---|---|---|---|",
         ]
         for stage, f in profile["batch_stages"].items():
