@@ -240,3 +240,23 @@ def test_encode_audit_refuses_what_audit_record_refuses(
     fields.update(changes)
     with pytest.raises(EventError, match=message):
         encode_audit(Decision(allowed=True, rule=Rule.ALLOWED, reason="ok"), **fields)
+
+
+def test_encode_audit_goes_through_the_dict_for_another_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store whose AuditRecord is not the hand-written layout gets the dict path's bytes."""
+    monkeypatch.setattr("bus.audit._writer", lambda store: None)
+    decision = POLICY.decide(_request())
+    record = audit_record(decision, _request(), position=POSITION, bridge_id="b", decided_at=NOW)
+    key, value = encode_audit(
+        decision,
+        event_id=EVENT_ID,
+        origin="interpol",
+        source="interpol",
+        destination="europol",
+        position=POSITION,
+        bridge_id="b",
+        decided_at=NOW,
+    )
+    assert (key, value) == (audit_key(record), encode_audit_record(record))
