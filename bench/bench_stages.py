@@ -374,6 +374,7 @@ def measure(*, rounds: int = 7, seconds: float = 0.3) -> dict[str, Any]:
         "unit": "us/event",
         "rounds": rounds,
         "batch": BATCH,
+        "chunk": CHUNK,
         "value_bytes": len(values[0]),
         "event_bytes": len(parts[0].event_bytes),
         "released": allowed,
@@ -395,8 +396,9 @@ def report(result: dict[str, Any]) -> None:
     """Print ``measure``'s result as a table."""
     print(
         f"python {platform.python_version()}, one thread, {result['rounds']} interleaved rounds, "
-        f"batch of {result['batch']} ({result['value_bytes']} B values, {result['released']} "
-        f"released); load average {result['load_average'][0]:.1f}"
+        f"batch of {result['batch']} ({result['value_bytes']} B values), calls of "
+        f"{result['chunk']} ({result['released']} released); "
+        f"load average {result['load_average'][0]:.1f}"
     )
     judge_us = result["stages"]["judge (whole)"]["best"]
     print(f"  {'stage (us/event: best, median [max])':56} {'best':>7} {'median':>7}  share")

@@ -221,8 +221,9 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
     lines = [
         "# Performance",
         "",
-        "Written by `make bench` (`python -m bench --report`; `--quick` for a short run) from the "
-        "figures of one run. Every headline is a ratio to a baseline measured in the same run, "
+        "Written by `make bench` (`python -m bench`; `make bench BENCH=--quick` for a short "
+        "run) from the figures of one run. Every headline is a ratio to a baseline measured in "
+        "the same run, "
         "within one repetition (median [min-max] over the repetitions); absolute figures move "
         "with the machine's load, ratios much less. Benchmarks are never tests: nothing here is "
         "asserted.",
@@ -338,7 +339,8 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
             "## Where the bridge's time goes: each stage of the judge per event",
             "",
             f"`python -m bench.bench_stages`: one thread, no Kafka, a batch of {stages['batch']} "
-            f"batch-signed {stages['value_bytes']}-byte values ({stages['released']} released), "
+            f"batch-signed {stages['value_bytes']}-byte values, timed in calls of "
+            f"{stages.get('chunk', 35)} events ({stages['released']} of them released), "
             f"{stages['rounds']} interleaved rounds, load average "
             f"{stages['load_average'][0]:.1f}. Best and median of the rounds, us per event; "
             "the share is of the whole judge's best.",
@@ -378,6 +380,18 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
             "|---|---|",
         ]
         lines += [f"| {name} | {us:.1f} |" for name, us in profile["own_us_per_event"].items()]
+        batch = profile["batch_stages"]
+        judged = next((v for k, v in batch.items() if "judge" in k), None)
+        moved = next((v for k, v in batch.items() if "_move" in k), None)
+        if judged and moved and moved["us_per_event"]:
+            lines += [
+                "",
+                f"Judging was {judged['us_per_event'] / moved['us_per_event']:.0%} of the wall "
+                "time of a batch in this profile; the rest is the batch's two transactions "
+                "(audit on the source, mirror on the destination) and the waits on both "
+                "clusters, whose brokers share the two cores with the bridge. That, not the "
+                "judge, is where most of a batch's time goes on this machine.",
+            ]
     if plots:
         lines += ["", "Plots of this run: " + ", ".join(f"`{p}`" for p in plots) + "."]
     lines.append("")
