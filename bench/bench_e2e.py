@@ -451,10 +451,8 @@ class Contender:
             if self._process.is_alive():
                 self._process.terminate()
                 await asyncio.to_thread(self._process.join, 10)
-        await _delete_topics(self.setup.src, [self.topic])
-        await _delete_topics(
-            self.setup.dst, [self.mirror, f"{self.mirror}.checkpoints", f"{self.mirror}.forwarded"]
-        )
+        await _delete_topics(self.setup.src, self.topic)
+        await _delete_topics(self.setup.dst, self.topic)
 
 
 def _due(headers: Sequence[tuple[str, bytes]]) -> float:
@@ -464,13 +462,13 @@ def _due(headers: Sequence[tuple[str, bytes]]) -> float:
     raise RuntimeError("a mirrored record without its ce_time header")
 
 
-async def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    """Delete what exists of ``names``: 16 KB runs would fill the disk otherwise."""
+async def _delete_topics(bootstrap: str, topic: str) -> None:
+    """Delete every topic whose name holds ``topic`` (the run's own, its mirror, checkpoints
+    and forwarded-events state; never a shared one): 16 KB runs would fill the disk otherwise."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        doomed = [n for n in names if n in existing]
+        doomed = [n for n in await admin.list_topics() if topic in n]
         if doomed:
             with contextlib.suppress(Exception):
                 await admin.delete_topics(doomed)

@@ -242,8 +242,19 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
         f"- end to end: {plan.get('reps', '?')} repetitions of {plan.get('events', '?')} events "
         f"per run, {plan.get('partitions', '?')} partitions, events batch-signed by "
         f"{plan.get('sign_batch', '?')}; contenders interleaved within each repetition",
+        "- caveat: when the load average is above the number of cores, a contender with many "
+        "threads (MirrorMaker 2's JVM) gets a larger share of them than a one-thread Python "
+        "process, so ratios measured under load may understate the bridge; compare runs at a "
+        "low load average",
         "",
     ]
+    if results.get("quick"):
+        lines += [
+            "**A `--quick` run**: 3,000 events per run, one repetition. A burst that short is "
+            "mostly bounded by the publisher and by start-up effects, and flatters the slowest "
+            "contender. The figures of record come from `make bench` without `--quick`.",
+            "",
+        ]
     if runs:
 
         def tput(base: str) -> list[float]:
