@@ -13,7 +13,7 @@ help:
 	@echo "make test   install everything, lint, type-check, and run all tests against real Kafka"
 	@echo "make demo   realistic traffic across the running federation, with a live view (Ctrl-C stops)"
 	@echo "make down   stop the local federation (bridges, then clusters)"
-	@echo "make bench  run the benchmarks in bench/"
+	@echo "make bench  run the benchmarks in bench/ and write the report (BENCH=--quick: minutes)"
 	@echo "make soak   the fault tests SOAK=10 times, each with new random moments"
 
 $(STAMP): pyproject.toml
@@ -90,8 +90,10 @@ soak: kafka
 			tests/integration/test_subscriber.py -k "killed or dying or restarting" || exit 1; \
 	done
 
+# Writes bench/results/<time>/ (JSON, PNG) and docs/performance.md; BENCH=--quick for a short run.
+BENCH ?=
 bench: kafka
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis .coverage .coverage.*

@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [--quick] [NAME ...]`` (all of them by default).
+"""Run the benchmarks and write the report: ``python -m bench [--quick] [--no-report] [NAME ...]``.
 
 =========  ====================================  ==========================================
 name       module (run it alone with ``-m``)     measures
@@ -8,14 +8,26 @@ core       ``bench.bench_core``                  seal/open_ per core against fas
 policy     ``bench.bench_policy``                release decisions per second (no Kafka)
 limits     ``bench.bench_limits``                what a maximal hostile event costs to refuse
                                                  or accept (decode limits; no Kafka)
+stages     ``bench.bench_stages``                each stage of the bridge's judge, per event
+                                                 (no Kafka)
 pubsub     ``bench.bench_pubsub``                publisher/subscriber against raw aiokafka
-                                                 clients (when present)
-bridge     ``bench.bench_bridge [--quick]``      bridge throughput, latency and profile
-                                                 against a raw pass-through and MirrorMaker
-                                                 2 on a fresh local federation (minutes)
+                                                 clients
+e2e        ``bench.bench_e2e``                   the bridge against MirrorMaker 2 and raw and
+                                                 transactional pass-throughs: throughput by
+                                                 event size, latency by offered rate, memory;
+                                                 every contender timed from the first record
+                                                 sent to the last committed (many minutes)
+profile    ``bench.bench_bridge --profile-only``  cProfile of an in-process replicator: own
+                                                 time by category, wall time per batch stage
+bridge     ``bench.bench_bridge``                the older bridge bench (its throughput is
+                                                 timed from the first mirrored event); only
+                                                 when named
 =========  ====================================  ==========================================
 
-Figures are printed, never asserted.
+By default every benchmark but ``bridge`` runs, then ``bench.report`` writes every figure as
+JSON and the plots as PNG into ``bench/results/<UTC time>/`` (gitignored) and rewrites
+``docs/performance.md``. ``--quick`` runs short versions (a few minutes in all). Figures are
+printed, never asserted.
 """
 
 from __future__ import annotations
@@ -25,36 +37,67 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import report
 
 BENCHMARKS = {
     "core": "bench.bench_core",
     "policy": "bench.bench_policy",
     "limits": "bench.bench_limits",
+    "stages": "bench.bench_stages",
     "pubsub": "bench.bench_pubsub",
+    "e2e": "bench.bench_e2e",
+    "profile": "bench.bench_bridge",
     "bridge": "bench.bench_bridge",
 }
+DEFAULT = ("core", "policy", "limits", "stages", "profile", "pubsub", "e2e")
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _arguments(name: str, quick: bool) -> list[str] | None:
+    """The command line a module's ``main`` gets; None for modules whose ``main`` takes none."""
+    if name in ("pubsub", "e2e", "bridge"):
+        return ["--quick"] if quick else []
+    if name == "profile":
+        return ["--profile-only", *(["--quick"] if quick else [])]
+    if name == "stages":
+        return ["--rounds", "3" if quick else "9"]
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
-    parser.add_argument("--quick", action="store_true", help="short bridge run")
+    parser.add_argument("--quick", action="store_true", help="short runs (a few minutes)")
+    parser.add_argument("--no-report", action="store_true", help="print only; write nothing")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    for name in args.names or list(BENCHMARKS):
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {"started": started.isoformat(), "quick": args.quick}
+    for name in args.names or DEFAULT:
         module_name = BENCHMARKS[name]
         if importlib.util.find_spec(module_name) is None:
             print(f"== {name}: {module_name} is not there, skipped")
             continue
         print(f"== {name}: python -m {module_name}", flush=True)
         module = importlib.import_module(module_name)
-        if name == "bridge":
-            module.main(["--quick"] if args.quick else [])
+        arguments = _arguments(name, args.quick)
+        if name == "core":
+            figures = module.main(rounds=3 if args.quick else 7)
         else:
-            module.main()
+            figures = module.main() if arguments is None else module.main(arguments)
+        if isinstance(figures, dict):
+            results[name] = figures
         print(flush=True)
+    if not args.no_report and any(k in results for k in ("stages", "profile", "pubsub", "e2e")):
+        out = _ROOT / "bench" / "results" / started.strftime("%Y%m%dT%H%M%SZ")
+        report.write(results, out=out, doc=_ROOT / "docs" / "performance.md")
+        print(f"report: {out.relative_to(_ROOT)}/ and docs/performance.md")
 
 
 if __name__ == "__main__":

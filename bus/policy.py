@@ -1,11 +1,15 @@
 """Release policy: may this event cross from one agency to another?
 
-The decision is pure: no Kafka, no files, no clock. A bridge builds a :class:`ReleaseRequest`
-from the decoded (and verified) event, the direction it serves, the hop path from the record's
-headers and the current time, and asks :meth:`Policy.decide`. The answer is a
+The decision is pure: no Kafka, no files, no clock. A caller builds a :class:`ReleaseRequest`
+from the decoded (and verified) event, the direction it serves, the hop path and the current
+time, and asks :meth:`Policy.decide`. The answer is a
 :class:`Decision` that names the rule that decided and a reason an operator understands. Policy
 files (TOML, ``docs/policy.md``) are read by :func:`load_policy`, which lives with its validation
 in ``bus._policy_file`` and is re-exported here.
+
+The bridge asks :meth:`Policy.decide_event` instead, with the decoded event: the same answer,
+remembered by the event's markings (a bounded memo), so that the many events that share their
+markings cost a lookup rather than a request and the rules.
 
 Default deny: an event crosses only when a policy exists for the direction and every rule
 passes. The rules are evaluated in this fixed order; the first that fails decides:
@@ -49,8 +53,9 @@ the direction says so explicitly (``release_h3``): no program can check free-tex
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -62,6 +67,7 @@ from bus.errors import EventError
 __all__ = [
     "CRIME_AREAS",
     "HANDLING_CODES",
+    "MEMO_SIZE",
     "RELEASABLE_TLP",
     "TLP_LEVELS",
     "Decision",
@@ -83,6 +89,8 @@ TLP_LEVELS: Final = frozenset(events.TLP_LEVELS)
 RELEASABLE_TLP: Final = frozenset({"CLEAR", "GREEN", "AMBER"})
 #: Europol handling codes of the event model.
 HANDLING_CODES: Final = frozenset(events.HANDLING_CODES)
+#: Most decisions :meth:`Policy.decide_event` remembers (by markings; module ``Policy``).
+MEMO_SIZE: Final = 4096
 
 
 class Rule(StrEnum):
@@ -268,10 +276,12 @@ class Policy:
 
     agencies: frozenset[str]
     directions: Mapping[tuple[str, str], Direction] = field(default_factory=dict)
+    _memo: _Memo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A read-only copy: the policy must not change under a running bridge.
         object.__setattr__(self, "directions", MappingProxyType(dict(self.directions)))
+        object.__setattr__(self, "_memo", _Memo(MEMO_SIZE))
         for (source, destination), direction in self.directions.items():
             if (direction.source, direction.destination) != (source, destination):
                 raise ValueError(
@@ -300,10 +310,7 @@ class Policy:
                 f"the event already passed {dest} (hop path {' > '.join(r.path)})",
             )
         if r.expires_at is not None and r.now > r.expires_at:
-            return _deny(
-                Rule.EXPIRED,
-                f"the event expired at {r.expires_at.isoformat()} (now {r.now.isoformat()})",
-            )
+            return _expired(r.expires_at, r.now)
         if dest not in r.releasable_to:
             listed = ", ".join(sorted(r.releasable_to)) or "nobody"
             return _deny(
@@ -356,6 +363,95 @@ class Policy:
             rule=Rule.ALLOWED,
             reason=f"every rule of {direction.name} passed",
         )
+
+    def decide_event(
+        self,
+        event: Mapping[str, Any],
+        *,
+        source: str,
+        destination: str,
+        path: tuple[str, ...] = (),
+        now: datetime,
+    ) -> Decision:
+        """``decide(ReleaseRequest.from_event(event, ...))``, remembered by markings.
+
+        The same decision as ``decide`` for every event, but an event whose markings (origin,
+        crime area, TLP, ``releasable_to``, handling codes, onward consent) and direction and
+        path were decided before costs a dictionary lookup instead of a request and the rules.
+        Only ``expires_at`` differs per event and is checked each time, in its place in the
+        order: after the routing rules, before the markings. At most ``MEMO_SIZE`` decisions
+        are remembered (the oldest go first); safe to call from several threads.
+        ``EventError`` as ``from_event`` raises it.
+        """
+        try:
+            expires_at = event["expires_at"]
+            key: Hashable = (
+                source,
+                destination,
+                path,
+                event["origin"]["agency"],
+                event["crime_area"],
+                event["tlp"],
+                _listed(event["releasable_to"]),
+                _listed(event["handling_codes"]),
+                event["onward_release_consent"],
+            )
+            decision = self._memo.get(key)
+        except (KeyError, TypeError):  # not as decoded: from_event names the field
+            expires_at = decision = key = None
+        if decision is None or not (
+            expires_at is None
+            or (type(expires_at) is datetime and expires_at.utcoffset() is not None)
+        ):
+            request = ReleaseRequest.from_event(
+                event, source=source, destination=destination, path=path, now=now
+            )
+            expires_at = request.expires_at
+            decision = self.decide(replace(request, expires_at=None))
+            if key is not None:
+                self._memo.put(key, decision)
+        if expires_at is not None and now > expires_at and decision.rule not in _BEFORE_EXPIRY:
+            return _expired(expires_at, now)
+        return decision
+
+
+_BEFORE_EXPIRY: Final = frozenset({Rule.NO_AGREEMENT, Rule.LOOP_ORIGIN, Rule.LOOP_PATH})
+
+
+def _listed(value: Any) -> tuple[Any, ...]:
+    # Only lists (as decoded) make a memo key; anything else goes through from_event's checks.
+    if type(value) is not list:
+        raise TypeError("not a list")
+    return tuple(value)
+
+
+class _Memo:
+    """A bounded map of markings to decisions: the oldest entry goes when it is full."""
+
+    __slots__ = ("_capacity", "_entries", "_lock")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[Hashable, Decision] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Decision | None:
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, decision: Decision) -> None:
+        with self._lock:
+            if key not in self._entries and len(self._entries) >= self._capacity:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = decision
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _expired(expires_at: datetime, now: datetime) -> Decision:
+    return _deny(
+        Rule.EXPIRED, f"the event expired at {expires_at.isoformat()} (now {now.isoformat()})"
+    )
 
 
 def _deny(rule: Rule, reason: str) -> Decision:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bus._revisions import EventIdentity
-from bus.audit import SourcePosition, audit_key, audit_record, encode_audit_record
+from bus.audit import SourcePosition, encode_audit
 from bus.batch import RootCache, shared_roots
 from bus.bridge._hops import verified_path
 from bus.envelope import open_
@@ -33,7 +33,7 @@ from bus.errors import (
     UnexpectedFailure,
 )
 from bus.events import validate
-from bus.policy import Decision, ReleasePolicy, ReleaseRequest
+from bus.policy import Decision, Policy, ReleasePolicy, ReleaseRequest
 from bus.records import SourceRecord, unreadable_error
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver
 
@@ -113,19 +113,25 @@ def judge(
         stage = "validating"
         validate(event)
         stage = "deciding"
-        request = ReleaseRequest.from_event(
-            event,
+        path = verified_path(origin=verified.agency, source=source)
+        if isinstance(policy, Policy):  # remembers decisions by markings: the same answers
+            decision = policy.decide_event(
+                event, source=source, destination=destination, path=path, now=now
+            )
+        else:
+            decision = policy.decide(
+                ReleaseRequest.from_event(
+                    event, source=source, destination=destination, path=path, now=now
+                )
+            )
+        identity = EventIdentity.of(event, verified.event_bytes)
+        stage = "auditing"
+        key, value = encode_audit(
+            decision,
+            event_id=event["event_id"],
+            origin=verified.agency,
             source=source,
             destination=destination,
-            path=verified_path(origin=verified.agency, source=source),
-            now=now,
-        )
-        decision = policy.decide(request)
-        identity = EventIdentity.of(verified.event, verified.event_bytes)
-        stage = "auditing"
-        audit: dict[str, Any] = audit_record(
-            decision,
-            request,
             position=SourcePosition(
                 topic=record.topic, partition=record.partition, offset=record.offset
             ),
@@ -136,8 +142,8 @@ def judge(
             record=record,
             outcome=Outcome.FORWARD if decision.allowed else Outcome.DENY,
             decision=decision,
-            audit_key=audit_key(audit),
-            audit_value=encode_audit_record(audit),
+            audit_key=key,
+            audit_value=value,
             created_at=event["created_at"],
             event=event,
             identity=identity,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bus.audit import (
     AUDIT_RECORD,
@@ -17,6 +20,7 @@ from bus.audit import (
     audit_key,
     audit_record,
     decode_audit_record,
+    encode_audit,
     encode_audit_record,
 )
 from bus.codec import MARKER, default_store, schema_dir
@@ -182,3 +186,119 @@ def test_an_audit_record_stays_small_whatever_the_event_lists() -> None:
         reason = decode_audit_record(value)["reason"]
         assert len(reason) == MAX_REASON_LENGTH
         assert reason.endswith(f"...[{len(decision.reason)} chars, cut]")
+
+
+@settings(max_examples=200)
+@given(
+    allowed=st.booleans(),
+    rule=st.sampled_from(list(Rule)),
+    reason=st.text(max_size=300),
+    agencies=st.lists(st.text(min_size=1, max_size=70), min_size=3, max_size=3),
+    upper=st.booleans(),
+    partition=st.integers(0, 2**31 - 1),
+    offset=st.integers(0, 2**63 - 1),
+    micros=st.integers(0, 2**62),
+    bridge_id=st.text(min_size=1, max_size=80),
+)
+def test_encode_audit_writes_the_bytes_of_the_dict_path(
+    allowed: bool,
+    rule: Rule,
+    reason: str,
+    agencies: list[str],
+    upper: bool,
+    partition: int,
+    offset: int,
+    micros: int,
+    bridge_id: str,
+) -> None:
+    """encode_audit's key and value are byte for byte audit_key and encode_audit_record of
+    audit_record with the same fields, also for a remembered decision and a non-canonical id."""
+    origin, source, destination = agencies
+    decision = Decision(allowed=allowed, rule=rule, reason=reason)
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros % (2**50))
+    position = SourcePosition(topic="intel.events", partition=partition, offset=offset)
+    request = dataclasses.replace(_request(), origin=origin, source=source, destination=destination)
+    record = audit_record(
+        decision, request, position=position, bridge_id=bridge_id, decided_at=moment
+    )
+    for _ in range(2):
+        key, value = encode_audit(
+            decision,
+            event_id=EVENT_ID.upper() if upper else EVENT_ID,
+            origin=origin,
+            source=source,
+            destination=destination,
+            position=position,
+            bridge_id=bridge_id,
+            decided_at=moment,
+        )
+        assert key == audit_key(record)
+        assert value == encode_audit_record(record)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"event_id": "not-a-uuid"}, "event_id is not a UUID"),
+        ({"bridge_id": ""}, "bridge_id must not be empty"),
+        ({"decided_at": datetime(2025, 6, 1)}, "timezone-aware"),
+    ],
+)
+def test_encode_audit_refuses_what_audit_record_refuses(
+    changes: dict[str, Any], message: str
+) -> None:
+    """The hot path keeps audit_record's checks: a UUID, a bridge id, an aware time."""
+    fields: dict[str, Any] = {
+        "event_id": EVENT_ID,
+        "origin": "interpol",
+        "source": "interpol",
+        "destination": "europol",
+        "position": POSITION,
+        "bridge_id": "b",
+        "decided_at": NOW,
+    }
+    fields.update(changes)
+    with pytest.raises(EventError, match=message):
+        encode_audit(Decision(allowed=True, rule=Rule.ALLOWED, reason="ok"), **fields)
+
+
+def test_encode_audit_goes_through_the_dict_for_another_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store whose AuditRecord is not the hand-written layout gets the dict path's bytes."""
+    monkeypatch.setattr("bus.audit._writer", lambda store: None)
+    decision = POLICY.decide(_request())
+    record = audit_record(decision, _request(), position=POSITION, bridge_id="b", decided_at=NOW)
+    _key, value = encode_audit(
+        decision,
+        event_id=EVENT_ID,
+        origin="interpol",
+        source="interpol",
+        destination="europol",
+        position=POSITION,
+        bridge_id="b",
+        decided_at=NOW,
+    )
+    assert (key, value) == (audit_key(record), encode_audit_record(record))
+
+
+def test_encode_audit_bounds_the_reason_and_origin_as_audit_record_does() -> None:
+    """The hand-written path keeps the audit record small too: a 100 KB reason is cut."""
+    request = _request(releasable_to=frozenset(f"agency-{i:05d}" for i in range(20_000)))
+    decision = POLICY.decide(request)
+    assert len(decision.reason) > 100_000
+    _key, value = encode_audit(
+        decision,
+        event_id=request.event_id,
+        origin="x" * 10_000,
+        source=request.source,
+        destination=request.destination,
+        position=POSITION,
+        bridge_id="b",
+        decided_at=NOW,
+    )
+    assert len(value) < 2048
+    record = decode_audit_record(value)
+    assert record["reason"].endswith(f"...[{len(decision.reason)} chars, cut]")
+    assert len(record["reason"]) == MAX_REASON_LENGTH
+    assert len(record["origin"]) < 10_000

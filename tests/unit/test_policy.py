@@ -494,3 +494,55 @@ def test_decisions_are_deterministic(case: tuple[Policy, ReleaseRequest]) -> Non
     """The same request gets the same decision: the policy has no hidden state."""
     policy, request = case
     assert policy.decide(request) == policy.decide(request)
+
+
+def _event_of(request: ReleaseRequest) -> dict[str, Any]:
+    """The decoded event (as fastavro reads it) that ``from_event`` turns into ``request``."""
+    return {
+        "event_id": request.event_id,
+        "origin": {"agency": request.origin},
+        "crime_area": request.crime_area,
+        "tlp": request.tlp,
+        "releasable_to": sorted(request.releasable_to),
+        "handling_codes": sorted(request.handling_codes),
+        "onward_release_consent": request.onward_release_consent,
+        "expires_at": request.expires_at,
+    }
+
+
+@settings(max_examples=300)
+@given(case=cases(), later=st.sampled_from([timedelta(0), timedelta(days=400)]))
+def test_decide_event_gives_decide_s_answer_memoised_or_not(
+    case: tuple[Policy, ReleaseRequest], later: timedelta
+) -> None:
+    """decide_event equals decide(from_event(...)) on the first call and on remembered ones,
+    also when the same markings come back later (expiry is judged per call, in its place)."""
+    policy, request = case
+    event = _event_of(request)
+    for now in (request.now, request.now + later, request.now):
+        expected = policy.decide(dataclasses.replace(request, now=now))
+        got = policy.decide_event(
+            event,
+            source=request.source,
+            destination=request.destination,
+            path=request.path,
+            now=now,
+        )
+        assert got == expected
+
+
+def test_decide_event_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo keeps at most MEMO_SIZE decisions, whatever the variety of markings."""
+    monkeypatch.setattr("bus.policy.MEMO_SIZE", 8)
+    policy = _policy(_direction("interpol", "europol"))
+    for i in range(50):
+        event = {**_event(), "releasable_to": ["europol", f"agency{i}"]}
+        policy.decide_event(event, source="interpol", destination="europol", now=NOW)
+    assert len(policy._memo) == 8
+
+
+def test_decide_event_names_a_missing_field() -> None:
+    """An event without a field the policy needs is refused as from_event refuses it."""
+    event = {"event_id": "x", "origin": {"agency": "interpol"}, "tlp": "GREEN"}
+    with pytest.raises(EventError, match="crime_area"):
+        POLICY.decide_event(event, source="interpol", destination="europol", now=NOW)
