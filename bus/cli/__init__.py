@@ -23,6 +23,7 @@ _GROUPS = [
     ("bus.cli.pubsub", "publish"),
     ("bus.cli.pubsub", "tail"),
     ("bus.cli.bridge", "bridge"),
+    ("bus.cli.audit", "audit"),
 ]
 
 
