@@ -225,6 +225,7 @@ class _Node:
     hash: bytes
     signed: bool = False
     authentic: bool = False
+    bad_signature: str | None = None
 
 
 def verify_partition(
@@ -287,21 +288,11 @@ def _signature_ok(
     signature, key_id = r.get("signature"), r.get("key_id")
     if signature is None:
         return False
-    where = f"{node.at.partition}@{node.at.offset}"
     try:
         key = _bridge_key(trust, str(key_id), agency)
         key.public_key.verify(head_message(node.chain, node.sequence, node.hash), signature)
     except BusError as exc:
-        summary.breaks.append(
-            ChainBreak(
-                kind="altered",
-                partition=node.at.partition,
-                offset=node.at.offset,
-                chain=node.chain,
-                message=f"{where}: sequence {node.sequence} of {node.chain}: the signature "
-                f"does not verify, so the record was altered or forged: {exc}",
-            )
-        )
+        node.bad_signature = str(exc)
         return False
     summary.signatures += 1
     return True
@@ -335,6 +326,7 @@ def _check_chain(chain: str, nodes: list[_Node], *, log_start: int, summary: Cha
     for node in nodes:
         if node.hash in by_hash:
             replayed.append(node)
+            node.signed = False  # a copy proves nothing: the original is the record
         else:
             by_hash[node.hash] = node
     # Authentic: a validly signed record, and every record its prev_hash reaches back to.
@@ -387,7 +379,13 @@ def _check_chain(chain: str, nodes: list[_Node], *, log_start: int, summary: Cha
             continue
         if node.sequence in authentic_sequences:
             report("injected", node, "a signed record holds this sequence: this one is injected")
-        elif not any(n.signed and n.at.offset > node.at.offset for n in nodes):
+        elif node.bad_signature is not None:
+            report(
+                "altered",
+                node,
+                f"its signature does not verify, so the record was changed: {node.bad_signature}",
+            )
+        elif not any(n.authentic and n.signed and n.at.offset > node.at.offset for n in nodes):
             report(
                 "injected",
                 node,
