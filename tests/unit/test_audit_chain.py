@@ -93,7 +93,8 @@ def test_a_chain_continues_from_its_head_and_reads_back_as_audit_records() -> No
         4,
         record["signature"],
     )
-    assert record["signature"] is not None and record["key_id"] == key.key_id  # head of batch 2
+    assert record["signature"] is not None  # the head of the second transaction
+    assert record["key_id"] == key.key_id
     assert decode_audit_record(values[3])["signature"] is None
 
 

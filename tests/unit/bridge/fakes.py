@@ -67,7 +67,8 @@ def verdict(offset: int, outcome: Outcome, *, value: bytes | None = None) -> Ver
         record=record,
         outcome=outcome,
         audit_key=f"id-{offset}".encode(),
-        audit_value=f"audit-{offset}".encode(),
+        # The five null chain fields of AuditRecord v2 end it, as the bridge chains them.
+        audit_value=f"audit-{offset}".encode() + bytes(5),
         event=make_event("interpol", correlation_id=f"case-{offset}"),
     )
 
