@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -64,14 +65,14 @@ def _genuine(key: SigningKey, transactions: tuple[int, ...] = (3, 2, 4)) -> list
     return values
 
 
-def _records(values: list[bytes | None]) -> list[ChainRecord]:
+def _records(values: Sequence[bytes | None]) -> list[ChainRecord]:
     return [
         chain_record(v, partition=0, offset=o, decode=decode_audit_record)
         for o, v in enumerate(values)
     ]
 
 
-def _found(values: list[bytes | None], key: SigningKey) -> list[tuple[str, int]]:
+def _found(values: Sequence[bytes | None], key: SigningKey) -> list[tuple[str, int]]:
     summary = verify_partition(_records(values), trust=_trust(key), agency="interpol")
     return [(b.kind, b.offset) for b in summary.breaks]
 
@@ -135,7 +136,7 @@ def test_a_deleted_record_is_reported_where_the_gap_is() -> None:
 
 def test_a_deleted_first_record_is_reported_while_the_partition_starts_at_zero() -> None:
     key = SigningKey.generate()
-    values: list[bytes | None] = list(_genuine(key))[1:]
+    values: list[bytes | None] = [*_genuine(key)[1:]]
     assert _found(values, key) == [("deleted", 0)]
     records = _records(values)
     retained = verify_partition(records, trust=_trust(key), agency="interpol", log_start=5)
@@ -183,3 +184,28 @@ def test_a_bridge_key_never_verifies_an_event() -> None:
 
     with pytest.raises(KeyNotValid, match="never signs events"):
         trusted.check("interpol", NOW, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "signature", "key_id"),
+    [(0, None, None), (63, None, None), (64, b"s" * 64, "ed25519:ab"), (2**40, b"", "k")],
+)
+def test_the_chain_fields_are_encoded_exactly_as_avro_would(
+    sequence: int, signature: bytes | None, key_id: str | None
+) -> None:
+    import io
+
+    import fastavro
+
+    from bus.audit_chain import _TAIL_SCHEMA, chain_tail
+
+    out = io.BytesIO()
+    fields = {
+        "chain": CHAIN,
+        "sequence": sequence,
+        "prev_hash": bytes(range(32)),
+        "signature": signature,
+        "key_id": key_id,
+    }
+    fastavro.schemaless_writer(out, _TAIL_SCHEMA, fields)
+    assert chain_tail(CHAIN, sequence, bytes(range(32)), signature, key_id) == out.getvalue()
