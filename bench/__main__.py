@@ -8,6 +8,7 @@ core       ``bench.bench_core``                  seal/open_ per core against fas
 policy     ``bench.bench_policy``                release decisions per second (no Kafka)
 limits     ``bench.bench_limits``                what a maximal hostile event costs to refuse
                                                  or accept (decode limits; no Kafka)
+audit      ``bench.bench_audit``                 the audit chain per audit record (no Kafka)
 pubsub     ``bench.bench_pubsub``                publisher/subscriber against raw aiokafka
                                                  clients (when present)
 bridge     ``bench.bench_bridge [--quick]``      bridge throughput, latency and profile
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "core": "bench.bench_core",
     "policy": "bench.bench_policy",
     "limits": "bench.bench_limits",
+    "audit": "bench.bench_audit",
     "pubsub": "bench.bench_pubsub",
     "bridge": "bench.bench_bridge",
 }
