@@ -171,14 +171,24 @@ def rotate_agency_key(
         and (key.not_after is None or key.not_after > end)
     ]
     suffix = current.key_id.split(":")[-1][:12]
-    for kind in ("key", "pub"):
-        source = directory / f"{agency}.{kind}.pem"
-        target = directory / f"{agency}.{suffix}.{kind}.pem"
+    moves = [
+        (directory / f"{agency}.{kind}.pem", directory / f"{agency}.{suffix}.{kind}.pem")
+        for kind in ("key", "pub")
+    ]
+    for _, target in moves:
         if target.exists():
             raise ConfigError(f"{target} exists; a key file is never overwritten")
-        if source.exists():
-            os.rename(source, target)
-    new = generate_agency_key(agency, directory, not_before=moment)
+    moved = []
+    try:
+        for source, target in moves:
+            if source.exists():
+                os.rename(source, target)
+                moved.append((source, target))
+        new = generate_agency_key(agency, directory, not_before=moment)
+    except BaseException:
+        for source, target in reversed(moved):  # the old key goes back where the config says
+            os.rename(target, source)
+        raise
     updated = [update_key(trust_path, key.key_id, not_after=end) for key in old]
     return new, updated
 

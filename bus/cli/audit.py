@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry, write_to_textfile
 
 from bus._fetch import Unreadable, fetch
 from bus._kafka import client_options, translated
-from bus._reloading import ReloadingTrustStore
 from bus._time import format_time
 from bus.audit import decode_audit_record
 from bus.audit_chain import ChainRecord, ChainSummary, chain_record, verify_partition
@@ -96,7 +95,7 @@ def _trust(config: Config, agency: str, trust_path: Path | None) -> TrustStore:
         raise ConfigError(
             f"{config.path}: agencies.{agency}.trust_store is not set; pass --trust FILE"
         )
-    return ReloadingTrustStore(path).store
+    return TrustStore.load(path)
 
 
 @audit.command()

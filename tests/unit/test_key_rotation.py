@@ -144,3 +144,30 @@ def test_a_trust_store_that_breaks_keeps_the_old_one_in_use(
     store.get(key.key_id)  # unchanged since the failed attempt: not tried again
     assert registry.get_sample_value("bus_trust_reloads_total", {"outcome": "failed"}) == 1
     assert registry.get_sample_value("bus_trust_reloads_total", {"outcome": "ok"}) is None
+
+
+def test_the_cli_rotates_revokes_lists_and_makes_bridge_keys(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bus.cli import main
+
+    old = generate_agency_key("interpol", tmp_path)
+    runner = CliRunner()
+    rotated = runner.invoke(main, ["keys", "rotate", "interpol", "--dir", str(tmp_path)])
+    assert rotated.exit_code == 0, rotated.output
+    new_id = rotated.stdout.strip()
+    revoked = runner.invoke(main, ["keys", "revoke", old.key_id, "--dir", str(tmp_path)])
+    assert revoked.exit_code == 0, revoked.output
+    assert f"{old.key_id} of interpol: revoked from" in revoked.stdout
+    made = runner.invoke(main, ["keys", "bridge", "interpol-europol", "--dir", str(tmp_path)])
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(main, ["keys", "list", "--trust", str(tmp_path / "trust.toml")])
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert [(r[1], r[2], r[5] != "-") for r in rows] == [
+        ("publisher", old.key_id, True),
+        ("publisher", new_id, False),
+        ("bridge", made.stdout.strip(), False),
+    ]
+    unknown = runner.invoke(main, ["keys", "revoke", "ed25519:00", "--dir", str(tmp_path)])
+    assert unknown.exit_code != 0
+    assert "no key 'ed25519:00'" in unknown.output
