@@ -69,16 +69,28 @@ class ReloadingTrustStore:
         return self._store
 
     def get(self, key_id: str) -> TrustedKey:
-        """The key with this id in the current store; ``UnknownKey`` if there is none."""
+        """The key with this id in the current store; ``UnknownKey`` if there is none.
+
+        A key id the store does not know makes it look at the file at once (one ``stat``), so
+        the first event signed with a just-rotated key is not refused while the periodic check
+        is not yet due.
+        """
         if self._clock() >= self._next_check:
             self.refresh()
+        if key_id not in self._store:
+            self.refresh(if_changed=True)
         return self._store.get(key_id)
 
-    def refresh(self, *, force: bool = False) -> bool:
-        """Reload the file if it changed since the last load (or attempt); True if it was."""
+    def refresh(self, *, force: bool = False, if_changed: bool = False) -> bool:
+        """Reload the file if it changed since the last load (or attempt) and a check is due
+        (``if_changed``: whether due or not; ``force``: even if unchanged); True if reloaded.
+
+        Called on lookups, and by the bridge's worker every second, so a revocation applies
+        within about a second even between events.
+        """
         with self._lock:
             now = self._clock()
-            if not force and now < self._next_check:
+            if not force and not if_changed and now < self._next_check:
                 return False
             self._next_check = now + self.check_every_s
             seen = _identity(self.path)

@@ -20,6 +20,7 @@ import mode
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bus import _transient_logs
+from bus._reloading import ReloadingTrustStore
 from bus.bridge.replicator import Replicator
 from bus.bridge.settings import BridgeSettings
 
@@ -67,8 +68,14 @@ def create_app(
     web_host: str = "127.0.0.1",
     web_port: int = 6066,
     datadir: Path,
+    trust: ReloadingTrustStore | None = None,
 ) -> faust.App:
-    """The Faust app of one bridge direction, with the replicator and its web endpoints."""
+    """The Faust app of one bridge direction, with the replicator and its web endpoints.
+
+    ``trust``: the trust store the replicator verifies with, if it follows its file; a timer
+    (Faust's control plane) looks at the file every second, so a rotation or a revocation
+    applies without a restart even while no event arrives to look a key up.
+    """
     servers = settings.source.bootstrap_servers
     app = faust.App(
         f"bus-bridge-{settings.source.name}-{settings.destination.name}",
@@ -93,6 +100,14 @@ def create_app(
     async def healthz(web: Any, request: Any) -> Any:
         status = replicator.health()
         return web.json(status, status=200 if status["healthy"] else 503)
+
+    if trust is not None:
+        reloading = trust
+
+        @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # Faust is untyped
+        async def follow_trust_store() -> None:
+            # A stat, and a load only after a change: off the loop, it touches the disk.
+            await asyncio.to_thread(reloading.refresh)
 
     return app
 

@@ -180,5 +180,6 @@ def run(
         web_host=web_host,
         web_port=web_port,
         datadir=datadir,
+        trust=trust,
     )
     run_worker(app, replicator, loglevel=loglevel)

@@ -113,15 +113,16 @@ def test_the_reloading_store_sees_a_rotation_and_a_revocation_and_counts_them(
         on_reload=TrustMetrics.on(registry).count_reload,
     )
     new, _ = rotate_agency_key("interpol", tmp_path, overlap=timedelta(hours=1), now=NOW)
-    with pytest.raises(UnknownKey):
-        store.get(new.key_id)  # not checked again before check_every_s
-    clock.now = 5.0
+    # A key id it does not know makes it look at the file at once, due or not.
     with caplog.at_level(logging.INFO, logger="bus.trust"):
         assert store.get(new.key_id).not_before == NOW
     assert "reloaded: 2 keys, 2 new or changed, 0 removed" in caplog.text
     revoke_key(tmp_path, old.key_id, at=NOW)
-    clock.now = 10.0
+    assert store.get(old.key_id).revoked_at is None  # a known key: not before check_every_s
+    clock.now = 5.0
     assert store.get(old.key_id).revoked_at == NOW
+    with pytest.raises(UnknownKey):
+        store.get("ed25519:00")  # looked at the file again: unchanged, so not reloaded
     assert registry.get_sample_value("bus_trust_reloads_total", {"outcome": "ok"}) == 2
 
 
