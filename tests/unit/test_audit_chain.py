@@ -209,3 +209,18 @@ def test_the_chain_fields_are_encoded_exactly_as_avro_would(
     }
     fastavro.schemaless_writer(out, _TAIL_SCHEMA, fields)
     assert chain_tail(CHAIN, sequence, bytes(range(32)), signature, key_id) == out.getvalue()
+
+
+def test_bus_tail_shows_a_chained_audit_record_as_json() -> None:
+    import json
+    from types import SimpleNamespace
+
+    from bus.cli.pubsub import _audit_line
+
+    key = SigningKey.generate()
+    value = _genuine(key, (1,))[0]
+    record = SimpleNamespace(topic="bus.audit", partition=0, offset=7, value=value)
+    line = json.loads(json.dumps(_audit_line(record)))
+    assert line["sequence"] == 0
+    assert line["prev_hash"] == bytes(32).hex()
+    assert line["key_id"] == key.key_id
