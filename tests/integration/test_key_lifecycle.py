@@ -9,22 +9,18 @@ audit chain, copied with a plain producer, untouched and tampered with in each w
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from bus.audit import decode_audit_record, encode_audit_record
 from bus.envelope import peek, seal
-from bus.keyring import generate_bridge_key, revoke_key, rotate_agency_key
+from bus.keyring import revoke_key, rotate_agency_key
 from bus.quarantine import read_quarantined
 from bus.signing import SigningKey
 from bus.testing import (
@@ -36,7 +32,7 @@ from bus.testing import (
     federated_config,
     unique_topic,
 )
-from tests.bridge import BridgeProcess, stop_all
+from tests.bridge import BridgeProcess, audit_values, copy_records, stop_all, verify_audit
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +41,8 @@ SOURCE, DESTINATION = "interpol", "europol"
 
 @pytest.fixture
 def federated(federation: Federation, tmp_path: Path) -> Federated:
-    federated = federated_config(federation, tmp_path / "config")
-    # The direction's audit key, where `bus bridge run` looks for it: beside the trust store.
-    generate_bridge_key(SOURCE, DESTINATION, tmp_path / "config")
-    return federated
+    # With each direction's audit key beside the trust store, where `bus bridge run` looks.
+    return federated_config(federation, tmp_path / "config")
 
 
 @pytest.fixture
@@ -139,69 +133,20 @@ async def test_a_rotation_and_a_revocation_apply_while_the_bridge_runs(
 
     # The bridge's audit chain of this partition: one FORWARDED decision per event that
     # crossed (the revoked ones were quarantined, not decided on), signed, unbroken.
-    chain = await _our_audit(federation, federated, topic, expected=53)
+    chain = await audit_values(
+        federation.bootstrap(SOURCE), federated.config.topics.audit, topic, expected=53
+    )
     assert [decode_audit_record(v)["sequence"] for v in chain] == list(range(53))
     await _check_tampering(federation, federated, chain, tmp_path)
     assert await bridge.terminate() == 0
 
 
-async def _our_audit(
-    federation: Federation, federated: Federated, topic: str, *, expected: int
-) -> list[bytes]:
-    records = await consume_all(
-        federation.bootstrap(SOURCE),
-        federated.config.topics.audit,
-        expected=expected,
-        where=lambda r: (
-            r.value is not None and decode_audit_record(r.value)["source_topic"] == topic
-        ),
-    )
-    return [r.value for r in sorted(records, key=lambda r: r.offset) if r.value is not None]
-
-
-def _verify(federated: Federated, topic: str) -> tuple[int, list[dict[str, Any]]]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bus",
-            "audit",
-            "verify",
-            "--config",
-            str(federated.path),
-            "--agency",
-            SOURCE,
-            "--topic",
-            topic,
-            "--json",
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
-    assert lines, result.stderr.decode()
-    return result.returncode, lines
-
-
-async def _copy(federation: Federation, values: Sequence[bytes]) -> str:
-    """A new audit topic holding ``values`` in order, written with a plain producer."""
-    topic = unique_topic("audit-copy")
-    await create_topic(federation.bootstrap(SOURCE), topic, partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=federation.bootstrap(SOURCE), acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(topic, value, partition=0)
-    finally:
-        await producer.stop()
-    return topic
-
-
 async def _check_tampering(
     federation: Federation, federated: Federated, chain: list[bytes], tmp_path: Path
 ) -> None:
-    status, lines = _verify(federated, await _copy(federation, chain))
+    status, lines = verify_audit(
+        federated, SOURCE, await copy_records(federation.bootstrap(SOURCE), chain)
+    )
     assert (status, lines[-1]["breaks"], lines[-1]["records"]) == (0, 0, len(chain))
 
     altered = decode_audit_record(chain[30])
@@ -217,7 +162,9 @@ async def _check_tampering(
         "injected": ([*chain, encode_audit_record(injected_record)], len(chain)),
     }
     for kind, (values, offset) in cases.items():
-        status, lines = _verify(federated, await _copy(federation, values))
+        status, lines = verify_audit(
+            federated, SOURCE, await copy_records(federation.bootstrap(SOURCE), values)
+        )
         breaks = [(line["kind"], line["partition"], line["offset"]) for line in lines[:-1]]
         assert status == 1, kind
         assert (kind, 0, offset) in breaks, (kind, breaks)
