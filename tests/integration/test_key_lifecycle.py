@@ -9,6 +9,9 @@ audit chain, copied with a plain producer, untouched and tampered with in each w
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -141,13 +144,36 @@ async def test_a_rotation_and_a_revocation_apply_while_the_bridge_runs(
     assert await bridge.terminate() == 0
 
 
+def _show(federated: Federated, topic: str, event_id: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "bus", "audit", "show"),
+            *("--config", str(federated.path), "--agency", SOURCE, "--topic", topic),
+            *("--to", DESTINATION, "--event", event_id, "--decision", "forwarded"),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+
+
 async def _check_tampering(
     federation: Federation, federated: Federated, chain: list[bytes], tmp_path: Path
 ) -> None:
-    status, lines = verify_audit(
-        federated, SOURCE, await copy_records(federation.bootstrap(SOURCE), chain)
-    )
+    source = federation.bootstrap(SOURCE)
+    genuine = await copy_records(source, chain)
+    status, lines = verify_audit(federated, SOURCE, genuine)
     assert (status, lines[-1]["breaks"], lines[-1]["records"]) == (0, 0, len(chain))
+
+    # The data owner's question about one event: what left, to whom, when, under which rule.
+    event_id = decode_audit_record(chain[7])["event_id"]
+    shown = _show(federated, genuine, event_id)
+    rows = [json.loads(line) for line in shown.stdout.decode().splitlines()]
+    assert [(r["event_id"], r["to"], r["decision"], r["rule"]) for r in rows] == [
+        (event_id, DESTINATION, "FORWARDED", "allowed")
+    ]
+    assert rows[0]["audit"] == f"{genuine}/0@7"
+    assert f"{SOURCE} -> {DESTINATION}: 1 forwarded" in shown.stderr.decode()
 
     altered = decode_audit_record(chain[30])
     altered["destination"] = "ameripol"
@@ -162,9 +188,7 @@ async def _check_tampering(
         "injected": ([*chain, encode_audit_record(injected_record)], len(chain)),
     }
     for kind, (values, offset) in cases.items():
-        status, lines = verify_audit(
-            federated, SOURCE, await copy_records(federation.bootstrap(SOURCE), values)
-        )
+        status, lines = verify_audit(federated, SOURCE, await copy_records(source, values))
         breaks = [(line["kind"], line["partition"], line["offset"]) for line in lines[:-1]]
         assert status == 1, kind
         assert (kind, 0, offset) in breaks, (kind, breaks)
