@@ -10,6 +10,7 @@ limits     ``bench.bench_limits``                what a maximal hostile event co
                                                  or accept (decode limits; no Kafka)
 stages     ``bench.bench_stages``                each stage of the bridge's judge, per event
                                                  (no Kafka)
+audit      ``bench.bench_audit``                 the audit chain per audit record (no Kafka)
 pubsub     ``bench.bench_pubsub``                publisher/subscriber against raw aiokafka
                                                  clients
 e2e        ``bench.bench_e2e``                   the bridge against MirrorMaker 2 and raw and
@@ -48,6 +49,7 @@ BENCHMARKS = {
     "policy": "bench.bench_policy",
     "limits": "bench.bench_limits",
     "stages": "bench.bench_stages",
+    "audit": "bench.bench_audit",
     "pubsub": "bench.bench_pubsub",
     "e2e": "bench.bench_e2e",
     "profile": "bench.bench_bridge",

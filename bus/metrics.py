@@ -20,6 +20,9 @@ Metrics (docs/operations.md is the catalogue of every process's metrics, checked
   with backoff, by stage (``fetch``, ``commit``, ``quarantine``).
 - ``bus_quarantined_total{agency, topic, reason}``: records written to ``bus.quarantine``;
   ``topic`` is the record's source topic, ``reason`` the ``RecordRejected.reason`` code.
+- ``bus_trust_reloads_total{outcome}``: trust store reloads after the file changed (``ok``), or
+  attempts that failed and kept the old store (``failed``).
+- ``bus_audit_chain_breaks_total{agency, topic, partition}``: breaks ``bus audit verify`` found.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ __all__ = [
     "PublisherMetrics",
     "SubscriberMetrics",
     "QuarantineMetrics",
+    "TrustMetrics",
+    "AuditMetrics",
     "LATENCY_BUCKETS",
 ]
 
@@ -116,5 +121,35 @@ class QuarantineMetrics(ComponentMetrics):
             "bus_quarantined_total",
             "Records written to the quarantine topic, by source topic and reason code.",
             ["agency", "topic", "reason"],
+            registry=registry,
+        )
+
+
+class TrustMetrics(ComponentMetrics):
+    """``bus_trust_reloads_total``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.reloads = Counter(
+            "bus_trust_reloads_total",
+            "Trust store files reloaded after a change, by outcome (ok, failed: old one kept).",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def count_reload(self, outcome: str) -> None:
+        """Count one reload (``ReloadingTrustStore``'s ``on_reload``)."""
+        self.reloads.labels(outcome).inc()
+
+
+class AuditMetrics(ComponentMetrics):
+    """``bus_audit_chain_breaks_total`` (exported by ``bus audit verify --metrics-file``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.chain_breaks = Counter(
+            "bus_audit_chain_breaks_total",
+            "Audit records found altered, deleted, reordered, injected or unverifiable.",
+            ["agency", "topic", "partition"],
             registry=registry,
         )

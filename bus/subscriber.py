@@ -83,6 +83,7 @@ from bus import envelope, events
 from bus._fetch import fetch
 from bus._kafka import client_options, is_transient, translated
 from bus._quote import bounded
+from bus._reloading import ReloadingTrustStore
 from bus._revisions import EventIdentity, Repeat, RevisionIndex
 from bus.batch import RootCache, shared_roots
 from bus.config import Config
@@ -99,10 +100,10 @@ from bus.errors import (
     TruncatedRecord,
     UnexpectedFailure,
 )
-from bus.metrics import SubscriberMetrics
+from bus.metrics import SubscriberMetrics, TrustMetrics
 from bus.quarantine import Quarantine, Quarantined
 from bus.records import SourceRecord, unreadable_error
-from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver, TrustStore
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver
 
 _T = TypeVar("_T")
 
@@ -584,7 +585,10 @@ async def open_subscriber(
                 f"{config.path or 'configuration'}: agencies.{agency}.trust_store is not set; "
                 "a subscriber needs a trust store to verify events"
             )
-        trust = TrustStore.load(settings.trust_store)
+        # Follows the file: a rotation or revocation applies without a restart.
+        trust = ReloadingTrustStore(
+            settings.trust_store, on_reload=TrustMetrics.on(registry).count_reload
+        )
     if dedup_capacity is None:
         dedup_capacity = DEFAULT_DEDUP_CAPACITY if group_id is not None else 0
     if dedup_capacity < 0:

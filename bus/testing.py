@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import socket
 import time
@@ -44,6 +45,7 @@ from bus._kafka import client_options
 from bus.config import AgencySettings, Config, java_home, render_toml
 from bus.envelope import peek, seal
 from bus.events import template
+from bus.keyring import generate_bridge_key
 from bus.local import Acl, apply_acls, bridge_acls
 from bus.local._provisioning import render_policy
 from bus.local._tls import app_principal
@@ -439,6 +441,9 @@ def federated_config(
         for name, settings in signed.agencies.items()
         if settings.signing_key is not None
     }
+    for source, destination in itertools.permutations(federation.agencies, 2):
+        # Each direction's audit key, where `bus bridge run` looks: beside the trust store.
+        generate_bridge_key(source, destination, directory)
     policy = directory / "policy.toml"
     policy.write_text(render_policy(federation.agencies, onward=onward), encoding="utf-8")
     path = directory / "bus.toml"

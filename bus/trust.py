@@ -8,12 +8,17 @@ A trust store is a TOML file (``trust.toml``) with one ``[[keys]]`` table per ke
     not_before = "2026-01-01T00:00:00Z"              # RFC 3339, with an offset
     not_after = "2027-01-01T00:00:00Z"               # optional: no end
     revoked_at = "2026-06-01T12:00:00Z"              # optional: not revoked
+    role = "bridge"                                  # optional: "publisher" (default) or "bridge"
     public_key = '''
     -----BEGIN PUBLIC KEY-----
     ...
     -----END PUBLIC KEY-----
     '''
     # or, instead of public_key: public_key_file = "interpol.pub.pem" (relative to this file)
+
+``role`` says what the key signs: ``publisher`` keys sign events; a ``bridge`` key signs the
+audit chain of one bridge direction of its agency (``bus.audit_chain``) and never verifies an
+event. Stores without ``role`` read as before (every key a publisher key).
 
 Timestamps may also be TOML offset date-times. An event verifies with a key only if the key is
 in the store, belongs to the agency named in the event's ``origin.agency``, was valid at the
@@ -56,8 +61,10 @@ __all__ = [
     "DEFAULT_MAX_SKEW",
     "KeyResolver",
     "TrustedKey",
+    "ROLES",
     "TrustStore",
     "append_key",
+    "update_key",
     "format_time",
 ]
 
@@ -78,8 +85,20 @@ DEFAULT_MAX_SKEW: Final = timedelta(minutes=5)
 by NTP agree within a second; five minutes is Kerberos's long-standing tolerance, enough for a
 host whose clock drifted, small enough that a pre-dated event cannot stay "fresh" for long."""
 
+ROLES: Final = ("publisher", "bridge")
+"""What a key may sign: events (``publisher``) or a bridge's audit chain (``bridge``)."""
+
 _FIELDS = frozenset(
-    {"agency", "key_id", "public_key", "public_key_file", "not_before", "not_after", "revoked_at"}
+    {
+        "agency",
+        "key_id",
+        "public_key",
+        "public_key_file",
+        "not_before",
+        "not_after",
+        "revoked_at",
+        "role",
+    }
 )
 
 
@@ -92,6 +111,7 @@ class TrustedKey:
     not_before: datetime
     not_after: datetime | None = None
     revoked_at: datetime | None = None
+    role: str = "publisher"
 
     @property
     def key_id(self) -> str:
@@ -113,10 +133,15 @@ class TrustedKey:
         old records; receivers go through ``envelope.open_``, which always passes a ``now``.
         ``KeyRevoked``, ``KeyAgencyMismatch`` or ``KeyNotValid``, each naming the key id.
         """
-        if self.revoked_at is not None:
+        if self.revoked_at is not None and (now is None or now >= self.revoked_at):
             raise KeyRevoked(
                 f"key {self.key_id} of {self.agency} was revoked at "
                 f"{format_time(self.revoked_at)}; no event signed with it is accepted"
+            )
+        if self.role != "publisher":
+            raise KeyNotValid(
+                f"key {self.key_id} of {self.agency} is a {self.role} key (it signs a bridge's "
+                "audit chain); it never signs events"
             )
         if agency != self.agency:
             # The origin came off the wire: named only when it is an agency id at all.
@@ -304,12 +329,16 @@ def _entry(path: Path, index: int, entry: Any) -> TrustedKey:
     not_after = _time(where, entry, "not_after")
     if not_after is not None and not_after <= not_before:
         raise ConfigError(f"{where}: 'not_after' must be later than 'not_before'")
+    role = entry.get("role", "publisher")
+    if role not in ROLES:
+        raise ConfigError(f"{where}: 'role' must be one of {', '.join(ROLES)}")
     return TrustedKey(
         agency=agency,
         public_key=public_key,
         not_before=not_before,
         not_after=not_after,
         revoked_at=_time(where, entry, "revoked_at"),
+        role=role,
     )
 
 
@@ -366,10 +395,56 @@ def append_key(path: str | Path, key: TrustedKey, *, dry_run: bool = False) -> N
         lines.append(f'not_after = "{format_time(key.not_after)}"')
     if key.revoked_at is not None:
         lines.append(f'revoked_at = "{format_time(key.revoked_at)}"')
+    if key.role != "publisher":
+        lines.append(f'role = "{key.role}"')
     lines.append(f'public_key = """\n{key.public_key.to_pem().decode("ascii")}"""')
     if text and not text.endswith("\n"):
         text += "\n"
     _replace(path, (text + "\n".join(lines) + "\n").encode("utf-8"), mode)
+
+
+def update_key(
+    path: str | Path,
+    key_id: str,
+    *,
+    not_after: datetime | None = None,
+    revoked_at: datetime | None = None,
+) -> TrustedKey:
+    """Set ``not_after`` and/or ``revoked_at`` of the key ``key_id`` in the trust store at
+    ``path``; the updated key.
+
+    Only that key's ``[[keys]]`` table changes (its other lines, the comments and the other
+    keys stay as they are), and the result is loaded before it replaces the file, atomically
+    like :func:`append_key`. ``ConfigError`` if the key is not in the store, or the result
+    would not load (say ``not_after`` before ``not_before``): then nothing is written.
+    """
+    path = Path(path)
+    text = _read_checked(path, "trust store")
+    TrustStore._parse(path, text)  # a broken store is reported as it is, before any change
+    changes = {
+        name: value
+        for name, value in (("not_after", not_after), ("revoked_at", revoked_at))
+        if value is not None
+    }
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == "[[keys]]"]
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        block = lines[start:end]
+        found = TrustStore._parse(path, "".join(block))
+        if key_id not in found:
+            continue
+        kept = [
+            line
+            for line in block[1:]
+            if not any(line.startswith((f"{name} ", f"{name}=")) for name in changes)
+        ]
+        new = [f'{name} = "{format_time(value)}"\n' for name, value in changes.items()]
+        result = "".join([*lines[:start], block[0], *new, *kept, *lines[end:]])
+        store = TrustStore._parse(path, result)
+        _replace(path, result.encode("utf-8"), stat.S_IMODE(path.stat().st_mode))
+        return store.get(key_id)
+    raise ConfigError(f"{path}: no key {_printable(key_id)} in the trust store; see bus keys list")
 
 
 def _replace(path: Path, data: bytes, mode: int) -> None:

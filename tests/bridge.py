@@ -20,10 +20,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bus.audit import decode_audit_record
-from bus.testing import Federated, consume_all, free_base_port
+from aiokafka import AIOKafkaProducer
 
-__all__ = ["BridgeProcess", "audit_by_event_id", "stop_all"]
+from bus.audit import decode_audit_record
+from bus.testing import (
+    Federated,
+    consume_all,
+    create_topic,
+    free_base_port,
+    unique_topic,
+)
+
+__all__ = [
+    "BridgeProcess",
+    "audit_by_event_id",
+    "audit_values",
+    "copy_records",
+    "stop_all",
+    "verify_audit",
+]
 
 
 async def audit_by_event_id(
@@ -51,6 +66,64 @@ async def audit_by_event_id(
         audit = decode_audit_record(r.value)
         decisions.setdefault(audit["event_id"], []).append(audit["decision"])
     return decisions
+
+
+async def audit_values(
+    bootstrap: str, audit_topic: str, source_topic: str, *, expected: int
+) -> list[bytes]:
+    """The values of the audit records about ``source_topic``, in audit partition and offset
+    order (so each chain's records keep their order), once ``expected`` are there."""
+    records = await consume_all(
+        bootstrap,
+        audit_topic,
+        expected=expected,
+        where=lambda r: (
+            r.value is not None and decode_audit_record(r.value)["source_topic"] == source_topic
+        ),
+    )
+    ordered = sorted(records, key=lambda r: (r.partition, r.offset))
+    return [r.value for r in ordered if r.value is not None]
+
+
+async def copy_records(bootstrap: str, values: Sequence[bytes]) -> str:
+    """A new one-partition topic holding ``values`` in order, written with a plain producer."""
+    topic = unique_topic("audit-copy")
+    await create_topic(bootstrap, topic, partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, partition=0)
+    finally:
+        await producer.stop()
+    return topic
+
+
+def verify_audit(federated: Federated, agency: str, topic: str) -> tuple[int, list[dict[str, Any]]]:
+    """``bus audit verify --json`` of ``agency``'s audit topic ``topic``: the exit status and
+    its JSON lines (the breaks, then the summary)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bus",
+            "audit",
+            "verify",
+            "--config",
+            str(federated.path),
+            "--agency",
+            agency,
+            "--topic",
+            topic,
+            "--json",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert lines, result.stderr.decode()
+    return result.returncode, lines
 
 
 class BridgeProcess:

@@ -9,8 +9,12 @@ writer (the transactional id of that source partition), so after that producer's
 record of the partition is the checkpoint.
 
 Value: compact JSON ``{"next_offset": N, "direction": "<source>-><destination>", "bridge_id":
-"...", "written_at": "RFC 3339"}``; key: ``<source>/<topic>/<partition>``. The topic is
-compacted: only the last checkpoint matters. A bridge id names one worker process and changes
+"...", "written_at": "RFC 3339"}``, and on the source's audit checkpoints ``"audit_head":
+{"sequence": N, "hash": "<hex>"}``, where the partition's audit chain stands
+(``bus.audit_chain``): written in the same transaction as the audit records, so a restarted
+lane continues the chain exactly where the committed records end. Key:
+``<source>/<topic>/<partition>``. The topic is compacted: only the last checkpoint matters. A
+bridge id names one worker process and changes
 with every restart (``<source>-><destination>@host:pid`` by default), so what a reader checks is
 the direction and the key, never the bridge id.
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from bus.audit_chain import ChainHead
 from bus.errors import CheckpointError
 
 __all__ = [
@@ -66,17 +71,19 @@ class Checkpoint:
     written before the direction was recorded: they are still read)."""
     bridge_id: str
     written_at: datetime
+    audit_head: ChainHead | None = None
+    """Where the source partition's audit chain stands (audit checkpoints only)."""
 
     def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "next_offset": self.next_offset,
-                "direction": self.direction,
-                "bridge_id": self.bridge_id,
-                "written_at": self.written_at.astimezone(UTC).isoformat(),
-            },
-            separators=(",", ":"),
-        ).encode()
+        raw: dict[str, Any] = {
+            "next_offset": self.next_offset,
+            "direction": self.direction,
+            "bridge_id": self.bridge_id,
+            "written_at": self.written_at.astimezone(UTC).isoformat(),
+        }
+        if self.audit_head is not None:
+            raw["audit_head"] = self.audit_head.to_json()
+        return json.dumps(raw, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, value: bytes, *, where: str) -> Checkpoint:
@@ -94,6 +101,9 @@ class Checkpoint:
         direction = _field(raw, "direction", _text, where) if "direction" in raw else None
         bridge_id = _field(raw, "bridge_id", _text, where)
         written_at = _field(raw, "written_at", datetime.fromisoformat, where)
+        audit_head = (
+            _field(raw, "audit_head", ChainHead.from_json, where) if "audit_head" in raw else None
+        )
         if next_offset < 0:
             raise CheckpointError(f"{where}: next_offset is negative")
         return cls(
@@ -101,6 +111,7 @@ class Checkpoint:
             direction=direction,
             bridge_id=bridge_id,
             written_at=written_at,
+            audit_head=audit_head,
         )
 
 

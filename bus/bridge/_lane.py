@@ -50,12 +50,20 @@ from aiokafka import TopicPartition
 
 from bus._kafka import RETRYABLE
 from bus._quote import bounded
+from bus.audit_chain import ChainHead
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._metrics import BridgeMetrics
-from bus.bridge._outgoing import Outgoing, admitted, destination_log_records, source_log_records
+from bus.bridge._outgoing import (
+    Outgoing,
+    admitted,
+    chain_audit_records,
+    destination_log_records,
+    source_log_records,
+)
 from bus.bridge._verdict import Verdict
 from bus.bridge.settings import BridgeSettings
 from bus.errors import CheckpointError, Fenced, TxFailed
+from bus.signing import Signer
 
 __all__ = ["Lane", "Log"]
 
@@ -79,10 +87,17 @@ class Log(Protocol):
         ...
 
     async def commit(
-        self, records: Sequence[Outgoing], *, next_offset: int, bridge_id: str, now: datetime
+        self,
+        records: Sequence[Outgoing],
+        *,
+        next_offset: int,
+        bridge_id: str,
+        now: datetime,
+        audit_head: ChainHead | None = None,
     ) -> None:
-        """Write ``records`` and the checkpoint ``next_offset`` in one transaction; ``TxFailed``
-        if it failed or its outcome is unknown, ``Fenced`` if another producer took over."""
+        """Write ``records`` and the checkpoint ``next_offset`` (with ``audit_head``, where the
+        audit chain stands) in one transaction; ``TxFailed`` if it failed or its outcome is
+        unknown, ``Fenced`` if another producer took over."""
         ...
 
     async def close(self) -> None:
@@ -107,11 +122,15 @@ class Lane:
         seek: Callable[[TopicPartition, int], None],
         source_bounds: Callable[[], Awaitable[tuple[int, int]]],
         clock: Callable[[], datetime],
+        chain: str = "",
+        audit_signer: Signer | None = None,
     ) -> None:
         """``leaving``: True while the partition is being revoked or the worker stops; ``seek``
         moves the consumer's position of a partition; ``source_bounds``: the source partition's
         earliest retained offset and its end (last stable offset); ``audit_partition`` and
-        ``quarantine_partition``: where this partition's audit trail and quarantine copies go."""
+        ``quarantine_partition``: where this partition's audit trail and quarantine copies go;
+        ``chain``: the id of this partition's audit chain (``bus.audit_chain.chain_id``, this
+        lane its only writer) and ``audit_signer`` the bridge key that signs its heads."""
         self.tp = tp
         self.source_log = source_log
         self.destination_log = destination_log
@@ -135,6 +154,11 @@ class Lane:
         self._seek = seek
         self._source_bounds = source_bounds
         self._clock = clock
+        self._chain = chain or f"{settings.name}/{tp.topic}/{tp.partition}"
+        self._audit_signer = audit_signer
+        self.audit_head = ChainHead()
+        """Where the audit chain stands after what the source log committed."""
+        self._pending_head = ChainHead()
 
     @property
     def resume_from(self) -> int:
@@ -179,6 +203,11 @@ class Lane:
     # --- checkpoints ----------------------------------------------------------------------
 
     def _trusted(self, checkpoint: Checkpoint | None, txlog: Log) -> int:
+        if txlog is self.source_log:
+            # The chain goes on from what the committed audit checkpoint says, never from what
+            # this process last tried to write (that transaction may not have landed).
+            head = checkpoint.audit_head if checkpoint is not None else None
+            self.audit_head = head or ChainHead()
         if checkpoint is None:
             return 0
         if checkpoint.direction not in (None, self._settings.name):
@@ -332,20 +361,35 @@ class Lane:
                 quarantine_partition=self._quarantine_partition,
                 now=now,
             )
-        else:
-            records = destination_log_records(
-                verdicts,
-                next_offset=self.next_offset,
-                settings=s,
-                topic=self.tp.topic,
-                partition=self.tp.partition,
+            records, self._pending_head = chain_audit_records(
+                records,
+                audit_topic=s.topics.audit,
+                chain=self._chain,
+                head=self.audit_head,
+                signer=self._audit_signer,
             )
-            now = self._clock()
+            await txlog.commit(
+                records,
+                next_offset=next_offset,
+                bridge_id=s.bridge_id,
+                now=now,
+                audit_head=self._pending_head,
+            )
+            return
+        records = destination_log_records(
+            verdicts,
+            next_offset=self.next_offset,
+            settings=s,
+            topic=self.tp.topic,
+            partition=self.tp.partition,
+        )
+        now = self._clock()
         await txlog.commit(records, next_offset=next_offset, bridge_id=s.bridge_id, now=now)
 
     def _advance(self, txlog: Log, next_offset: int) -> None:
         if txlog is self.source_log:
             self.audited_until = next_offset
+            self.audit_head = self._pending_head
         else:
             self.next_offset = next_offset
 

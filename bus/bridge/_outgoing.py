@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bus.audit_chain import ChainHead, link
 from bus.bridge._hops import mirrored_headers
 from bus.bridge._replays import entry_record, forwarded_topic
 from bus.bridge._verdict import Outcome, Verdict
@@ -34,8 +35,15 @@ from bus.bridge.settings import BridgeSettings
 from bus.errors import OversizedRecord
 from bus.headers import event_key
 from bus.records import quarantine_copy, record_size
+from bus.signing import Signer
 
-__all__ = ["Outgoing", "admitted", "destination_log_records", "source_log_records"]
+__all__ = [
+    "Outgoing",
+    "admitted",
+    "chain_audit_records",
+    "destination_log_records",
+    "source_log_records",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +152,29 @@ def source_log_records(
                 )
             )
     return records
+
+
+def chain_audit_records(
+    records: Sequence[Outgoing],
+    *,
+    audit_topic: str,
+    chain: str,
+    head: ChainHead,
+    signer: Signer | None,
+) -> tuple[list[Outgoing], ChainHead]:
+    """``records`` with the audit records (those of ``audit_topic``) chained after ``head``
+    in their order, the last one signed (``bus.audit_chain.link``); and the chain's new head,
+    which the transaction's checkpoint keeps. Other records pass unchanged."""
+    audits = [r for r in records if r.topic == audit_topic and r.value is not None]
+    if not audits:
+        return list(records), head
+    values, new_head = link(
+        (r.value for r in audits if r.value is not None), chain=chain, head=head, signer=signer
+    )
+    chained = dict(zip(map(id, audits), values, strict=True))
+    return [
+        dataclasses.replace(r, value=chained[id(r)]) if id(r) in chained else r for r in records
+    ], new_head
 
 
 def destination_log_records(

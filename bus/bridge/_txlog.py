@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from bus._fetch import Unreadable, fetch
 from bus._kafka import RETRYABLE, client_options, describe
+from bus.audit_chain import ChainHead
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._outgoing import Outgoing
 from bus.config import AgencySettings
@@ -96,14 +97,25 @@ class TxLog:
                 await asyncio.wait_for(producer.stop(), 5.0)
 
     async def commit(
-        self, records: Sequence[Outgoing], *, next_offset: int, bridge_id: str, now: datetime
+        self,
+        records: Sequence[Outgoing],
+        *,
+        next_offset: int,
+        bridge_id: str,
+        now: datetime,
+        audit_head: ChainHead | None = None,
     ) -> None:
-        """Write ``records`` and the checkpoint ``next_offset`` in one transaction."""
+        """Write ``records`` and the checkpoint ``next_offset`` (with the audit chain's
+        ``audit_head``, on the source) in one transaction."""
         producer = self._producer
         if producer is None:
             raise TxFailed(f"{self.where}: the log is not open")
         checkpoint = Checkpoint(
-            next_offset=next_offset, direction=self.direction, bridge_id=bridge_id, written_at=now
+            next_offset=next_offset,
+            direction=self.direction,
+            bridge_id=bridge_id,
+            written_at=now,
+            audit_head=audit_head,
         )
         try:
             await producer.begin_transaction()

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from bus import _transient_logs
 from bus._kafka import ssl_context
+from bus._reloading import ReloadingTrustStore
 from bus.bridge.replicator import Replicator
 from bus.bridge.settings import BridgeSettings
 
@@ -68,8 +69,14 @@ def create_app(
     web_host: str = "127.0.0.1",
     web_port: int = 6066,
     datadir: Path,
+    trust: ReloadingTrustStore | None = None,
 ) -> faust.App:
-    """The Faust app of one bridge direction, with the replicator and its web endpoints."""
+    """The Faust app of one bridge direction, with the replicator and its web endpoints.
+
+    ``trust``: the trust store the replicator verifies with, if it follows its file; a timer
+    (Faust's control plane) looks at the file every second, so a rotation or a revocation
+    applies without a restart even while no event arrives to look a key up.
+    """
     servers = settings.source.bootstrap_servers
     tls: dict[str, Any] = {}
     if settings.source.tls is not None:
@@ -100,6 +107,14 @@ def create_app(
     async def healthz(web: Any, request: Any) -> Any:
         status = replicator.health()
         return web.json(status, status=200 if status["healthy"] else 503)
+
+    if trust is not None:
+        reloading = trust
+
+        @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # Faust is untyped
+        async def follow_trust_store() -> None:
+            # A stat, and a load only after a change: off the loop, it touches the disk.
+            await asyncio.to_thread(reloading.refresh)
 
     return app
 

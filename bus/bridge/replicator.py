@@ -57,6 +57,7 @@ from prometheus_client import CollectorRegistry
 from bus._fetch import fetch
 from bus._kafka import RETRYABLE, client_options
 from bus._quote import bounded
+from bus.audit_chain import chain_id
 from bus.bridge._checkpoint import (
     audit_checkpoint_topic,
     checkpoint_key,
@@ -73,6 +74,7 @@ from bus.bridge._verdict import Outcome, Verdict, judge
 from bus.bridge.settings import BridgeSettings
 from bus.errors import TransportError
 from bus.policy import ReleasePolicy
+from bus.signing import Signer
 from bus.trust import KeyResolver
 
 __all__ = ["Replicator"]
@@ -91,8 +93,13 @@ class Replicator:
         policy: ReleasePolicy,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        audit_signer: Signer | None = None,
     ) -> None:
+        """``audit_signer``: the direction's bridge key, which signs the head of each audit
+        chain in every transaction (``bus.audit_chain``); None writes the chains unsigned,
+        which ``bus audit verify`` reports."""
         self.settings = settings
+        self._audit_signer = audit_signer
         self._trust = trust
         self._policy = policy
         self._clock = clock
@@ -376,6 +383,8 @@ class Replicator:
             seek=self._seek,
             source_bounds=lambda: self._source_bounds(tp),
             clock=self._clock,
+            chain=chain_id(src, dst, tp.topic, tp.partition),
+            audit_signer=self._audit_signer,
         )
 
     async def _source_bounds(self, tp: TopicPartition) -> tuple[int, int]:

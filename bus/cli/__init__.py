@@ -24,6 +24,7 @@ _GROUPS = [
     ("bus.cli.pubsub", "tail"),
     ("bus.cli.bridge", "bridge"),
     ("bus.cli.demo", "demo"),
+    ("bus.cli.audit", "audit"),
 ]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 from prometheus_client import CollectorRegistry
 
+from bus._reloading import ReloadingTrustStore
 from bus.bridge import BridgeSettings, Replicator
 from bus.cli._common import (
     config_option,
@@ -17,8 +19,11 @@ from bus.cli._common import (
 )
 from bus.config import default_home
 from bus.errors import ConfigError
+from bus.keyring import bridge_key_path
+from bus.metrics import TrustMetrics
 from bus.policy import load_policy
-from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, TrustStore
+from bus.signing import SigningKey
+from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW
 
 __all__ = ["bridge"]
 
@@ -39,6 +44,14 @@ def bridge() -> None:
 )
 @policy_option
 @trust_option(help="Trust store (default: the --from agency's trust_store in the configuration).")
+@click.option(
+    "--audit-key",
+    "audit_key_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The direction's bridge key, which signs its audit chains (default: "
+    "bridge.FROM-TO.key.pem beside the trust store; `bus keys bridge FROM-TO` creates it).",
+)
 @click.option("--bridge-id", default=None, help="Name of this worker (default: host and pid).")
 @click.option("--web-host", default="127.0.0.1", show_default=True)
 @click.option("--web-port", default=6066, show_default=True, type=int)
@@ -88,6 +101,7 @@ def run(
     topics: tuple[str, ...],
     policy_path: Path | None,
     trust_path: Path | None,
+    audit_key_path: Path | None,
     bridge_id: str | None,
     web_host: str,
     web_port: int,
@@ -131,9 +145,27 @@ def run(
         )
     # Loaded before the worker starts, so that a bad file fails here with its name.
     policy = load_policy(policy_file)
-    trust = TrustStore.load(trust_file)
+    audit_key_file = audit_key_path or bridge_key_path(Path(trust_file).parent, source, destination)
+    audit_signer: SigningKey | None = None
+    if audit_key_path is not None or audit_key_file.exists():
+        audit_signer = SigningKey.load(audit_key_file)
+    else:
+        logging.getLogger("bus.bridge").warning(
+            "bridge %s->%s: no bridge key at %s, so its audit chains are written unsigned and "
+            "`bus audit verify` will report them; create it with: bus keys bridge %s-%s --dir %s",
+            source,
+            destination,
+            audit_key_file,
+            source,
+            destination,
+            audit_key_file.parent,
+        )
     registry = CollectorRegistry()
-    replicator = Replicator(settings, trust=trust, policy=policy, registry=registry)
+    # Follows the file: a rotation or a revocation applies without a restart.
+    trust = ReloadingTrustStore(trust_file, on_reload=TrustMetrics.on(registry).count_reload)
+    replicator = Replicator(
+        settings, trust=trust, policy=policy, registry=registry, audit_signer=audit_signer
+    )
 
     # Faust is imported only here: the rest of the CLI stays quick to start.
     from bus.bridge.app import create_app, run_worker
@@ -148,5 +180,6 @@ def run(
         web_host=web_host,
         web_port=web_port,
         datadir=datadir,
+        trust=trust,
     )
     run_worker(app, replicator, loglevel=loglevel)

@@ -294,6 +294,9 @@ def _audit_line(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
         raise TruncatedRecord(f"{record.topic}/{record.partition}@{record.offset}: no value")
     audit = decode_audit_record(record.value)
     audit["decided_at"] = format_time(audit["decided_at"], timespec="auto")
+    for name in ("prev_hash", "signature"):  # the audit chain's (v2): bytes, shown as hex
+        if isinstance(audit.get(name), bytes):
+            audit[name] = audit[name].hex()
     return {**audit, "topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 

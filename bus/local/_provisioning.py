@@ -3,7 +3,9 @@
 Under the federation's home::
 
     keys/<agency>.key.pem, keys/<agency>.pub.pem   one signing key per agency (bus.keyring)
-    keys/trust.toml                                every agency's public key
+    keys/bridge.<from>-<to>.key.pem                one audit key per bridge direction
+    keys/trust.toml                                every agency's public key, and each
+                                                   direction's audit key as a bridge key
     policy.toml                                    the release policy between the agencies
 
 Keys are created once per agency and never replaced: a later ``up`` with more agencies adds keys
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from bus.events import CRIME_AREAS, TLP_LEVELS
-from bus.keyring import generate_agency_key
+from bus.keyring import bridge_key_path, generate_agency_key, generate_bridge_key
 from bus.policy import HANDLING_CODES, RELEASABLE_TLP, parse_policy
 
 __all__ = ["POLICY_MARKER", "ensure_keys", "ensure_policy", "render_policy"]
@@ -41,11 +43,16 @@ Log = Callable[[str], None]
 
 
 def ensure_keys(keys: Path, agencies: Sequence[str], *, log: Log) -> None:
-    """Create a signing key in ``keys`` for each agency that has none, trusted in ``trust.toml``."""
+    """Create a signing key in ``keys`` for each agency that has none, and an audit key for each
+    bridge direction that has none, trusted in ``trust.toml``."""
     missing = [agency for agency in agencies if not (keys / f"{agency}.key.pem").exists()]
     for i, agency in enumerate(missing, 1):
         key = generate_agency_key(agency, keys)
         log(f"{agency}: new signing key {key.key_id} in {keys} ({i}/{len(missing)})")
+    for source, destination in itertools.permutations(agencies, 2):
+        if not bridge_key_path(keys, source, destination).exists():
+            key = generate_bridge_key(source, destination, keys)
+            log(f"{source}->{destination}: new bridge key {key.key_id} for its audit chain")
 
 
 def render_policy(agencies: Sequence[str], *, onward: Iterable[tuple[str, str]] = ()) -> str:

@@ -40,7 +40,14 @@ from bus.testing import (
     publish_plan,
     unique_topic,
 )
-from tests.bridge import BridgeProcess, audit_by_event_id, stop_all
+from tests.bridge import (
+    BridgeProcess,
+    audit_by_event_id,
+    audit_values,
+    copy_records,
+    stop_all,
+    verify_audit,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -232,6 +239,25 @@ async def test_a_bridge_killed_again_and_again_loses_and_repeats_nothing(
     await _wait_until_moved(federation, topic, plan, bridge)
     await _assert_exactly_released(federation, federated, topic, plan)
     assert bridge.starts == 4, f"seed {seed}"
+    # Four workers, three of them killed mid-transaction, wrote one unbroken signed audit chain
+    # per source partition: every head came from a committed checkpoint.
+    values = await audit_values(
+        federation.bootstrap(SOURCE), federated.config.topics.audit, topic, expected=len(plan.ids)
+    )
+    copy = await copy_records(federation.bootstrap(SOURCE), values)
+    status, lines = verify_audit(federated, SOURCE, copy)
+    assert (status, lines) == (
+        0,
+        [
+            {
+                "records": len(plan.ids),
+                "chains": PARTITIONS,
+                "signatures": lines[-1]["signatures"],
+                "breaks": 0,
+            }
+        ],
+    ), f"seed {seed}"
+    assert lines[-1]["signatures"] >= PARTITIONS
 
 
 async def test_the_destination_restarting_while_events_flow_loses_and_repeats_nothing(

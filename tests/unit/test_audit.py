@@ -269,7 +269,7 @@ def test_encode_audit_goes_through_the_dict_for_another_layout(
     monkeypatch.setattr("bus.audit._writer", lambda store: None)
     decision = POLICY.decide(_request())
     record = audit_record(decision, _request(), position=POSITION, bridge_id="b", decided_at=NOW)
-    _key, value = encode_audit(
+    key, value = encode_audit(
         decision,
         event_id=EVENT_ID,
         origin="interpol",

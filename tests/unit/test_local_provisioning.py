@@ -48,11 +48,18 @@ def test_ensure_keys_adds_keys_for_new_agencies_and_keeps_existing_ones(tmp_path
     lines: list[str] = []
     ensure_keys(tmp_path, ("interpol", "europol"), log=lines.append)
     first = (tmp_path / "interpol.key.pem").read_bytes()
+    bridge = (tmp_path / "bridge.interpol-europol.key.pem").read_bytes()
     ensure_keys(tmp_path, ("interpol", "europol", "ecb"), log=lines.append)
     assert (tmp_path / "interpol.key.pem").read_bytes() == first
+    assert (tmp_path / "bridge.interpol-europol.key.pem").read_bytes() == bridge
     store = TrustStore.load(tmp_path / "trust.toml")
-    assert sorted(k.agency for k in store) == ["ecb", "europol", "interpol"]
-    assert len(lines) == 3  # one line per key made, none for the key kept
+    publishers = sorted(k.agency for k in store if k.role == "publisher")
+    assert publishers == ["ecb", "europol", "interpol"]
+    # One audit key per bridge direction, a bridge key of its source agency.
+    bridges = sorted(k.agency for k in store if k.role == "bridge")
+    assert bridges == ["ecb", "ecb", "europol", "europol", "interpol", "interpol"]
+    # One line per key made (2 + 2 directions, then 1 + 4 directions), none for a key kept.
+    assert len(lines) == 9
 
 
 def test_ensure_policy_writes_once_and_keeps_it_while_agencies_stay(tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from bus.bridge._metrics import BridgeMetrics
-from bus.metrics import ComponentMetrics, PublisherMetrics, QuarantineMetrics, SubscriberMetrics
+from bus.metrics import (
+    AuditMetrics,
+    ComponentMetrics,
+    PublisherMetrics,
+    QuarantineMetrics,
+    SubscriberMetrics,
+    TrustMetrics,
+)
 from tests.promtool import DEPLOY, promtool
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
@@ -19,6 +26,8 @@ COMPONENTS: tuple[type[ComponentMetrics], ...] = (
     SubscriberMetrics,
     QuarantineMetrics,
     BridgeMetrics,
+    TrustMetrics,
+    AuditMetrics,
 )
 _ROW = re.compile(
     r"^\| `(?P<name>[a-z_]+)` \| (?P<type>\w+) \|(?P<labels>[^|]*)\| (?P<meaning>.*)\|$"

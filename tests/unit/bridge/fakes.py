@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bus.audit_chain import ChainHead
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._outgoing import Outgoing
 from bus.bridge._verdict import Outcome, Verdict
@@ -66,7 +67,8 @@ def verdict(offset: int, outcome: Outcome, *, value: bytes | None = None) -> Ver
         record=record,
         outcome=outcome,
         audit_key=f"id-{offset}".encode(),
-        audit_value=f"audit-{offset}".encode(),
+        # The five null chain fields of AuditRecord v2 end it, as the bridge chains them.
+        audit_value=f"audit-{offset}".encode() + bytes(5),
         event=make_event("interpol", correlation_id=f"case-{offset}"),
     )
 
@@ -101,6 +103,7 @@ class FakeLog:
     def __init__(self, name: str, *, checkpoint: int = 0) -> None:
         self.where = f"{name} (fake)"
         self.checkpoint = checkpoint
+        self.audit_head: ChainHead | None = None
         self.committed: list[Commit] = []
         """The transactions that landed, in order."""
         self.attempts = 0
@@ -133,16 +136,24 @@ class FakeLog:
             direction=self.direction,
             bridge_id="b0",
             written_at=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
+            audit_head=self.audit_head,
         )
 
     async def commit(
-        self, records: Sequence[Outgoing], *, next_offset: int, bridge_id: str, now: datetime
+        self,
+        records: Sequence[Outgoing],
+        *,
+        next_offset: int,
+        bridge_id: str,
+        now: datetime,
+        audit_head: ChainHead | None = None,
     ) -> None:
         self.attempts += 1
         failure = self.failures.pop(0) if self.failures else None
         if failure is None or failure.landed:
             self.committed.append(Commit(records=tuple(records), next_offset=next_offset))
             self.checkpoint = next_offset
+            self.audit_head = audit_head
         if failure is None:
             return
         if failure.checkpoint is not None:

@@ -8,18 +8,22 @@ real clusters; these pin each branch of it, deterministically.
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import UTC, datetime
 
+import fastavro
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from bus.audit_chain import _TAIL_SCHEMA
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._hops import PATH
 from bus.bridge._lane import Lane
 from bus.bridge._metrics import BridgeMetrics
 from bus.bridge._verdict import Outcome, Verdict
 from bus.errors import CheckpointError
+from bus.signing import SigningKey
 from tests.unit.bridge.fakes import Commit, Failure, FakeLog, bridge_settings, verdict
 
 TP = TopicPartition("intel.events", 2)
@@ -85,7 +89,13 @@ def batch() -> list[Verdict]:
 
 
 def written(commit: Commit) -> list[tuple[str, bytes | None]]:
-    return [(r.topic, r.value) for r in commit.records]
+    """The records of a commit, audit records without the chain fields the lane added."""
+    return [
+        (r.topic, r.value[: r.value.index(b"\x02")])  # the chain fields start with 0x02
+        if r.topic == "bus.audit" and r.value is not None
+        else (r.topic, r.value)
+        for r in commit.records
+    ]
 
 
 AUDITED = [
@@ -386,3 +396,60 @@ async def test_an_unexpected_error_while_reopening_is_retried() -> None:
     assert await h.lane.commit(batch(), next_offset=20)
     assert h.metric("bus_bridge_errors_total", stage="reopen") == 2
     assert [c.next_offset for c in h.destination.committed] == [20]
+
+
+def _chain(commit: Commit) -> list[tuple[int, bool]]:
+    """(sequence, signed) of each audit record of a commit."""
+    found = []
+    for r in commit.records:
+        if r.topic != "bus.audit" or r.value is None:
+            continue
+        # The fake's "audit-<offset>" has no byte 0x02; the chain fields start with one.
+        tail = r.value[r.value.index(b"\x02") :]
+        fields = fastavro.schemaless_reader(io.BytesIO(tail), _TAIL_SCHEMA, None)
+        assert isinstance(fields, dict)
+        found.append((fields["sequence"], fields["signature"] is not None))
+    return found
+
+
+async def test_the_audit_chain_goes_on_across_commits_and_from_the_checkpoint_after_a_reopen() -> (
+    None
+):
+    """Each commit chains its audit records after the last committed one, signs the last, and
+    keeps the head in its checkpoint; a new lane on the same logs continues from that head."""
+    key = SigningKey.generate()
+    h = await opened()
+    h.lane._audit_signer = key
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert _chain(h.source.committed[0]) == [(i, i == 8) for i in range(9)]
+    assert h.source.audit_head is not None
+    assert h.source.audit_head.sequence == 9
+    again = Lane(
+        tp=TP,
+        source_log=h.source,
+        destination_log=h.destination,
+        settings=bridge_settings(),
+        metrics=BridgeMetrics.on(h.registry),
+        audit_partition=0,
+        quarantine_partition=1,
+        leaving=lambda: False,
+        seek=lambda tp, offset: None,
+        source_bounds=h.source_bounds,
+        clock=lambda: NOW,
+        audit_signer=key,
+    )
+    await again.open()
+    assert again.audit_head == h.source.audit_head
+    later = [verdict(offset, Outcome.DENY) for offset in range(20, 23)]
+    assert await again.commit(later, next_offset=23)
+    assert _chain(h.source.committed[1]) == [(9, False), (10, False), (11, True)]
+
+
+async def test_a_failed_audit_commit_does_not_advance_the_chain() -> None:
+    """The chain's head moves only with a committed transaction: a retry writes the same
+    sequences again, so the committed chain has no gap."""
+    h = await opened()
+    h.source.failures = [Failure(landed=False)]
+    assert await h.lane.commit(batch(), next_offset=20)
+    assert h.source.attempts == 2
+    assert [seq for seq, _ in _chain(h.source.committed[0])] == list(range(9))

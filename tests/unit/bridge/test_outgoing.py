@@ -45,14 +45,17 @@ def _destination(verdicts: list[Verdict], *, next_offset: int = 0) -> list[Outgo
 def test_every_decision_is_audited_in_the_partition_given() -> None:
     records = _source([verdict(5, Outcome.FORWARD), verdict(6, Outcome.DENY)])
     assert records == [
-        Outgoing(topic="bus.audit", value=b"audit-5", key=b"id-5", partition=3),
-        Outgoing(topic="bus.audit", value=b"audit-6", key=b"id-6", partition=3),
+        Outgoing(topic="bus.audit", value=b"audit-5" + bytes(5), key=b"id-5", partition=3),
+        Outgoing(topic="bus.audit", value=b"audit-6" + bytes(5), key=b"id-6", partition=3),
     ]
 
 
 def test_decisions_below_the_audit_checkpoint_are_not_audited_again() -> None:
     verdicts = [verdict(o, Outcome.FORWARD) for o in (5, 6, 7)]
-    assert [r.value for r in _source(verdicts, audited_until=6)] == [b"audit-6", b"audit-7"]
+    assert [r.value for r in _source(verdicts, audited_until=6)] == [
+        b"audit-6" + bytes(5),
+        b"audit-7" + bytes(5),
+    ]
 
 
 def test_a_quarantined_record_is_copied_with_its_reason_to_the_quarantine_partition() -> None:
