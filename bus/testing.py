@@ -116,7 +116,9 @@ def unique_topic(prefix: str = "test") -> str:
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     """Create topic ``name`` (replication factor 1, as on a local node) as the cluster's admin,
-    and let the agency's applications read and write it (:func:`grant_applications`)."""
+    let the agency's applications read and write it (:func:`grant_applications`), and let every
+    bridge leaving the agency move it (:func:`grant_bridge`), as ``bus local up`` lets them move
+    the events topic."""
     admin = AIOKafkaAdminClient(**connect(bootstrap))
     await admin.start()
     try:
@@ -124,6 +126,12 @@ async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     finally:
         await admin.close()
     await grant_applications(bootstrap, name)
+    registered = _FEDERATIONS.get(bootstrap)
+    if registered is not None:
+        config, source = registered
+        for destination in config.agencies:
+            if destination != source:
+                await grant_bridge(config, source, destination, [name])
 
 
 # --- a federation --------------------------------------------------------------------------
@@ -185,6 +193,8 @@ def running_federation(
 # benchmark's own reads, writes and topics are the operator's; the code under test connects
 # with its own principal (the applications', a bridge's).
 _ADMINS: dict[str, AgencySettings] = {}
+_FEDERATIONS: dict[str, tuple[Config, str]] = {}
+"""Registered bootstrap servers -> their federation's configuration and agency."""
 
 
 def register(config: Config) -> None:
@@ -194,7 +204,9 @@ def register(config: Config) -> None:
     otherwise (``local.up`` in a test).
     """
     for agency in config.agencies.values():
-        _ADMINS[",".join(agency.bootstrap_servers)] = agency.as_identity("admin")
+        bootstrap = ",".join(agency.bootstrap_servers)
+        _ADMINS[bootstrap] = agency.as_identity("admin")
+        _FEDERATIONS[bootstrap] = (config, agency.name)
 
 
 def connect(bootstrap: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from bus.audit import decode_audit_record
 from bus.testing import (
     Federated,
+    connect,
     consume_all,
     create_topic,
     free_base_port,
@@ -89,7 +90,7 @@ async def copy_records(bootstrap: str, values: Sequence[bytes]) -> str:
     """A new one-partition topic holding ``values`` in order, written with a plain producer."""
     topic = unique_topic("audit-copy")
     await create_topic(bootstrap, topic, partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**connect(bootstrap), acks="all")
     await producer.start()
     try:
         for value in values:

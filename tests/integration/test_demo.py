@@ -24,7 +24,7 @@ from bus.audit import DENIED, FORWARDED, decode_audit_record
 from bus.config import Config, java_home, load_config
 from bus.envelope import peek
 from bus.records import read_quarantined
-from bus.testing import consume_all, free_base_port
+from bus.testing import consume_all, free_base_port, register
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +39,13 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.Feder
     spec = local.FederationSpec(
         home=home,
         agencies=AGENCIES,
-        base_port=free_base_port(2 * n + n * (n - 1) + 1),
+        base_port=free_base_port(local.port_count(n)),
         heap_mb=256,
         partitions=2,
         java_home=java_home(),
     )
     try:
-        asyncio.run(local.up(spec))
+        register(asyncio.run(local.up(spec)))  # the helpers reach the mTLS clusters as admin
         local.start_bridges(spec, log=lambda _: None)
         yield spec
     finally:

@@ -30,6 +30,7 @@ from bus.testing import (
     EventPlan,
     Federated,
     Federation,
+    connect,
     consume_all,
     create_topic,
     federated_config,
@@ -58,7 +59,7 @@ def bridges() -> Iterator[list[BridgeProcess]]:
 async def _publish(bootstrap: str, topic: str, key: SigningKey, count: int) -> list[str]:
     """``count`` events that the policy releases, signed with ``key``; their ids."""
     plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=count)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**connect(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     ids: list[str] = []
     try:

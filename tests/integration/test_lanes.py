@@ -33,6 +33,7 @@ from bus.subscriber import Rejection, open_subscriber
 from bus.testing import (
     Federated,
     Federation,
+    connect,
     consume_all,
     create_topic,
     federated_config,
@@ -177,7 +178,7 @@ async def test_records_that_would_wedge_a_lane_are_quarantined_and_the_lane_move
     after = [_released_event(i) for i in range(5, 10)]
     async with open_publisher(federated.config, SOURCE, topic=topic) as publisher:
         await publisher.publish_many(before)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**connect(bootstrap), acks="all")
     await producer.start()
     try:
         big = await producer.send_and_wait(topic, b"garbage", key=b"k", headers=big_headers)
@@ -267,7 +268,7 @@ async def test_raw_checkpoints_that_make_no_sense_stop_their_lanes_and_the_other
     await _wait_mirrored(federation, topic, len(first), bridge)
     assert await bridge.terminate() == 0
 
-    producer = AIOKafkaProducer(bootstrap_servers=federation.bootstrap(DESTINATION), acks="all")
+    producer = AIOKafkaProducer(**connect(federation.bootstrap(DESTINATION)), acks="all")
     await producer.start()
     try:
         where = checkpoint_topic(SOURCE, topic)

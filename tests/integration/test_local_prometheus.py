@@ -28,7 +28,7 @@ import pytest
 from bus import local
 from bus.config import Config, load_config
 from bus.signing import SigningKey
-from bus.testing import EventPlan, free_base_port, publish_plan
+from bus.testing import EventPlan, free_base_port, publish_plan, register
 
 pytestmark = pytest.mark.integration
 
@@ -91,9 +91,11 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
             "2",
         )
         spec = local.load_spec(home)
+        config = load_config(spec.config_file)
+        register(config)  # the helpers reach the mTLS clusters as their admin
         yield Watched(
             spec=spec,
-            config=load_config(spec.config_file),
+            config=config,
             urls=local.service_urls(spec),
             up_stdout=up.stdout,
         )

@@ -24,7 +24,7 @@ import pytest
 from bus import local
 from bus.config import Config, load_config
 from bus.signing import SigningKey
-from bus.testing import EventPlan, count_by_event_id, free_base_port, publish_plan
+from bus.testing import EventPlan, count_by_event_id, free_base_port, publish_plan, register
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,9 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]
         )
         up_seconds = time.monotonic() - started
         spec = local.load_spec(home)
-        yield Supervised(spec=spec, config=load_config(spec.config_file), up_seconds=up_seconds)
+        config = load_config(spec.config_file)
+        register(config)  # the helpers reach the mTLS clusters as their admin
+        yield Supervised(spec=spec, config=config, up_seconds=up_seconds)
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"bus local up failed ({exc.returncode}):\n{exc.stderr}")
     finally:

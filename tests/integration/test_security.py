@@ -198,9 +198,9 @@ async def _ensure_topic(federation: Federation, agency: str, name: str) -> None:
 
 async def _write(settings: AgencySettings, topic: str) -> None:
     producer = AIOKafkaProducer(**client_options(settings), acks="all", request_timeout_ms=10000)
-    await producer.start()
-    try:
+    try:  # a refused start is closed too: no producer is left for the garbage collector
         async with asyncio.timeout(TIMEOUT_S):
+            await producer.start()
             await producer.send_and_wait(topic, b"intruder")
     finally:
         await producer.stop()
