@@ -44,7 +44,15 @@ from bus.errors import BusError
 from bus.headers import event_headers
 from bus.records import QuarantinedRecord, read_quarantined
 from bus.subscriber import Delivery, Rejection, open_subscriber
-from bus.testing import EventPlan, Federation, connect, federated_config, unique_topic
+from bus.testing import (
+    EventPlan,
+    Federation,
+    connect,
+    federated_config,
+    grant_applications,
+    grant_bridge,
+    unique_topic,
+)
 from bus.trust import append_key
 from tests.bridge import BridgeProcess
 from tests.hostile import (
