@@ -6,30 +6,66 @@ replicator cleanly on SIGTERM/SIGINT (finish the batch in flight, close the prod
 The replication hot path does not go through Faust streams: measured, a Faust agent moves an
 order of magnitude fewer events than a plain aiokafka consume->produce loop (see
 docs/decisions/0005-bridge-hot-path.md), so the replicator owns its aiokafka clients.
+
+So Faust's own Kafka clients are not started at all (``_WebOnly``): no consumer, no producer,
+no consumer group. A Faust consumer joined a group that nothing used, and its stop waited in
+that group's JoinGroup for as long as a SIGKILLed predecessor's session lived (60 s by
+Faust's defaults), so a worker restarted after a kill did not exit on SIGTERM for up to a
+minute.
+
+Stopping is bounded: SIGTERM or SIGINT gives the replicator ``operation_timeout_s`` to finish
+(each step of its shutdown shares that deadline), and the process ends at the latest
+``stop_bound_s(settings)`` seconds after the signal: exit status 0 when the shutdown was clean,
+``EXIT_UNCLEAN_STOP`` when a step ran out of time or the bound was reached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import faust
 import mode
+from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bus import _transient_logs
-from bus._kafka import ssl_context
 from bus._reloading import ReloadingTrustStore
 from bus.bridge.replicator import Replicator
 from bus.bridge.settings import BridgeSettings
 
-__all__ = ["ReplicatorService", "create_app", "run_worker"]
+__all__ = ["EXIT_UNCLEAN_STOP", "ReplicatorService", "create_app", "run_worker", "stop_bound_s"]
 
 log = logging.getLogger("bus.bridge")
 
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+EXIT_UNCLEAN_STOP = 75
+"""Exit status of a worker whose shutdown did not finish cleanly in time (EX_TEMPFAIL): nothing
+is lost (the checkpoints are on the destination), the next worker resumes from them."""
+
+_STOP_MARGIN_S = 10.0
+"""Beyond the operation timeout: Faust's own services (web server, sensors) and the loop."""
+
+
+def stop_bound_s(settings: BridgeSettings) -> float:
+    """Seconds after SIGTERM/SIGINT by which the worker process has ended, whatever happens."""
+    return settings.operation_timeout_s + _STOP_MARGIN_S
+
+
+class _WebOnly(BootStrategy):
+    """Faust starts its web server and sensors, never its Kafka consumer or producer."""
+
+    enable_kafka = False
+
+
+class _BridgeApp(faust.App):
+    BootStrategy = _WebOnly
 
 
 class ReplicatorService(mode.Service):
@@ -56,9 +92,55 @@ class ReplicatorService(mode.Service):
             await self.crash(exc)
 
     async def on_stop(self) -> None:
+        task = self._task
+        if task is None:
+            return
+        if not self.replicator.started.is_set():
+            task.cancel()  # still starting (retrying a cluster): nothing in flight to finish
         self.replicator.stop()
-        if self._task is not None:
-            await asyncio.wait({self._task}, timeout=60)
+        # The replicator's shutdown shares one deadline of operation_timeout_s; past it and a
+        # little more, it is cancelled (and the worker's watchdog ends the process anyway).
+        bound = self.replicator.settings.operation_timeout_s + 2.0
+        done, _ = await asyncio.wait({task}, timeout=bound)
+        if not done:
+            log.error(
+                "bridge %s: shutdown did not finish within %.0f s; cancelled",
+                self.replicator.settings.name,
+                bound,
+            )
+            self.replicator.stopped_cleanly = False
+            task.cancel()
+            await asyncio.wait({task}, timeout=2.0)
+
+
+class _Worker(faust.Worker):
+    """A Faust worker whose stop is bounded: a watchdog thread, armed when the stop begins
+    (signal or crash), ends the process ``stop_bound_s`` later if it is still running."""
+
+    def __init__(self, *args: Any, replicator: Replicator, **kwargs: Any) -> None:
+        self._replicator = replicator
+        self._watchdog: threading.Timer | None = None
+        super().__init__(*args, **kwargs)
+
+    async def stop(self) -> None:
+        if self._watchdog is None:
+            bound = stop_bound_s(self._replicator.settings)
+            self._watchdog = threading.Timer(bound, self._give_up, args=(bound,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        await super().stop()
+
+    def _give_up(self, bound: float) -> None:
+        # A thread of its own: it fires even if the event loop is blocked.
+        log.error(
+            "bridge %s: still running %.0f s after the stop began; exiting with status %d",
+            self._replicator.settings.name,
+            bound,
+            EXIT_UNCLEAN_STOP,
+        )
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(EXIT_UNCLEAN_STOP)
 
 
 def create_app(
@@ -77,16 +159,10 @@ def create_app(
     (Faust's control plane) looks at the file every second, so a rotation or a revocation
     applies without a restart even while no event arrives to look a key up.
     """
-    servers = settings.source.bootstrap_servers
-    tls: dict[str, Any] = {}
-    if settings.source.tls is not None:
-        # Faust's own clients (its consumer, producer and leader topic) talk to the source
-        # cluster over mutual TLS as the bridge's principal, like the replicator's.
-        tls["broker_credentials"] = faust.SSLCredentials(ssl_context(settings.source.tls))
-    app = faust.App(
+    # No broker: Faust's Kafka clients are never started (``_WebOnly``); the replicator owns
+    # every connection to the clusters.
+    app = _BridgeApp(
         settings.worker_app_id,
-        broker=[f"kafka://{server}" for server in servers],
-        **tls,
         web_host=web_host,
         web_port=web_port,
         web_enabled=True,
@@ -120,8 +196,16 @@ def create_app(
 
 
 def run_worker(app: faust.App, replicator: Replicator, *, loglevel: str = "info") -> None:
-    """Run the Faust worker and the replicator until SIGTERM/SIGINT (exits the process)."""
+    """Run the Faust worker and the replicator until SIGTERM/SIGINT (exits the process: status
+    0 after a clean shutdown, ``EXIT_UNCLEAN_STOP`` otherwise, within ``stop_bound_s``)."""
     # A peer cluster restarting or a coordinator not yet elected: one WARNING, not a flood.
     _transient_logs.install()
-    worker = faust.Worker(app, ReplicatorService(replicator), loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    worker = _Worker(
+        app, ReplicatorService(replicator), replicator=replicator, loglevel=loglevel, quiet=True
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        if exit_.code in (0, None) and not replicator.stopped_cleanly:
+            raise SystemExit(EXIT_UNCLEAN_STOP) from None
+        raise

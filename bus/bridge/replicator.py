@@ -46,7 +46,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -113,6 +113,8 @@ class Replicator:
         self._lock = asyncio.Lock()
         self._revoking = False
         self._stopping = asyncio.Event()
+        self.stopped_cleanly = True
+        """False once a step of the shutdown ran out of time (the worker then exits non-zero)."""
         self._consumer: AIOKafkaConsumer | None = None
         self._bus_partitions: dict[str, int] = {}
         """Partition counts of the source's audit and quarantine topics."""
@@ -241,21 +243,42 @@ class Replicator:
             self._seek(tp, lane.resume_from)
 
     async def _shutdown(self) -> None:
+        """Commit, close the lanes, the consumer and the forwarded state: every step within one
+        deadline of ``operation_timeout_s`` (a step out of time is abandoned, and the shutdown
+        counts as unclean). Nothing is lost either way: the checkpoints are on the destination.
+        """
+        deadline = asyncio.get_running_loop().time() + self.settings.operation_timeout_s
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            with contextlib.suppress(*RETRYABLE):
-                await self._commit_source_offsets(consumer)
-        async with self._lock:
-            for lane in list(self._lanes.values()):
-                await self._close_lane(lane)
-            self._lanes.clear()
+            await self._within(deadline, "commit", self._commit_source_offsets(consumer))
+
+        async def close_lanes() -> None:
+            async with self._lock:
+                for lane in list(self._lanes.values()):
+                    await self._close_lane(lane)
+                self._lanes.clear()
+
+        await self._within(deadline, "closing the lanes", close_lanes())
         if consumer is not None:
-            with contextlib.suppress(*RETRYABLE):
-                await asyncio.wait_for(consumer.stop(), self.settings.operation_timeout_s)
-        await self._forwarded.aclose()
+            # Waits while its JoinGroup is held by the group (a killed member's session).
+            await self._within(deadline, "stopping the consumer", consumer.stop())
+        await self._within(deadline, "closing the forwarded state", self._forwarded.aclose())
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._metrics.assigned.labels(*self._labels).set(0)
+
+    async def _within(self, deadline: float, step: str, action: Awaitable[Any]) -> None:
+        remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(action, remaining)
+        except RETRYABLE as exc:  # TimeoutError among them
+            self.stopped_cleanly = False
+            log.warning(
+                "bridge %s: shutdown: %s did not finish (%s); going on",
+                self.settings.name,
+                step,
+                bounded(str(exc) or type(exc).__name__, 300),
+            )
 
     async def _retrying(self, stage: str, action: Callable[[], Any]) -> None:
         """Run ``action`` until it succeeds, with backoff; only cancellation stops it."""

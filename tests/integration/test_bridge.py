@@ -260,6 +260,56 @@ async def test_a_bridge_killed_again_and_again_loses_and_repeats_nothing(
     assert lines[-1]["signatures"] >= PARTITIONS
 
 
+#: SIGTERM ends a worker within its operation timeout (30 s by default) and a few seconds: the
+#: bound ``bus bridge run`` documents. Generous: a bound, not a benchmark.
+STOP_BOUND_S = 45.0
+
+
+async def test_a_bridge_started_after_a_sigkill_stops_within_the_bound_on_sigterm(
+    federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
+) -> None:
+    """The killed worker's group member lives on until its session expires; a worker started
+    meanwhile and sent SIGTERM seconds later still exits cleanly within the bound, and the
+    next one moves everything exactly once."""
+    topic = await _source_topic(federation)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=1500)
+    bridge = _bridge(federated, topic, tmp_path)
+    bridges.append(bridge)
+    publishing = asyncio.create_task(
+        publish_plan(federation.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE], rate=300)
+    )
+    try:
+        bridge.start()
+        await bridge.wait_assigned()
+        await asyncio.sleep(1.0)
+        bridge.kill()  # mid-stream: its members stay in the groups until their sessions expire
+        bridge.start()
+        deadline = time.monotonic() + 30
+        while await bridge.health() is None:  # answering: the worker is up, not yet assigned
+            assert bridge.process is not None
+            assert bridge.process.poll() is None, bridge.tail()
+            assert time.monotonic() < deadline, bridge.tail()
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(4.0)  # its Faust and replicator members are joining their groups
+        started = time.monotonic()
+        try:
+            status = await bridge.terminate(STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"no exit within {STOP_BOUND_S} s of SIGTERM: {bridge.tail(60)}"
+            ) from None
+        took = time.monotonic() - started
+        print(f"exit {status} {took:.1f} s after SIGTERM")
+        assert status == 0, bridge.tail(60)
+    finally:
+        await publishing
+    bridge.start()
+    await bridge.wait_assigned()
+    await _wait_until_moved(federation, topic, plan, bridge)
+    await _assert_exactly_released(federation, federated, topic, plan)
+    assert await bridge.terminate() == 0
+
+
 async def test_the_destination_restarting_while_events_flow_loses_and_repeats_nothing(
     federation: Federation, federated: Federated, bridges: list[BridgeProcess], tmp_path: Path
 ) -> None:
