@@ -45,7 +45,15 @@ from bus.errors import BusError
 from bus.headers import event_headers
 from bus.records import QuarantinedRecord, read_quarantined
 from bus.subscriber import Delivery, Rejection, open_subscriber
-from bus.testing import EventPlan, Federation, federated_config, unique_topic
+from bus.testing import (
+    EventPlan,
+    Federation,
+    connect,
+    federated_config,
+    grant_applications,
+    grant_bridge,
+    unique_topic,
+)
 from bus.trust import append_key
 from tests.bridge import BridgeProcess
 from tests.hostile import (
@@ -171,7 +179,7 @@ async def _read(
     (then a short look for more, which would be extras), or until ``timeout_s``."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **connect(bootstrap),
         group_id=None,
         isolation_level="read_committed",
         enable_auto_commit=False,
@@ -283,13 +291,16 @@ async def test_hostile_records_are_refused_one_by_one_while_valid_traffic_crosse
     src, dst = federation.bootstrap(SOURCE), federation.bootstrap(DESTINATION)
     topic = unique_topic("campaign")
     mirror = f"{SOURCE}.{topic}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=src)
+    admin = AIOKafkaAdminClient(**connect(src))
     await admin.start()
     try:
         configs = {"max.message.bytes": str(TOPIC_MAX_BYTES)}
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1, topic_configs=configs)])
     finally:
         await admin.close()
+    # Over mutual TLS, with the ACLs `bus local up` would give for a topic of this name.
+    await grant_applications(src, topic)
+    await grant_bridge(config, SOURCE, DESTINATION, [topic])
 
     bridge = BridgeProcess(
         federated,
@@ -304,6 +315,7 @@ async def test_hostile_records_are_refused_one_by_one_while_valid_traffic_crosse
     problems: list[str] = []
     try:
         await bridge.wait_assigned()  # the bridge has created the mirror by now
+        await grant_applications(dst, mirror)
         source_sub = SubscriberRun(config, SOURCE, topic)
         mirror_sub = SubscriberRun(config, DESTINATION, mirror)
         async with asyncio.TaskGroup() as group:
@@ -342,12 +354,12 @@ async def _attack(
     agency_keys: dict[str, Any],
 ) -> tuple[list[tuple[HostileCase, int, list[int]]], EventPlan]:
     """Valid traffic with the hostile cases spread through it; where each case landed."""
-    plain = {"bootstrap_servers": src, "max_request_size": TOPIC_MAX_BYTES, "linger_ms": 0}
+    plain = {**connect(src), "max_request_size": TOPIC_MAX_BYTES, "linger_ms": 0}
     producers: dict[str | None, AIOKafkaProducer] = {None: AIOKafkaProducer(**plain)}
     for codec in CODECS:
         producers[codec] = AIOKafkaProducer(**plain, compression_type=codec)
-    to_mirror = AIOKafkaProducer(bootstrap_servers=dst, linger_ms=0)
-    valid = AIOKafkaProducer(bootstrap_servers=src, acks="all", enable_idempotence=True)
+    to_mirror = AIOKafkaProducer(**connect(dst), linger_ms=0)
+    valid = AIOKafkaProducer(**connect(src), acks="all", enable_idempotence=True)
     started = [*producers.values(), to_mirror, valid]
     for producer in started:
         await producer.start()
