@@ -100,7 +100,8 @@ class TopicSettings:
         return f"{origin}.{self.events}"
 
     def mirrored_from(self, topic: str) -> str | None:
-        """The agency whose mirrored feed ``topic`` is (``<agency>.<events>``), else ``None``."""
+        """The agency whose mirrored events feed ``topic`` is (``<agency>.<events>``), else
+        ``None``. A bridge may mirror other topics too: ``Config.mirror_source`` knows them."""
         agency, dot, rest = topic.partition(".")
         if dot and rest == self.events and AGENCY_ID.fullmatch(agency):
             return agency
@@ -171,6 +172,20 @@ class Config:
                 f"{self.path or 'configuration'}: no agency {name!r} in [agencies] "
                 f"(configured: {known})"
             ) from None
+
+    def mirror_source(self, topic: str, *, reader: str) -> str | None:
+        """The agency whose bridge writes ``topic`` on ``reader``'s cluster, else ``None``.
+
+        A bridge mirrors any source topic ``T`` of agency ``A`` (``bus bridge run --topics``)
+        as ``A.T`` (MirrorMaker 2's convention), so ``<agency>.<anything>`` is a mirror when
+        ``<agency>`` is one of the configured agencies other than ``reader`` (agency ids hold
+        no ``.``, so the first ``.`` ends it). ``reader``'s own prefix is not a mirror: no
+        bridge writes into the cluster it reads.
+        """
+        agency, dot, rest = topic.partition(".")
+        if not dot or not rest or agency == reader or agency not in self.agencies:
+            return None
+        return agency if AGENCY_ID.fullmatch(agency) else None
 
 
 def default_home() -> Path:

@@ -284,7 +284,7 @@ class EventRejected(RecordRejected):
 
 
 class OriginMismatch(EventRejected):
-    """A mirrored topic (``<agency>.<events topic>``) carries an event whose signed origin is
+    """A mirrored topic (``<agency>.<topic>``) carries an event whose signed origin is
     another agency: the topic is written only by that agency's bridge, so the record did not
     come from where its topic says."""
 

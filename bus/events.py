@@ -16,6 +16,8 @@ In memory it is the dict that fastavro reads and writes (see ``bus.codec``). Thi
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -99,45 +101,92 @@ def to_json(
     return json.dumps(to_jsonable(event, store=store), indent=indent, ensure_ascii=False)
 
 
+_UUID_TEXT: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+"""A UUID in canonical lowercase text, what the schema's ``uuid`` logical type promises."""
+
+
 def validate(event: Mapping[str, Any]) -> None:
     """Check the rules of the event model that the schema cannot express.
 
-    Raises ``EventError`` naming the field: a lowercase agency id in ``origin.agency`` and
-    ``releasable_to``; ``revision`` of at least 1; at least one handling code, none twice, and
-    ``handling_conditions`` text when H3 is set; non-empty ``title`` and ``correlation_id``;
-    timezone-aware times with ``expires_at`` after ``created_at``.
+    Raises ``EventError`` naming the field: ``event_id`` a UUID in canonical lowercase text
+    (or a ``uuid.UUID``, before sealing); a lowercase agency id in ``origin.agency`` and
+    ``releasable_to``; ``revision`` an integer of at least 1; at least one handling code, each
+    a ``HandlingCode`` symbol and none twice, and ``handling_conditions`` text when H3 is set;
+    ``crime_area`` and ``tlp`` symbols of their enums; ``onward_release_consent`` a boolean;
+    non-empty ``title`` and ``correlation_id``; timezone-aware times with ``expires_at`` after
+    ``created_at``.
+
+    A decoded event always passes the type checks; they are here so that everything a
+    receiver relies on (the bridge's release policy and audit record, the replay index) is
+    checked in one place, and the bridge and the subscriber refuse the same events. Fields
+    with a schema default may be left out (sealing fills them in).
     """
-    agency = event["origin"]["agency"]
-    if not AGENCY_ID.match(agency):
+    event_id = event.get("event_id")
+    if not isinstance(event_id, uuid.UUID) and not (
+        isinstance(event_id, str) and _UUID_TEXT.match(event_id)
+    ):
+        raise EventError(
+            f"event_id: {shown(event_id)} is not a UUID in canonical lowercase text "
+            "(like 0f8c3de2-5b9a-4c1e-9d7f-2a6b8e4c1d03)"
+        )
+    origin = event.get("origin")
+    agency = origin.get("agency") if isinstance(origin, Mapping) else None
+    if not isinstance(agency, str) or not AGENCY_ID.match(agency):
         raise EventError(f"origin.agency: {shown(agency)} is not a lowercase agency id")
-    for index, recipient in enumerate(event.get("releasable_to", ())):
-        if not AGENCY_ID.match(recipient):
+    recipients = event.get("releasable_to", [])
+    if not isinstance(recipients, list | tuple):
+        raise EventError("releasable_to: must be a list of agency ids")
+    for index, recipient in enumerate(recipients):
+        if not isinstance(recipient, str) or not AGENCY_ID.match(recipient):
             raise EventError(
                 f"releasable_to[{index}]: {shown(recipient)} is not a lowercase agency id"
             )
-    if event.get("revision", 1) < 1:
-        raise EventError("revision: must be 1 or more")
-    codes = list(event.get("handling_codes", ["H2"]))  # the schema's default: restrictive
+    revision = event.get("revision", 1)
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+        raise EventError("revision: must be an integer of 1 or more")
+    for name, vocabulary, default in (
+        ("crime_area", CRIME_AREAS, "OTHER"),
+        ("tlp", TLP_LEVELS, "RED"),
+    ):
+        symbol = event.get(name, default)
+        if symbol not in vocabulary or not isinstance(symbol, str):
+            raise EventError(f"{name}: {shown(symbol)} is not one of {', '.join(vocabulary)}")
+    codes = event.get("handling_codes", ["H2"])  # the schema's default: restrictive
+    if not isinstance(codes, list | tuple):
+        raise EventError("handling_codes: must be a list of handling codes")
     if not codes:
         raise EventError("handling_codes: give at least one code (H0 if nothing restricts use)")
+    for index, code in enumerate(codes):
+        if not isinstance(code, str) or code not in HANDLING_CODES:
+            raise EventError(
+                f"handling_codes[{index}]: {shown(code)} is not one of {', '.join(HANDLING_CODES)}"
+            )
     if len(set(codes)) != len(codes):
         raise EventError("handling_codes: a code is listed twice")
-    if "H3" in codes and not (event.get("handling_conditions") or "").strip():
+    conditions = event.get("handling_conditions")
+    if conditions is not None and not isinstance(conditions, str):
+        raise EventError("handling_conditions: must be text or null")
+    if "H3" in codes and not (conditions or "").strip():
         raise EventError("handling_conditions: H3 is set, so the conditions text is required")
+    if not isinstance(event.get("onward_release_consent", False), bool):
+        raise EventError("onward_release_consent: must be true or false")
     for name in ("title", "correlation_id"):
-        if not str(event.get(name, "")).strip():
+        text = event.get(name)
+        if not isinstance(text, str):
+            raise EventError(f"{name}: must be text")
+        if not text.strip():
             raise EventError(f"{name}: must not be empty")
-    created_at = event["created_at"]
+    created_at = event.get("created_at")
+    if not isinstance(created_at, datetime):
+        raise EventError("created_at: must be a time")
     for name in ("created_at", "occurred_at", "expires_at"):
         moment = event.get(name)
+        if moment is not None and not isinstance(moment, datetime):
+            raise EventError(f"{name}: must be a time or null")
         if isinstance(moment, datetime) and moment.tzinfo is None:
             raise EventError(f"{name}: needs a timezone")
     expires_at = event.get("expires_at")
-    if (
-        isinstance(expires_at, datetime)
-        and isinstance(created_at, datetime)
-        and expires_at <= created_at
-    ):
+    if isinstance(expires_at, datetime) and expires_at <= created_at:
         raise EventError("expires_at: must be later than created_at")
 
 

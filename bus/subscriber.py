@@ -22,7 +22,8 @@ decoded by ``bus.envelope.open_`` against the trust store, with the keys judged 
 clock too (``key_grace_s`` past a key's end for records in flight; ``created_at`` at most
 ``max_clock_skew_s`` ahead), then validated
 (``bus.events.validate``: a verified event that breaks the event model is ``EventRejected``).
-On a mirrored topic (``<agency>.<events topic>``, written only by that agency's bridge) the
+On a mirrored topic (``<agency>.<topic>`` for any topic, when ``<agency>`` is another agency
+of the configuration: written only by that agency's bridge, ``Config.mirror_source``) the
 subscriber also requires, unless ``require_release=False``, that the event's signed origin is
 that agency (``OriginMismatch``) and that its ``releasable_to`` names the subscriber's own
 agency (``NotReleasable``). Nothing raised while judging a record escapes: an unexpected error
@@ -112,6 +113,7 @@ __all__ = [
     "Rejection",
     "Subscriber",
     "assign_all",
+    "mirrors_of",
     "open_subscriber",
     "run_subscriber",
 ]
@@ -535,6 +537,17 @@ async def assign_all(
         await consumer.seek_to_end(*assigned)
 
 
+def mirrors_of(config: Config, agency: str, topics: Sequence[str]) -> dict[str, str]:
+    """Which of ``topics``, read on ``agency``'s cluster, are mirrors, and of which agency:
+    ``<other agency>.<any topic>`` (``Config.mirror_source``), whatever topic was mirrored."""
+    mirrors = {}
+    for topic in topics:
+        mirrored_from = config.mirror_source(topic, reader=agency)
+        if mirrored_from is not None:
+            mirrors[topic] = mirrored_from
+    return mirrors
+
+
 @asynccontextmanager
 async def open_subscriber(
     config: Config,
@@ -567,8 +580,9 @@ async def open_subscriber(
     end, by this host's clock, events signed with it are still accepted; ``max_clock_skew_s``
     (default five minutes) how far ahead of this host's clock an event's ``created_at`` may be
     (``bus.trust``). ``require_release`` (default ``True``): on a mirrored topic
-    (``<agency>.<events topic>``), reject an event whose signed origin is not that agency or
-    whose ``releasable_to`` does not name ``agency``; turn it off to read a feed that carries
+    (``<agency>.<topic>``, ``<agency>`` another agency of ``config``), reject an event whose
+    signed origin is not that agency or whose ``releasable_to`` does not name ``agency``; turn
+    it off to read a feed that carries
     onward-forwarded events of third agencies. ``dedup_capacity`` (replays and rollbacks,
     module docs) defaults to ``DEFAULT_DEDUP_CAPACITY`` with a group and 0 (off) without.
     ``consumer_options`` go to ``AIOKafkaConsumer``
@@ -597,12 +611,7 @@ async def open_subscriber(
         if not 0 <= seconds <= _MAX_CLOCK_SETTING_S:
             raise ConfigError(f"{name} {seconds}: give 0 to {_MAX_CLOCK_SETTING_S:.0f} seconds")
     topics = tuple(topics or (config.topics.events,))
-    mirrors = {}
-    if require_release:
-        for topic in topics:
-            mirrored_from = config.topics.mirrored_from(topic)
-            if mirrored_from is not None:
-                mirrors[topic] = mirrored_from
+    mirrors = mirrors_of(config, agency, topics) if require_release else {}
     if quarantine is None:
         quarantine = group_id is not None
     async with AsyncExitStack() as stack:

@@ -61,6 +61,7 @@ __all__ = [
     "Kind",
     "Outcome",
     "Planted",
+    "ROLLBACK",
     "RawRecord",
     "Target",
     "catalogue",
@@ -173,7 +174,10 @@ class Kind(enum.Enum):
     FORWARDED = "forwarded"
     DELIVERED = "delivered"
     DUPLICATE = "duplicate"
-    """Skipped by the subscriber as a replay or an older revision of an event it delivered."""
+    """Skipped by the subscriber as a replay of a revision it delivered (counted ``duplicate``)."""
+    ROLLBACK = "rollback"
+    """Skipped by the subscriber as an older revision than one it delivered (counted
+    ``rollback``: ``bus_consumed_total`` keeps the two apart)."""
     ABSENT = "absent"
     """The consumer never sees the record (it is on another topic)."""
 
@@ -200,6 +204,7 @@ def denied(rule: str) -> Outcome:
 FORWARDED: Final = Outcome(Kind.FORWARDED)
 DELIVERED: Final = Outcome(Kind.DELIVERED)
 DUPLICATE: Final = Outcome(Kind.DUPLICATE)
+ROLLBACK: Final = Outcome(Kind.ROLLBACK)
 ABSENT: Final = Outcome(Kind.ABSENT)
 
 
@@ -845,7 +850,7 @@ def _replay_cases(ev: _Events) -> list[HostileCase]:
             Planted(
                 record=keyed(ev.seal(older), older),
                 bridge=denied(RULE_ROLLBACK),
-                subscriber=DUPLICATE,
+                subscriber=ROLLBACK,
                 event_id=newer["event_id"],
             ),
             newer["event_id"],

@@ -219,6 +219,33 @@ def test_mirrored_from_names_the_agency_of_a_mirrored_feed_only(
     assert TopicSettings().mirrored_from(topic) == agency
 
 
+@pytest.mark.parametrize(
+    ("topic", "agency"),
+    [
+        ("interpol.intel.events", "interpol"),
+        ("interpol.any.topic.at.all", "interpol"),
+        ("ameripol.cases", "ameripol"),
+        ("europol.intel.events", None),  # the reader's own prefix
+        ("fbi.intel.events", None),  # not configured
+        ("intel.events", None),
+        ("interpol.", None),
+        ("Interpol.intel.events", None),
+        ("interpol\n.intel.events", None),
+    ],
+)
+def test_mirror_source_is_any_other_configured_agency_prefix(
+    topic: str, agency: str | None
+) -> None:
+    config = Config(
+        path=None,
+        agencies={
+            name: AgencySettings(name=name, bootstrap_servers=("127.0.0.1:9092",))
+            for name in ("interpol", "europol", "ameripol")
+        },
+    )
+    assert config.mirror_source(topic, reader="europol") == agency
+
+
 def test_an_unknown_agency_lists_the_configured_ones(tmp_path: Path) -> None:
     path = _write(tmp_path, AGENCY)
     config = load_config(path)

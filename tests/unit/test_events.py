@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,45 @@ def test_validate_accepts_a_template_and_names_the_broken_rule() -> None:
         events.validate({**event, "expires_at": NOW})
     with pytest.raises(EventError, match=r"^created_at: needs a timezone"):
         events.validate({**event, "created_at": datetime(2026, 3, 1), "expires_at": None})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"event_id": "not-a-uuid"}, "^event_id: 'not-a-uuid' is not a UUID"),
+        ({"event_id": "0F8C3DE2-5B9A-4C1E-9D7F-2A6B8E4C1D03"}, "^event_id: .* canonical"),
+        ({"event_id": "{0f8c3de2-5b9a-4c1e-9d7f-2a6b8e4c1d03}"}, "^event_id: "),
+        ({"event_id": "0f8c3de2-5b9a-4c1e-9d7f-2a6b8e4c1d03\n"}, "^event_id: "),
+        ({"event_id": None}, "^event_id: "),
+        ({"revision": True}, "^revision: "),
+        ({"revision": 1.5}, "^revision: "),
+        ({"origin": {"agency": 7}}, "^origin.agency: "),
+        ({"origin": "interpol"}, "^origin.agency: "),
+        ({"crime_area": "JAYWALKING"}, "^crime_area: 'JAYWALKING' is not one of"),
+        ({"tlp": "PURPLE"}, "^tlp: "),
+        ({"releasable_to": "europol"}, "^releasable_to: must be a list"),
+        ({"releasable_to": [b"europol"]}, r"^releasable_to\[0\]: "),
+        ({"handling_codes": ["H9"]}, r"^handling_codes\[0\]: 'H9' is not one of"),
+        ({"handling_codes": "H0"}, "^handling_codes: must be a list"),
+        ({"onward_release_consent": "yes"}, "^onward_release_consent: "),
+        ({"expires_at": "tomorrow"}, "^expires_at: must be a time or null"),
+        ({"created_at": None}, "^created_at: must be a time"),
+        ({"title": None}, "^title: must be text"),
+    ],
+)
+def test_validate_checks_what_the_schema_promises_and_the_receivers_rely_on(
+    fields: dict[str, Any], message: str
+) -> None:
+    """What the bridge's policy and audit record need (a UUID id, the policy's fields with
+    their types) is refused by validate() too, so bridge and subscriber refuse the same."""
+    event = events.template("CYBERCRIME", now=NOW)
+    with pytest.raises(EventError, match=message):
+        events.validate({**event, **fields})
+
+
+def test_validate_takes_a_uuid_object_and_leaves_defaulted_fields_out() -> None:
+    """Before sealing, the id may be a uuid.UUID and defaulted fields may be missing."""
+    event = events.template("CYBERCRIME", now=NOW)
+    events.validate({**event, "event_id": uuid.UUID(event["event_id"])})
+    for name in ("revision", "handling_codes", "releasable_to", "onward_release_consent"):
+        events.validate({k: v for k, v in event.items() if k != name})

@@ -12,11 +12,13 @@ from typing import Any, cast
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bus.config import AgencySettings, Config
 from bus.envelope import seal
 from bus.errors import UnreadableRecord
 from bus.signing import SigningKey
-from bus.subscriber import Delivery, Rejection, Subscriber
+from bus.subscriber import Delivery, Rejection, Subscriber, mirrors_of
 from bus.trust import KeyResolver, TrustedKey, TrustStore
+from tests.hostile import encode_event, signed
 from tests.signed import make_event
 
 MIRROR = "interpol.intel.events"
@@ -133,6 +135,17 @@ CASES: list[tuple[str, Record, dict[str, str] | None, str]] = [
         None,
         "event-rejected",
     ),
+    (
+        "an event whose event_id is not a UUID (the bridge refuses it too)",
+        Record(
+            value=signed(
+                encode_event(make_event("interpol", event_id="not-a-uuid")), INTERPOL
+            ),  # seal() refuses such an id; a raw encoder does not
+            topic="intel.events",
+        ),
+        None,
+        "event-rejected",
+    ),
     ("a record without a value", Record(value=None), None, "truncated"),
     (
         "a stand-in for a record the Kafka client could not read",
@@ -212,3 +225,44 @@ async def test_anything_unexpected_while_judging_rejects_the_record_and_is_logge
 async def test_cancellation_and_keyboard_interrupt_escape_judging(exc: BaseException) -> None:
     with pytest.raises(type(exc)):
         await _accept(Record(value=_signed("interpol")), trust=_Exploding(exc))
+
+
+def _federation(*agencies: str) -> Config:
+    return Config(
+        path=None,
+        agencies={
+            name: AgencySettings(name=name, bootstrap_servers=("127.0.0.1:9092",))
+            for name in agencies
+        },
+    )
+
+
+def test_any_topic_prefixed_with_another_agency_is_a_mirror_of_that_agency() -> None:
+    """A bridge mirrors any topic T of A as A.T, so the receiving checks hold on every one."""
+    config = _federation("interpol", "europol", "ameripol")
+    topics = [
+        "interpol.intel.events",
+        "interpol.campaign.1f2e3d",
+        "ameripol.cases",
+        "europol.intel.events",  # europol's own prefix: no bridge writes into its own cluster
+        "intel.events",
+        "fbi.intel.events",  # not an agency of the configuration
+        "interpol.",
+    ]
+    assert mirrors_of(config, "europol", topics) == {
+        "interpol.intel.events": "interpol",
+        "interpol.campaign.1f2e3d": "interpol",
+        "ameripol.cases": "ameripol",
+    }
+
+
+async def test_the_receiving_checks_hold_on_a_mirror_of_a_topic_other_than_the_events() -> None:
+    topic = "interpol.campaign.1f2e3d"
+    mirrors = mirrors_of(_federation("interpol", "europol"), "europol", [topic])
+    rejection = await _accept(Record(value=_signed("europol"), topic=topic), mirrors=mirrors)
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason == "origin-mismatch"
+    record = Record(value=_signed("interpol", releasable_to=["fbi"]), topic=topic)
+    rejection = await _accept(record, mirrors=mirrors)
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason == "not-releasable"
