@@ -45,7 +45,7 @@ from bus._kafka import client_options
 from bus.config import AgencySettings, Config, java_home, render_toml
 from bus.envelope import peek, seal
 from bus.events import template
-from bus.keyring import generate_bridge_key
+from bus.keyring import bridge_key_path, generate_bridge_key
 from bus.local import Acl, apply_acls, bridge_acls
 from bus.local._provisioning import render_policy
 from bus.local._tls import app_principal
@@ -454,8 +454,10 @@ def federated_config(
         if settings.signing_key is not None
     }
     for source, destination in itertools.permutations(federation.agencies, 2):
-        # Each direction's audit key, where `bus bridge run` looks: beside the trust store.
-        generate_bridge_key(source, destination, directory)
+        # Each direction's audit key, where `bus bridge run` looks: beside the trust store
+        # (kept when this folder was made before: a key is never overwritten).
+        if not bridge_key_path(directory, source, destination).exists():
+            generate_bridge_key(source, destination, directory)
     policy = directory / "policy.toml"
     policy.write_text(render_policy(federation.agencies, onward=onward), encoding="utf-8")
     path = directory / "bus.toml"

@@ -361,13 +361,13 @@ async def _attack(
     to_mirror = AIOKafkaProducer(**connect(dst), linger_ms=0)
     valid = AIOKafkaProducer(**connect(src), acks="all", enable_idempotence=True)
     started = [*producers.values(), to_mirror, valid]
-    for producer in started:
-        await producer.start()
     plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=VALID_EVENTS)
     written: list[tuple[HostileCase, int, list[int]]] = []
     pending = list(cases)
     every = max(1, VALID_EVENTS // max(1, len(cases)))
-    try:
+    try:  # every producer is stopped, also one whose start failed
+        for producer in started:
+            await producer.start()
         futures = []
         for i in range(VALID_EVENTS):
             event = plan.event(i)
