@@ -62,6 +62,7 @@ from bench.bench_bridge import (
     SOURCE,
     PassThrough,
     _mm2_properties,
+    _passthrough_child,
     _quiet,
     _replicator_child,
 )
@@ -193,25 +194,6 @@ def _transactional_child(
     asyncio.run(work())
 
 
-def _raw_child(
-    source: str, destination: str, topic: str, mirror: str, ready: Any, stop: Any
-) -> None:
-    """The raw pass-through until ``stop``."""
-    _quiet()
-
-    async def work() -> None:
-        loop = PassThrough(source, destination, topic, mirror)
-        task = asyncio.ensure_future(loop.run())
-        await loop.ready.wait()
-        ready.set()
-        while not stop.is_set() and not task.done():  # noqa: ASYNC110  # a process's event
-            await asyncio.sleep(0.05)
-        loop.stopping.set()
-        await asyncio.wait_for(task, 60)
-
-    asyncio.run(work())
-
-
 def peak_rss_mib(pid: int) -> float | None:
     """Peak resident set of process ``pid`` (``VmHWM``), MiB; None once it is gone."""
     try:
@@ -265,7 +247,7 @@ class Contender:
             await create_topic(s.dst, self.mirror, PARTITIONS)
             if self.name == "txn":
                 await create_topic(s.dst, f"{self.mirror}.checkpoints", PARTITIONS)
-            target = _raw_child if self.name == "raw" else _transactional_child
+            target = _passthrough_child if self.name == "raw" else _transactional_child
             self._process = ctx.Process(
                 target=target, args=(s.src, s.dst, self.topic, self.mirror, ready, self._stop)
             )
