@@ -219,20 +219,43 @@ class RecordVerifier:
         """The agency whose mirrored feed ``topic`` is (release checks apply), else ``None``."""
         return self._mirror_source(topic)
 
-    def judge(self, record: SourceRecord) -> VerifiedEvent | RecordRejected:
+    def judge(
+        self, record: SourceRecord, *, opened: VerifiedEvent | RecordRejected | None = None
+    ) -> VerifiedEvent | RecordRejected:
         """The verified, valid (and, on a mirrored topic, released) event, or why not.
 
+        ``opened``: what ``open`` said of the record's value already (a deserializer's work,
+        ``bus.streams.Judged``); the release checks of ``record.topic`` are still applied.
         Never raises ``Exception``: what is unexpected becomes ``UnexpectedFailure``.
         """
         unreadable = unreadable_error(record)
         if unreadable is not None:
             return unreadable
+        if opened is None:
+            opened = self.open(record.value, where=where(record))
+        if isinstance(opened, RecordRejected):
+            return opened
+        try:
+            mirrored_from = self._mirror_source(record.topic)
+            if mirrored_from is not None:
+                check_release(opened, mirrored_from=mirrored_from, agency=self.agency)
+        except RecordRejected as exc:
+            return exc
+        except Exception as exc:  # nothing escapes judging; BaseException is not caught
+            return self._unexpected(exc, "checking the release of", where(record))
+        return opened
+
+    def open(
+        self, value: bytes | None, *, where: str = "a record"
+    ) -> VerifiedEvent | RecordRejected:
+        """The verified, valid event of a record's ``value``, or why not: what does not depend
+        on the topic it was read from (no release checks). Never raises ``Exception``."""
         stage = "verifying"
         try:
-            if record.value is None:
+            if value is None:
                 return TruncatedRecord("record has no value (null)")
             verified = envelope.open_(
-                record.value,
+                value,
                 self.trust,
                 grace=self._key_grace,
                 max_skew=self._max_clock_skew,
@@ -240,26 +263,26 @@ class RecordVerifier:
             )
             stage = "validating"
             events.validate(verified.event)
-            mirrored_from = self._mirror_source(record.topic)
-            if mirrored_from is not None:
-                stage = "checking the release of"
-                check_release(verified, mirrored_from=mirrored_from, agency=self.agency)
         except RecordRejected as exc:
             return exc
         except EventError as exc:
             return EventRejected(f"the verified event breaks the event model: {exc}")
         except Exception as exc:  # nothing escapes judging; BaseException is not caught
-            self._log.exception(
-                "%s: %s raised while %s the record; it is rejected as internal-error",
-                where(record),
-                type(exc).__name__,
-                stage,
-            )
-            return UnexpectedFailure(
-                f"{type(exc).__name__} raised while {stage} the record (a bug or a library "
-                f"failing on this input; the {self._role}'s log has the traceback)"
-            )
+            return self._unexpected(exc, stage, where)
         return verified
+
+    def _unexpected(self, exc: Exception, stage: str, where: str) -> UnexpectedFailure:
+        self._log.error(
+            "%s: %s raised while %s the record; it is rejected as internal-error",
+            where,
+            type(exc).__name__,
+            stage,
+            exc_info=exc,
+        )
+        return UnexpectedFailure(
+            f"{type(exc).__name__} raised while {stage} the record (a bug or a library "
+            f"failing on this input; the {self._role}'s log has the traceback)"
+        )
 
     def repeat(self, record: SourceRecord, verified: VerifiedEvent) -> Repeat | RecordRejected:
         """How ``verified`` (read as ``record``) relates to the events handled already:
@@ -288,14 +311,21 @@ class RecordVerifier:
                 EventIdentity.of(verified.event, verified.event_bytes), now=time.time()
             )
 
-    async def admit(self, record: SourceRecord, quarantine: Quarantine | None) -> Admission:
-        """Judge ``record`` and classify it against what was handled; a rejected record is
-        quarantined (when ``quarantine`` is given) before this returns.
+    async def admit(
+        self,
+        record: SourceRecord,
+        quarantine: Quarantine | None,
+        *,
+        opened: VerifiedEvent | RecordRejected | None = None,
+    ) -> Admission:
+        """Judge ``record`` (``opened`` as for ``judge``) and classify it against what was
+        handled; a rejected record is quarantined (when ``quarantine`` is given) before this
+        returns.
 
         Raises only what ``Quarantine.put`` raises (``PublishError`` when the cluster did not
         take the copy: then the caller must not commit past the record).
         """
-        verified = self.judge(record)
+        verified = self.judge(record, opened=opened)
         if isinstance(verified, RecordRejected):
             return await self._rejected(record, verified, quarantine)
         repeat = self.repeat(record, verified)
