@@ -12,11 +12,11 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from prometheus_client import CollectorRegistry
 
-from bus import streams
+from bus import faust_streams, streams
 from bus.config import AgencySettings, Config
 from bus.envelope import VerifiedEvent, seal
 from bus.errors import PublishError, RecordRejected
-from bus.faust_streams import _MessageRecord, faust_settings
+from bus.faust_streams import VerifiedStreams, _MessageRecord, create_app, faust_settings
 from bus.quarantine import Quarantined
 from bus.signing import SigningKey
 from bus.streams import EventGate, Judged
@@ -96,6 +96,7 @@ def _value(**fields: Any) -> bytes:
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streams, "_BACKOFF_S", 0.0)
+    monkeypatch.setattr(faust_streams, "_BACKOFF_S", 0.0)
 
 
 @pytest.mark.parametrize("value", [None, b"", b"not avro at all", b"\xc3\x01" + bytes(12)])
@@ -181,3 +182,57 @@ def test_a_faust_message_is_a_source_record_in_milliseconds(headers: Any) -> Non
     assert (record.topic, record.partition, record.offset) == (MIRROR, 2, 9)
     assert record.timestamp == 1_700_000_000_123
     assert record.headers == (("a", b"1"),)
+
+
+def _feeds(quarantine: _Quarantine) -> VerifiedStreams:
+    config = Config(path=None, agencies={"europol": SETTINGS})
+    app = create_app(config, "europol", "indexer", web_enabled=False)
+    feeds = VerifiedStreams(
+        app, config, "europol", trust=TRUST, registry=CollectorRegistry(), dedup_capacity=10
+    )
+    feeds.gate._quarantine = quarantine  # type: ignore[assignment]  # a stand-in: no producer
+    return feeds
+
+
+class _Stream:
+    """What ``verified`` uses of a Faust stream: ``events()``, and when it asks for the next."""
+
+    def __init__(self, values: list[bytes | None]) -> None:
+        self.values = values
+        self.asked = 0
+
+    async def events(self) -> Any:
+        for offset, value in enumerate(self.values):
+            self.asked += 1
+            message = SimpleNamespace(
+                topic=MIRROR,
+                partition=0,
+                offset=offset,
+                timestamp=1_700_000_000.0,
+                key=b"k",
+                value=value,
+                headers=[],
+            )
+            yield SimpleNamespace(message=message, value=value)
+
+
+async def test_verified_yields_verified_events_and_asks_for_the_next_after_quarantining() -> None:
+    denied = PublishError("could not quarantine")
+    denied.__cause__ = TopicAuthorizationFailedError()
+    quarantine = _Quarantine([denied])  # not transient: retried all the same, never acked
+    feeds = _feeds(quarantine)
+    first = _value()
+    stream = _Stream([first, b"garbage", first, _value()])
+    got = []
+    async for delivery in feeds.verified(stream):
+        got.append((delivery.offset, stream.asked))
+    assert got == [(0, 1), (3, 4)]  # the copy of the first is a duplicate: skipped
+    assert [(r.offset, e.reason) for r, e in quarantine.put_records] == [(1, "bad-marker")]
+    await feeds.on_stop()
+
+
+def test_create_app_uses_the_consumer_that_reads_committed_records_only() -> None:
+    """(That it reads only committed records: the integration test's aborted transaction.)"""
+    config = Config(path=None, agencies={"europol": SETTINGS})
+    app = create_app(config, "europol", "indexer", web_enabled=False)
+    assert app._new_transport().Consumer is faust_streams._Consumer
