@@ -8,7 +8,9 @@ in ``pyproject.toml`` hold the code to this, and ``make check`` runs them):
    ``envelope``, ``events``, ``policy``, ``audit``, ``headers``, ``records``; ``config``, the
    federation's settings.
 3. transport on aiokafka: ``_kafka`` (client options, error translation), ``metrics``,
-   ``publisher``, ``subscriber``, ``quarantine``.
+   ``publisher``, ``subscriber``, ``verifier`` (how a record is judged), ``quarantine``; on
+   top, ``streams`` (the gate of users' own aiokafka consumers) and ``faust_streams``
+   (verified events in users' Faust agents).
 4. ``bridge``: the Faust worker that replicates released events between clusters.
 5. ``local``: real Kafka nodes on this machine; ``cli``: the ``bus`` command.
 """

@@ -14,11 +14,13 @@ here, a Faust agent in ``bus.faust_streams``) hands each record to an ``EventGat
             value_deserializer=gate.deserializer,     # optional: verifies while fetching
         )
         await consumer.start()
-        async for record in consumer:
-            delivery = await gate.admit(record)       # a Delivery, or None: quarantined/skipped
-            if delivery is not None:
-                await index(delivery.event)
-                gate.done(delivery)                   # handled: its replays are skipped
+        while True:
+            for records in (await gate.getmany(consumer)).values():  # past unreadable records
+                for record in records:
+                    delivery = await gate.admit(record)   # a Delivery, or None: quarantined
+                    if delivery is not None:              # (or a replay skipped)
+                        await index(delivery.event)
+                        gate.done(delivery)               # handled: its replays are skipped
             await consumer.commit()
 
 ``admit`` judges the record as the subscriber does (``bus.verifier``: verified and decoded, v1
@@ -36,23 +38,25 @@ fetcher: it can neither apply the release checks of mirrored topics nor quaranti
 event or the rejection that does not depend on the topic), which ``admit`` completes. A
 ``Judged`` is not a verdict on its own: only ``admit`` applies the release checks.
 
-Limitation: a record the Kafka client itself cannot parse (a header name that is not UTF-8)
-stops a plain aiokafka consumer's ``getmany`` at that position; the subscriber
-(``bus.subscriber``) reads past such records (``bus._fetch``), these helpers do not.
+A record the Kafka client itself cannot parse (a header name that is not UTF-8, which any
+client can write) stops aiokafka's ``getmany`` and ``async for`` at its position for ever;
+``gate.getmany(consumer)`` reads past it (``bus._fetch``) and hands a stand-in that ``admit``
+quarantines as ``unreadable``. (Faust's consumer has no such guard: ``bus.faust_streams``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from bus._fetch import fetch
 from bus._kafka import client_options, is_transient, translated
 from bus._quote import bounded
 from bus.config import AgencySettings, Config
@@ -60,7 +64,7 @@ from bus.envelope import VerifiedEvent
 from bus.errors import RecordRejected, TransportError
 from bus.metrics import SubscriberMetrics
 from bus.quarantine import Quarantine, Quarantined
-from bus.records import SourceRecord
+from bus.records import SourceRecord, unreadable_error
 from bus.subscriber import Delivery, Rejection
 from bus.verifier import DEFAULT_DEDUP_CAPACITY, Outcome, RecordVerifier, where
 
@@ -140,6 +144,18 @@ class EventGate:
         """aiokafka options for the agency's cluster: its servers and mutual TLS."""
         return client_options(self._settings, client_id=client_id)
 
+    async def getmany(
+        self, consumer: AIOKafkaConsumer, *, timeout_ms: int = 1000, max_records: int | None = None
+    ) -> dict[TopicPartition, Sequence[Any]]:
+        """``consumer.getmany(timeout_ms=..., max_records=...)`` that no record can wedge.
+
+        A record the Kafka client cannot parse (a header name that is not UTF-8) comes back as
+        a stand-in at its offset, which ``admit`` quarantines as ``unreadable``; a plain
+        ``getmany`` (or ``async for`` over the consumer) raises at it for ever. Kafka errors
+        raise as ``TransportError``."""
+        with translated(f"reading on {self.agency}'s cluster failed"):
+            return await fetch(consumer, timeout_ms=timeout_ms, max_records=max_records)
+
     def deserializer(self, value: bytes | None) -> Judged:
         """An aiokafka ``value_deserializer``: never raises; see ``Judged``."""
         return Judged(value, self.verifier.open(value))
@@ -149,8 +165,11 @@ class EventGate:
         once it was quarantined (rejected) or skipped (a duplicate or a rollback)."""
         value: object = record.value  # a Judged where the deserializer made one
         opened: VerifiedEvent | RecordRejected | None = None
+        raw: SourceRecord
         if isinstance(value, Judged):
             raw, opened = _raw(record, value.value), value.opened
+        elif unreadable_error(record) is not None:
+            raw = record  # a stand-in of ``getmany``: quarantined as unreadable
         else:
             raw = _raw(record, record.value)
         attempt = 0
@@ -184,7 +203,7 @@ class EventGate:
             partition=raw.partition,
             offset=raw.offset,
             key=raw.key,
-            headers=raw.headers,
+            headers=tuple(raw.headers),
             timestamp=raw.timestamp,
         )
 

@@ -5,10 +5,10 @@ Run it against a running federation (``make up``)::
 
     python examples/aiokafka_verified.py
 
-It prints one JSON line per verified event and commits after each record; rejected records
-go to ``bus.quarantine`` with their reason. Settings from the environment as in
-``faust_verified.py``: ``BUS_CONFIG``, ``BUS_AGENCY``, ``BUS_TOPICS``, ``BUS_APP_ID`` (the
-consumer group).
+It prints one JSON line per verified event and commits after each batch; rejected records go
+to ``bus.quarantine`` with their reason, unreadable ones included. Settings from the
+environment as in ``faust_verified.py``: ``BUS_CONFIG``, ``BUS_AGENCY``, ``BUS_TOPICS``,
+``BUS_APP_ID`` (the consumer group).
 """
 
 from __future__ import annotations
@@ -21,6 +21,18 @@ from aiokafka import AIOKafkaConsumer
 
 from bus.config import load_config
 from bus.streams import open_gate
+from bus.subscriber import Delivery
+
+
+def show(delivery: Delivery) -> None:
+    line = {
+        "event_id": delivery.event_id,
+        "origin": delivery.verified.agency,
+        "topic": delivery.topic,
+        "partition": delivery.partition,
+        "offset": delivery.offset,
+    }
+    print(json.dumps(line), flush=True)
 
 
 async def main() -> None:
@@ -40,19 +52,15 @@ async def main() -> None:
         )
         await consumer.start()
         try:
-            async for record in consumer:
-                delivery = await gate.admit(record)  # None: quarantined, or a replay
-                if delivery is not None:
-                    line = {
-                        "event_id": delivery.event_id,
-                        "origin": delivery.verified.agency,
-                        "topic": delivery.topic,
-                        "partition": delivery.partition,
-                        "offset": delivery.offset,
-                    }
-                    print(json.dumps(line), flush=True)
-                    gate.done(delivery)
-                await consumer.commit()  # after admit: a rejected record is quarantined by now
+            while True:
+                # Like consumer.getmany, but a record the client cannot parse does not wedge it.
+                for records in (await gate.getmany(consumer)).values():
+                    for record in records:
+                        delivery = await gate.admit(record)  # None: quarantined, or a replay
+                        if delivery is not None:
+                            show(delivery)
+                            gate.done(delivery)
+                await consumer.commit()  # after admit: rejected records are quarantined by now
         finally:
             await consumer.stop()
 

@@ -22,6 +22,7 @@ from bus.config import Config
 from bus.quarantine import read_quarantined
 from bus.signing import SigningKey
 from bus.testing import connect, consume_all, create_topic, grant_applications, unique_topic
+from tests.hostile import send_with_raw_header_names
 from tests.signed import make_event
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,18 @@ def _plan(config: Config) -> tuple[list[tuple[bytes | None, str | None]], list[s
         (envelope.seal(last, interpol), None),  # after all that, still delivered
     ]
     return records, [e["event_id"] for e in (first, *batch, last)]
+
+
+async def _write_unparsable(bootstrap: str, topic: str) -> int:
+    """A record whose header name is not UTF-8, which aiokafka cannot parse; its offset."""
+    producer = AIOKafkaProducer(**connect(bootstrap), linger_ms=0)
+    await producer.start()
+    try:
+        return await send_with_raw_header_names(
+            producer, topic, 0, value=b"x", headers=[(b"\xff\xfe-not-utf8", b"x")]
+        )
+    finally:
+        await producer.stop()
 
 
 async def _write_aborted(bootstrap: str, topic: str, key: SigningKey) -> None:
@@ -119,8 +132,11 @@ async def test_the_example_receives_exactly_the_verified_events_and_quarantines_
             (await writer.send_and_wait(topic, value, key=b"case-1")).offset
             for value, _ in records[:-1]
         ]
+        reasons = {o: r for o, (_, r) in zip(offsets, records, strict=False) if r is not None}
+        if example == "aiokafka":  # Faust's consumer has no guard against it (docs/streams.md)
+            reasons[await _write_unparsable(bootstrap, topic)] = "unreadable"
         await _write_aborted(bootstrap, topic, _key(signed_federation, ORIGIN))
-        offsets.append((await writer.send_and_wait(topic, records[-1][0], key=b"case-1")).offset)
+        await writer.send_and_wait(topic, records[-1][0], key=b"case-1")
     finally:
         await writer.stop()
     group = f"test-streams-{example}-{uuid.uuid4().hex[:8]}"
@@ -142,7 +158,7 @@ async def test_the_example_receives_exactly_the_verified_events_and_quarantines_
         quarantined = await consume_all(
             bootstrap,
             signed_federation.topics.quarantine,
-            expected=sum(1 for _, reason in records if reason is not None),
+            expected=len(reasons),
             where=lambda r: read_quarantined(r).source_topic == topic,
         )
     finally:
@@ -151,11 +167,7 @@ async def test_the_example_receives_exactly_the_verified_events_and_quarantines_
         await process.wait()
     assert Counter(line["event_id"] for line in delivered) == Counter(expected)
     assert {line["origin"] for line in delivered} == {ORIGIN}
-    reasons = {
+    found = {
         q.source_offset: (q.reason, q.consumer) for q in (read_quarantined(r) for r in quarantined)
     }
-    assert reasons == {
-        offset: (reason, group)
-        for offset, (_, reason) in zip(offsets, records, strict=True)
-        if reason is not None
-    }
+    assert found == {offset: (reason, group) for offset, reason in reasons.items()}

@@ -13,9 +13,10 @@ from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from prometheus_client import CollectorRegistry
 
 from bus import faust_streams, streams
+from bus._fetch import Unreadable
 from bus.config import AgencySettings, Config
 from bus.envelope import VerifiedEvent, seal
-from bus.errors import PublishError, RecordRejected
+from bus.errors import PublishError, RecordRejected, UnreadableRecord
 from bus.faust_streams import VerifiedStreams, _MessageRecord, create_app, faust_settings
 from bus.quarantine import Quarantined
 from bus.signing import SigningKey
@@ -236,3 +237,15 @@ def test_create_app_uses_the_consumer_that_reads_committed_records_only() -> Non
     config = Config(path=None, agencies={"europol": SETTINGS})
     app = create_app(config, "europol", "indexer", web_enabled=False)
     assert app._new_transport().Consumer is faust_streams._Consumer
+
+
+async def test_a_stand_in_for_an_unreadable_record_is_quarantined_as_unreadable() -> None:
+    quarantine = _Quarantine()
+    gate, _ = _gate(quarantine)
+    stand_in = Unreadable(
+        topic=MIRROR, partition=0, offset=4, error=UnreadableRecord(f"{MIRROR}/0@4: cannot read")
+    )
+    assert await gate.admit(stand_in) is None
+    [(written, error)] = quarantine.put_records
+    assert written is stand_in  # its coordinates and error, as bus._fetch made it
+    assert error.reason == "unreadable"
