@@ -64,7 +64,10 @@ _MAX_BACKOFF_S: Final = 10.0
 
 
 def faust_settings(config: Config, agency: str) -> dict[str, Any]:
-    """Faust settings for an app on ``agency``'s cluster (module docs); add your own."""
+    """Faust settings for an app on ``agency``'s cluster (module docs); add your own.
+
+    The isolation level is not among them (Faust has no such setting): an app made with these
+    alone reads uncommitted records; ``create_app`` reads committed ones only."""
     settings = config.agency(agency)
     options: dict[str, Any] = {
         "broker": [f"kafka://{server}" for server in settings.bootstrap_servers],

@@ -32,7 +32,9 @@ that is rejected (any ``RecordRejected``; a record without a value is ``Truncate
 record the Kafka client could not read is ``UnreadableRecord``) is written to the
 quarantine topic of the same cluster with its original bytes and the reason headers
 (``bus.quarantine``), counted, reported to ``on_rejected`` if given, and committed past only
-after the cluster acknowledged the quarantine record. Then the subscriber goes on.
+after the cluster acknowledged the quarantine record. Then the subscriber goes on. (The
+judging is ``bus.verifier.RecordVerifier``'s, which Faust agents and aiokafka consumers share
+through ``bus.streams`` and ``bus.faust_streams``.)
 
 Without a ``group_id`` the subscriber reads every partition of its topics by itself, commits
 nothing and, by default, quarantines nothing (it is a viewer, like ``bus tail`` without
@@ -353,7 +355,7 @@ class Subscriber:
         """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
         admission = await self._verifier.admit(record, self._quarantine)
         if admission.error is not None:
-            await self._reject(record, admission.error, admission.quarantined)
+            self._reject(record, admission.error, admission.quarantined)
             return None
         self._metrics.consumed.labels(self.agency, record.topic, admission.outcome.value).inc()
         if admission.outcome is not Outcome.DELIVERED:  # a duplicate or a rollback: skipped
@@ -370,12 +372,7 @@ class Subscriber:
             timestamp=record.timestamp,
         )
 
-    def _judge(self, record: Record) -> VerifiedEvent | RecordRejected:
-        """The verified, valid (and, on a mirrored topic, released) event, or why not
-        (``RecordVerifier.judge``: never raises ``Exception``)."""
-        return self._verifier.judge(record)
-
-    async def _reject(
+    def _reject(
         self, record: Record, error: RecordRejected, quarantined: Quarantined | None
     ) -> None:
         self._metrics.consumed.labels(self.agency, record.topic, "rejected").inc()
