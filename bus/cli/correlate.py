@@ -24,6 +24,18 @@ def correlate() -> None:
 
 @correlate.command()
 @click.option("--agency", required=True, help="Agency whose cluster and feeds are correlated.")
+@click.option(
+    "--topic",
+    default=None,
+    help="The agency's own feed (default: the events topic); the peers' mirrors of it "
+    "(<peer>.<topic>) are read too.",
+)
+@click.option(
+    "--output",
+    default="bus.correlations",
+    show_default=True,
+    help="Topic the hits are written to, on the agency's cluster.",
+)
 @trust_option(help="Trust store (default: the agency's trust_store in the configuration).")
 @click.option("--web-host", default="127.0.0.1", show_default=True)
 @click.option("--web-port", default=6068, show_default=True, type=int)
@@ -40,6 +52,8 @@ def correlate() -> None:
 @fail_on_bus_error
 def run(
     agency: str,
+    topic: str | None,
+    output: str,
     trust_path: Path | None,
     web_host: str,
     web_port: int,
@@ -57,7 +71,12 @@ def run(
     """
     config = load_cli_config(config_path)
     settings = CorrelatorSettings.from_config(
-        config, agency, max_batch=max_batch, operation_timeout_s=operation_timeout
+        config,
+        agency,
+        topic=topic,
+        output_topic=output,
+        max_batch=max_batch,
+        operation_timeout_s=operation_timeout,
     )
     trust_file = trust_path or config.agency(agency).trust_store
     if trust_file is None:

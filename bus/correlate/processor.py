@@ -102,10 +102,9 @@ class CorrelatorSettings:
     def name(self) -> str:
         return self.agency.name
 
-    @property
-    def app_id(self) -> str:
-        """Group, transactional id and the prefix of the correlator's own topics."""
-        return f"{_PREFIX}{self.agency.name}"
+    app_id: str
+    """Group, transactional id and the prefix of the correlator's changelog topic:
+    ``bus-correlate.<agency>`` (``.<topic>`` after it when the feed is not the events topic)."""
 
     @property
     def state_topic(self) -> str:
@@ -116,9 +115,12 @@ class CorrelatorSettings:
         return (self.own_topic, *sorted(self.mirrors))
 
     @classmethod
-    def from_config(cls, config: Config, agency: str, **options: Any) -> CorrelatorSettings:
-        """Settings for ``agency``'s correlator: its identity (``correlator.<agency>``, or the
-        applications' on a cluster without TLS), its feed and every peer's mirror."""
+    def from_config(
+        cls, config: Config, agency: str, *, topic: str | None = None, **options: Any
+    ) -> CorrelatorSettings:
+        """Settings for ``agency``'s correlator: its identity (``correlator.<agency>``; none on a
+        cluster without TLS), its feed ``topic`` (default: the events topic) and every peer's
+        mirror of it (``<peer>.<topic>``)."""
         settings = config.agency(agency)
         identity = correlator_identity(agency)
         if settings.tls is not None and identity not in settings.identities:
@@ -126,13 +128,16 @@ class CorrelatorSettings:
                 f"agency {agency}: no TLS identity {identity!r} in the configuration; "
                 f'add [agencies.{agency}.tls.identities."{identity}"] (`bus local up` writes it)'
             )
-        mirrors = {
-            config.topics.mirror_of(peer): peer for peer in config.agencies if peer != agency
-        }
+        own = topic or config.topics.events
+        if config.mirror_source(own, reader=agency) is not None:
+            raise ConfigError(f"{own} is a mirrored feed; give the agency's own topic")
+        mirrors = {f"{peer}.{own}": peer for peer in config.agencies if peer != agency}
+        app_id = f"{_PREFIX}{agency}" if own == config.topics.events else f"{_PREFIX}{agency}.{own}"
         return cls(
             agency=settings.as_identity(identity),
-            own_topic=config.topics.events,
+            own_topic=own,
             mirrors=mirrors,
+            app_id=app_id,
             quarantine_topic=config.topics.quarantine,
             **options,
         )
