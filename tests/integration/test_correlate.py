@@ -214,7 +214,8 @@ async def test_shared_identifiers_in_other_forms_hit_once_per_pair_across_a_kill
 
     def alive() -> None:
         for process in (bridge, correlator):
-            assert process.process is not None and process.process.poll() is None, process.tail()
+            assert process.process is not None
+            assert process.process.poll() is None, process.tail()
 
     await _publish(
         federation, federated, A, topic, [vessel_a, ip_a, phone_a, domain_a, alone_a, unreleased_a]
