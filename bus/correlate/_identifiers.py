@@ -326,6 +326,7 @@ def _document(text: str) -> Identifier | None:
 _BECH32: Final = re.compile(r"[a-z]{1,83}1[a-z0-9]{6,87}")
 """bech32/bech32m in form (human-readable part, ``1``, data); the checksum is not checked: a
 mistyped address only ever matches the same mistake."""
+_SEGWIT_PREFIXES: Final = frozenset({"bc", "tb", "bcrt", "ltc", "tltc"})
 _ADDRESS: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 """Base58 and the other case-sensitive encodings: kept as written."""
 _ETHEREUM: Final = re.compile(r"0x[0-9a-f]{40}")
@@ -337,8 +338,11 @@ def _crypto(text: str) -> Identifier | None:
     if colon and scheme.isalpha():
         text = rest
     lowered = text.lower()
-    if _BECH32.fullmatch(lowered) and (text == lowered or text == text.upper()):
-        return Identifier("CRYPTO_ADDRESS", lowered)  # bech32: one case, case-insensitive
+    if _BECH32.fullmatch(lowered):
+        if text in (lowered, text.upper()):
+            return Identifier("CRYPTO_ADDRESS", lowered)  # bech32: one case, case-insensitive
+        if lowered.split("1", 1)[0] in _SEGWIT_PREFIXES:
+            return None  # bech32 in mixed case is invalid (BIP 173), not a base58 address
     if _ETHEREUM.fullmatch(lowered):
         return Identifier("CRYPTO_ADDRESS", lowered)  # EIP-55 mixed case is only a checksum
     if _ADDRESS.fullmatch(text):
