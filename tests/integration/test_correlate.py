@@ -238,9 +238,49 @@ async def test_shared_identifiers_in_other_forms_hit_once_per_pair_across_a_kill
         _pair(vessel_a, vessel_b2),
     }
     found = await _hits(federation, output, len(expected), alive)
+    assert set(found) == expected
+    assert await correlator.metric("bus_correlate_events_total", outcome="rejected") == 1
+
+    # A revision supersedes the identifiers of the one before; an expired event is not matched.
+    revised_1 = _event(A, "CYBERCRIME", [("DOMAIN", "revised.example", {})])
+    revised_2 = dict(
+        revised_1,
+        revision=2,
+        subjects=[{"kind": "DOMAIN", "value": "other-revised.example", "attributes": {}}],
+    )
+    expiring = _event(
+        A,
+        "CYBERCRIME",
+        [("DOMAIN", "expiring.example", {})],
+        expires_at=datetime.now(UTC) + timedelta(seconds=8),
+    )
+    mirror = f"{A}.{topic}"
+    indexed = await correlator.metric("bus_correlate_events_total", topic=mirror)
+    await _publish(federation, federated, A, topic, [revised_1, revised_2, expiring])
+    await _wait_for(correlator, "bus_correlate_events_total", indexed + 3, topic=mirror)
+    await asyncio.sleep(max(0.0, (expiring["expires_at"] - datetime.now(UTC)).total_seconds()))
+    old_form = _event(B, "CYBERCRIME", [("DOMAIN", "REVISED.example", {})])
+    new_form = _event(
+        B,
+        "CYBERCRIME",
+        [("URL", "https://other-revised.example/", {}), ("DOMAIN", "other-revised.example.", {})],
+    )
+    too_late = _event(B, "CYBERCRIME", [("DOMAIN", "expiring.example", {})])
+    await _publish(federation, federated, B, topic, [old_form, new_form, too_late])
+    await _wait_for(correlator, "bus_correlate_events_total", 3, topic=topic, outcome="indexed")
+    expected.add(_pair(revised_2, new_form))
+    found = await _hits(federation, output, len(expected), alive)
     # Once more after the processor had time to repeat anything it would repeat.
     await asyncio.sleep(3)
     found = await _hits(federation, output, len(expected), alive)
     assert set(found) == expected
     assert all(count == 1 for count in found.values()), found
-    assert await correlator.metric("bus_correlate_events_total", outcome="rejected") == 1
+
+
+async def _wait_for(process: BridgeProcess, name: str, value: float, **labels: str) -> None:
+    """Until the process's metric ``name`` (summed over ``labels``) reaches ``value``."""
+    async with asyncio.timeout(60):
+        while True:
+            if await process.metric(name, **labels) >= value:
+                return
+            await asyncio.sleep(0.3)
