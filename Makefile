@@ -65,8 +65,8 @@ docs: install
 	$(BIN)/python -m bus.cli._reference > docs/cli.md
 
 check: install
-	$(BIN)/ruff check bus tests bench
-	$(BIN)/ruff format --check bus tests bench
+	$(BIN)/ruff check bus tests bench examples
+	$(BIN)/ruff format --check bus tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 

@@ -73,38 +73,33 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry
 
-from bus import envelope, events
 from bus._fetch import fetch
 from bus._kafka import client_options, is_transient, translated
 from bus._quote import bounded
 from bus._reloading import ReloadingTrustStore
-from bus._revisions import EventIdentity, Repeat, RevisionIndex
-from bus.batch import RootCache, shared_roots
+from bus.batch import RootCache
 from bus.config import Config
 from bus.envelope import VerifiedEvent
-from bus.errors import (
-    ConfigError,
-    EventError,
-    EventRejected,
-    NotReleasable,
-    OriginMismatch,
-    RecordRejected,
-    RevisionConflict,
-    TransportError,
-    TruncatedRecord,
-    UnexpectedFailure,
-)
+from bus.errors import ConfigError, RecordRejected, TransportError
 from bus.metrics import SubscriberMetrics, TrustMetrics
 from bus.quarantine import Quarantine, Quarantined
-from bus.records import SourceRecord, unreadable_error
+from bus.records import SourceRecord
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver
+from bus.verifier import (
+    DEFAULT_DEDUP_CAPACITY,
+    MAX_CLOCK_SETTING_S,
+    Outcome,
+    RecordVerifier,
+    mirrors_of,
+    where,
+)
 
 _T = TypeVar("_T")
 
@@ -118,11 +113,6 @@ __all__ = [
     "run_subscriber",
 ]
 
-# A grace or skew of more than a week would make key validity windows meaningless.
-_MAX_CLOCK_SETTING_S: Final = 7 * 24 * 3600.0
-
-log = logging.getLogger("bus.subscriber")
-
 Record = SourceRecord
 """A fetched record (aiokafka's ``ConsumerRecord``, or ``bus._fetch.Unreadable``)."""
 
@@ -131,12 +121,6 @@ log = logging.getLogger("bus.subscriber")
 _BACKOFF_S = 0.2
 _MAX_BACKOFF_S = 5.0
 """Retries of transient errors wait 0.2 s, doubling up to 5 s."""
-
-DEFAULT_DEDUP_CAPACITY = 100_000
-"""Event ids a subscriber with a group remembers against replays and rollbacks."""
-
-_DEDUP_WINDOW_S = 30 * 24 * 3600.0
-"""How long a handled revision is remembered (the bridge's replay window)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,22 +201,21 @@ class Subscriber:
         until_end: bool = False,
     ) -> None:
         self._consumer = consumer
-        self._roots = shared_roots() if roots is None else roots
         self._until_end = until_end
         self._ends: dict[TopicPartition, int] = {}
-        self._key_grace = key_grace
-        self._max_clock_skew = max_clock_skew
         self.agency = agency
         self.group_id = group_id
-        self._trust = trust
         self._quarantine = quarantine
-        self._mirrors = dict(mirrors or {})
-        """Mirrored topic -> the agency it is mirrored from, for the receiving checks."""
-        self._seen = (
-            # Subscribers deliver expired events too: their entries must not go before.
-            RevisionIndex(capacity=dedup_capacity, window_s=_DEDUP_WINDOW_S, forget_expired=False)
-            if dedup_capacity
-            else None
+        self._verifier = RecordVerifier(
+            agency=agency,
+            trust=trust,
+            mirrors=mirrors,  # mirrored topic -> the agency it is mirrored from
+            key_grace=key_grace,
+            max_clock_skew=max_clock_skew,
+            roots=roots,
+            dedup_capacity=dedup_capacity,
+            log=log,
+            role="subscriber",
         )
         self._on_rejected = on_rejected
         self._max_records = max_records
@@ -296,11 +279,7 @@ class Subscriber:
         """
         if delivery is self._current:
             self._current = None
-        if self._seen is not None:
-            verified = delivery.verified
-            self._seen.remember(
-                EventIdentity.of(verified.event, verified.event_bytes), now=time.time()
-            )
+        self._verifier.remember(delivery.verified)
         self._mark(TopicPartition(delivery.topic, delivery.partition), delivery.offset)
 
     def _mark(self, tp: TopicPartition, offset: int) -> None:
@@ -372,12 +351,17 @@ class Subscriber:
 
     async def _accept(self, record: Record) -> Delivery | None:
         """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
-        verified = self._judge(record)
-        if isinstance(verified, RecordRejected):
-            await self._reject(record, verified)
+        admission = await self._verifier.admit(record, self._quarantine)
+        if admission.error is not None:
+            await self._reject(record, admission.error, admission.quarantined)
             return None
-        delivery = Delivery(
-            verified=verified,
+        self._metrics.consumed.labels(self.agency, record.topic, admission.outcome.value).inc()
+        if admission.outcome is not Outcome.DELIVERED:  # a duplicate or a rollback: skipped
+            self._mark(TopicPartition(record.topic, record.partition), record.offset)
+            return None
+        assert admission.verified is not None
+        return Delivery(
+            verified=admission.verified,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
@@ -385,88 +369,15 @@ class Subscriber:
             headers=tuple(record.headers),
             timestamp=record.timestamp,
         )
-        if self._seen is not None and not await self._fresh(record, verified):
-            return None
-        self._metrics.consumed.labels(self.agency, record.topic, "delivered").inc()
-        return delivery
 
     def _judge(self, record: Record) -> VerifiedEvent | RecordRejected:
-        """The verified, valid (and, on a mirrored topic, released) event, or why not.
+        """The verified, valid (and, on a mirrored topic, released) event, or why not
+        (``RecordVerifier.judge``: never raises ``Exception``)."""
+        return self._verifier.judge(record)
 
-        Never raises ``Exception``: what is unexpected becomes ``UnexpectedFailure``.
-        """
-        unreadable = unreadable_error(record)
-        if unreadable is not None:
-            return unreadable
-        stage = "verifying"
-        try:
-            if record.value is None:
-                return TruncatedRecord("record has no value (null)")
-            verified = envelope.open_(
-                record.value,
-                self._trust,
-                grace=self._key_grace,
-                max_skew=self._max_clock_skew,
-                roots=self._roots,
-            )
-            stage = "validating"
-            events.validate(verified.event)
-            mirrored_from = self._mirrors.get(record.topic)
-            if mirrored_from is not None:
-                stage = "checking the release of"
-                _check_release(verified, mirrored_from=mirrored_from, agency=self.agency)
-        except RecordRejected as exc:
-            return exc
-        except EventError as exc:
-            return EventRejected(f"the verified event breaks the event model: {exc}")
-        except Exception as exc:  # nothing escapes judging; BaseException is not caught
-            where = f"{record.topic}/{record.partition}@{record.offset}"
-            log.exception(
-                "%s: %s raised while %s the record; it is rejected as internal-error",
-                where,
-                type(exc).__name__,
-                stage,
-            )
-            return UnexpectedFailure(
-                f"{type(exc).__name__} raised while {stage} the record (a bug or a library "
-                "failing on this input; the subscriber's log has the traceback)"
-            )
-        return verified
-
-    async def _fresh(self, record: Record, verified: VerifiedEvent) -> bool:
-        """False once ``record`` is skipped (a duplicate or a rollback) or quarantined (a
-        revision conflict): a version of its event already handled, or an older one."""
-        assert self._seen is not None
-        where = f"{record.topic}/{record.partition}@{record.offset}"
-        try:
-            identity = EventIdentity.of(verified.event, verified.event_bytes)
-        except EventError as exc:
-            await self._reject(record, EventRejected(f"{where}: {exc}"))
-            return False
-        repeat, entry = self._seen.classify(identity, now=time.time())
-        if repeat is Repeat.NEW:
-            return True
-        if repeat is Repeat.CONFLICT:
-            assert entry is not None
-            await self._reject(
-                record,
-                RevisionConflict(
-                    f"{where}: event {identity.event_id} revision {identity.revision} has other "
-                    f"signed bytes (sha256 {identity.digest.hex()[:16]}...) than the one already "
-                    f"handled (sha256 {entry.digest.hex()[:16]}...)"
-                ),
-            )
-            return False
-        outcome = "duplicate" if repeat is Repeat.REPLAY else "rollback"
-        self._metrics.consumed.labels(self.agency, record.topic, outcome).inc()
-        self._mark(TopicPartition(record.topic, record.partition), record.offset)
-        return False
-
-    async def _reject(self, record: Record, error: RecordRejected) -> None:
-        where = f"{record.topic}/{record.partition}@{record.offset}"
-        quarantined = None
-        if self._quarantine is not None:
-            quarantined = await self._quarantine.put(record, error)
+    async def _reject(
+        self, record: Record, error: RecordRejected, quarantined: Quarantined | None
+    ) -> None:
         self._metrics.consumed.labels(self.agency, record.topic, "rejected").inc()
         if self._on_rejected is not None:
             self._on_rejected(
@@ -475,7 +386,7 @@ class Subscriber:
                     partition=record.partition,
                     offset=record.offset,
                     reason=error.reason,
-                    error=bounded(f"{where}: {error}", 1000),
+                    error=bounded(f"{where(record)}: {error}", 1000),
                     quarantined=quarantined,
                 )
             )
@@ -491,22 +402,6 @@ class Subscriber:
             await self.commit()
         finally:
             await self._consumer.stop()
-
-
-def _check_release(verified: VerifiedEvent, *, mirrored_from: str, agency: str) -> None:
-    """The receiving side's checks of an event read from ``mirrored_from``'s mirrored feed."""
-    origin = verified.agency  # the signed origin, its key checked against it
-    if origin != mirrored_from:
-        raise OriginMismatch(
-            f"event {verified.event['event_id']} was signed by {origin}, but the topic is "
-            f"{mirrored_from}'s mirrored feed (only {mirrored_from}'s bridge writes it); "
-            "open the subscriber with require_release=False to read onward-forwarded feeds"
-        )
-    if agency not in verified.event.get("releasable_to", ()):
-        raise NotReleasable(
-            f"event {verified.event['event_id']} of {origin} is not releasable to {agency} "
-            "(its releasable_to does not name it), so it is not delivered"
-        )
 
 
 async def assign_all(
@@ -535,17 +430,6 @@ async def assign_all(
         await consumer.seek_to_beginning(*assigned)
     else:
         await consumer.seek_to_end(*assigned)
-
-
-def mirrors_of(config: Config, agency: str, topics: Sequence[str]) -> dict[str, str]:
-    """Which of ``topics``, read on ``agency``'s cluster, are mirrors, and of which agency:
-    ``<other agency>.<any topic>`` (``Config.mirror_source``), whatever topic was mirrored."""
-    mirrors = {}
-    for topic in topics:
-        mirrored_from = config.mirror_source(topic, reader=agency)
-        if mirrored_from is not None:
-            mirrors[topic] = mirrored_from
-    return mirrors
 
 
 @asynccontextmanager
@@ -608,8 +492,8 @@ async def open_subscriber(
     if dedup_capacity < 0:
         raise ConfigError(f"dedup_capacity {dedup_capacity}: give 0 (off) or more")
     for name, seconds in (("key_grace_s", key_grace_s), ("max_clock_skew_s", max_clock_skew_s)):
-        if not 0 <= seconds <= _MAX_CLOCK_SETTING_S:
-            raise ConfigError(f"{name} {seconds}: give 0 to {_MAX_CLOCK_SETTING_S:.0f} seconds")
+        if not 0 <= seconds <= MAX_CLOCK_SETTING_S:
+            raise ConfigError(f"{name} {seconds}: give 0 to {MAX_CLOCK_SETTING_S:.0f} seconds")
     topics = tuple(topics or (config.topics.events,))
     mirrors = mirrors_of(config, agency, topics) if require_release else {}
     if quarantine is None:
