@@ -35,7 +35,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ProducerFenced
 from prometheus_client import CollectorRegistry
 
-from bus import envelope, events
 from bus._fetch import fetch
 from bus._kafka import client_options, translated
 from bus.batch import RootCache
@@ -48,19 +47,15 @@ from bus.envelope import VerifiedEvent
 from bus.errors import (
     BusError,
     ConfigError,
-    EventError,
-    EventRejected,
     Fenced,
-    NotReleasable,
     OriginMismatch,
     RecordRejected,
     TransportError,
-    TruncatedRecord,
-    UnexpectedFailure,
 )
 from bus.quarantine import Quarantine
-from bus.records import SourceRecord, unreadable_error
+from bus.records import SourceRecord
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW, KeyResolver
+from bus.verifier import RecordVerifier
 
 __all__ = [
     "CORRELATION_HIT",
@@ -161,7 +156,16 @@ class Correlator:
         self.settings = settings
         self._trust = trust
         self._store = store or default_store()
-        self._roots = RootCache()
+        self._verifier = RecordVerifier(
+            agency=settings.name,
+            trust=trust,
+            mirrors=settings.mirrors,
+            key_grace=timedelta(seconds=settings.key_grace_s),
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_s),
+            roots=RootCache(),
+            log=log,
+            role="correlator",
+        )
         self.metrics = CorrelatorMetrics.on(registry)
         self._registry = registry
         self._stop = asyncio.Event()
@@ -348,41 +352,19 @@ class Correlator:
         return await producer.send(self.settings.state_topic, value, key=key.encode())
 
     def _judge(self, record: SourceRecord) -> VerifiedEvent | RecordRejected:
-        """The verified, valid event released to this agency, or why not; never raises."""
-        unreadable = unreadable_error(record)
-        if unreadable is not None:
-            return unreadable
-        s = self.settings
-        stage = "verifying"
-        try:
-            if record.value is None:
-                return TruncatedRecord("record has no value (null)")
-            verified = envelope.open_(
-                record.value,
-                self._trust,
-                grace=timedelta(seconds=s.key_grace_s),
-                max_skew=timedelta(seconds=s.max_clock_skew_s),
-                roots=self._roots,
+        """The verified, valid event given to this agency, or why not; never raises.
+
+        ``bus.verifier`` judges as a subscriber does (on a peer's mirror: signed by that peer
+        and releasable to the agency); on the own feed, the event must be the agency's own.
+        """
+        verdict = self._verifier.judge(record)
+        own = record.topic == self.settings.own_topic
+        if isinstance(verdict, VerifiedEvent) and own and verdict.agency != self.settings.name:
+            return OriginMismatch(
+                f"event {verdict.event['event_id']} was signed by {verdict.agency}, but "
+                f"{record.topic} carries {self.settings.name}'s own events"
             )
-            stage = "validating"
-            events.validate(verified.event)
-            stage = "checking the release of"
-            _check_received(verified, record.topic, s)
-        except RecordRejected as exc:
-            return exc
-        except EventError as exc:
-            return EventRejected(f"the verified event breaks the event model: {exc}")
-        except Exception as exc:  # nothing escapes judging
-            log.exception(
-                "%s/%s@%s: %s raised while %s the record; rejected as internal-error",
-                record.topic,
-                record.partition,
-                record.offset,
-                type(exc).__name__,
-                stage,
-            )
-            return UnexpectedFailure(f"{type(exc).__name__} raised while {stage} the record")
-        return verified
+        return verdict
 
     async def _restore(self, options: dict[str, Any]) -> CorrelationIndex:
         """The index as the changelog has it (read_committed, to its end)."""
@@ -491,22 +473,6 @@ class Correlator:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, stable - position)
         for topic, value in lag.items():
             self.metrics.lag.labels(self.settings.name, topic).set(value)
-
-
-def _check_received(verified: VerifiedEvent, topic: str, s: CorrelatorSettings) -> None:
-    """Was the event given to this agency? Its own (signed by it) on its feed; a peer's,
-    released to it, on that peer's mirror."""
-    origin = verified.agency
-    event_id = verified.event["event_id"]
-    expected = s.mirrors.get(topic, s.name)
-    if origin != expected:
-        raise OriginMismatch(
-            f"event {event_id} was signed by {origin}, but {topic} carries {expected}'s events"
-        )
-    if topic in s.mirrors and s.name not in verified.event.get("releasable_to", ()):
-        raise NotReleasable(
-            f"event {event_id} of {origin} is not releasable to {s.name}, so it is not indexed"
-        )
 
 
 def _now_us(now: datetime | None = None) -> int:

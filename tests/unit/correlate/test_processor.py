@@ -161,7 +161,7 @@ def test_nothing_raised_while_judging_escapes(monkeypatch: pytest.MonkeyPatch) -
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("bus.correlate.processor.envelope.open_", broken)
+    monkeypatch.setattr("bus.verifier.envelope.open_", broken)
     verdict = _correlator()._judge(Record(b"anything"))
     assert isinstance(verdict, UnexpectedFailure)
 
