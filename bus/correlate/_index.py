@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -64,9 +64,20 @@ class EventEntry:
         return self.expires_at is not None and now_us >= self.expires_at
 
     def to_json(self) -> bytes:
-        data = asdict(self)
-        data["identifiers"] = [[i.kind, i.value] for i in self.identifiers]
-        return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+        data = {  # by hand: dataclasses.asdict deep-copies, a third of the cost per event
+            "event_id": self.event_id,
+            "revision": self.revision,
+            "origin": self.origin,
+            "crime_area": self.crime_area,
+            "created_at": self.created_at,
+            "occurred_at": self.occurred_at,
+            "expires_at": self.expires_at,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "identifiers": [[i.kind, i.value] for i in self.identifiers],
+        }
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> EventEntry:
@@ -123,7 +134,9 @@ class CorrelationIndex:
     """Events by id, event ids by identifier key, pairs already hit (module docs)."""
 
     events: dict[str, EventEntry] = field(default_factory=dict)
-    by_identifier: dict[str, set[str]] = field(default_factory=dict)
+    by_identifier: dict[str, str | set[str]] = field(default_factory=dict)
+    """Identifier key -> the event id indexed under it, or a set of them when more than one
+    (a set costs ~200 bytes more than a string, and most identifiers name one event)."""
     pairs: set[str] = field(default_factory=set)
 
     def offer(self, entry: EventEntry, now_us: int) -> Offer:
@@ -141,7 +154,7 @@ class CorrelationIndex:
             self._remove(current)
         hits: list[Hit] = []
         for identifier in entry.identifiers:
-            for other_id in sorted(self.by_identifier.get(identifier.key, ())):
+            for other_id in sorted(self.ids(identifier.key)):
                 other = self.events[other_id]
                 hit_id = pair_id(entry.event_id, other_id)
                 if other.origin == entry.origin or other.expired(now_us) or hit_id in self.pairs:
@@ -192,19 +205,39 @@ class CorrelationIndex:
     def __iter__(self) -> Iterator[EventEntry]:
         return iter(self.events.values())
 
+    def ids(self, key: str) -> set[str]:
+        """The event ids indexed under the identifier ``key`` (a copy)."""
+        found = self.by_identifier.get(key)
+        if found is None:
+            return set()
+        return {found} if isinstance(found, str) else set(found)
+
     def _add(self, entry: EventEntry) -> None:
         self.events[entry.event_id] = entry
         for identifier in entry.identifiers:
-            self.by_identifier.setdefault(identifier.key, set()).add(entry.event_id)
+            key = identifier.key
+            found = self.by_identifier.get(key)
+            if found is None or found == entry.event_id:
+                self.by_identifier[key] = entry.event_id
+            elif isinstance(found, str):
+                self.by_identifier[key] = {found, entry.event_id}
+            else:
+                found.add(entry.event_id)
 
     def _remove(self, entry: EventEntry) -> None:
         del self.events[entry.event_id]
         for identifier in entry.identifiers:
-            ids = self.by_identifier.get(identifier.key)
-            if ids is not None:
-                ids.discard(entry.event_id)
-                if not ids:
-                    del self.by_identifier[identifier.key]
+            key = identifier.key
+            found = self.by_identifier.get(key)
+            if found is None:
+                continue
+            if isinstance(found, str):
+                if found == entry.event_id:
+                    del self.by_identifier[key]
+                continue
+            found.discard(entry.event_id)
+            if len(found) == 1:
+                self.by_identifier[key] = next(iter(found))
 
 
 def _side(entry: EventEntry) -> dict[str, Any]:
