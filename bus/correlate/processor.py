@@ -51,6 +51,7 @@ from bus.errors import (
     OriginMismatch,
     RecordRejected,
     TransportError,
+    UnexpectedFailure,
 )
 from bus.quarantine import Quarantine
 from bus.records import SourceRecord
@@ -320,7 +321,24 @@ class Correlator:
                 await quarantine.put(record, verdict)
                 counts.append((record.topic, "rejected"))
                 continue
-            offer = self.index.offer(_entry(verdict, record), now_us)
+            try:
+                entry = _entry(verdict, record)
+            except Exception as exc:  # a bug on this input must not wedge the feed
+                log.exception(
+                    "%s/%s@%s: %s raised while reading the identifiers; rejected as "
+                    "internal-error",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    type(exc).__name__,
+                )
+                await quarantine.put(
+                    record,
+                    UnexpectedFailure(f"{type(exc).__name__} raised while reading identifiers"),
+                )
+                counts.append((record.topic, "rejected"))
+                continue
+            offer = self.index.offer(entry, now_us)
             counts.append((record.topic, offer.outcome.value))
             for key, value in offer.changes:
                 futures.append(await self._send_state(producer, key, value))
