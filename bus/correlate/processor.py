@@ -325,8 +325,7 @@ class Correlator:
                 entry = _entry(verdict, record)
             except Exception as exc:  # a bug on this input must not wedge the feed
                 log.exception(
-                    "%s/%s@%s: %s raised while reading the identifiers; rejected as "
-                    "internal-error",
+                    "%s/%s@%s: %s raised while reading the identifiers; rejected as internal-error",
                     record.topic,
                     record.partition,
                     record.offset,
