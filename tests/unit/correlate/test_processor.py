@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bus.codec import default_store
 from bus.config import AgencySettings, Config, TlsSettings, TopicSettings
 from bus.correlate._identifiers import Identifier
 from bus.correlate.processor import Correlator, CorrelatorSettings, _entry
@@ -171,3 +173,88 @@ def test_health_is_unhealthy_before_a_session_started() -> None:
     status = correlator.health()
     assert status["healthy"] is False
     assert status["tables"] == {"events": 0, "identifiers": 0, "pairs": 0}
+
+
+class _Producer:
+    """Records what one transaction would commit (a fake: the integration test has Kafka)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self.offsets: dict[Any, int] = {}
+        self.committed = 0
+
+    async def begin_transaction(self) -> None:
+        self.sent.clear()
+
+    async def send(self, topic: str, value: bytes | None, *, key: bytes, **_: Any) -> Any:
+        self.sent.append((topic, key, value))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group: str) -> None:
+        self.offsets = dict(offsets)
+
+    async def commit_transaction(self) -> None:
+        self.committed += 1
+
+
+class _Quarantine:
+    def __init__(self) -> None:
+        self.put_records: list[tuple[Any, str]] = []
+
+    async def put(self, record: Any, error: Any) -> None:
+        self.put_records.append((record.offset, error.reason))
+
+
+async def test_a_batch_commits_hits_state_quarantine_and_offsets_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    correlator = _correlator()
+    subjects = [{"kind": "PHONE_NUMBER", "value": "+44 20 7946 0958", "attributes": {}}]
+    theirs = make_event("interpol", releasable_to=["europol"], subjects=subjects, expires_at=None)
+    ours = make_event(
+        "europol", subjects=[dict(subjects[0], value="0044 20 7946-0958")], expires_at=None
+    )
+    records = [
+        Record(seal(theirs, INTERPOL), offset=3),
+        Record(b"garbage", topic="intel.events", offset=4),
+        Record(seal(ours, EUROPOL), topic="intel.events", offset=5),
+    ]
+    producer, quarantine = _Producer(), _Quarantine()
+    await correlator._transaction(cast(Any, producer), cast(Any, quarantine), records, [])
+    assert producer.committed == 1
+    assert quarantine.put_records == [(4, "bad-marker")]
+    hits = [value for topic, _, value in producer.sent if topic == "bus.correlations"]
+    assert len(hits) == 1
+    assert hits[0] is not None
+    hit = default_store().decode(hits[0], "bus.correlate.CorrelationHit")
+    assert (hit["identifier_kind"], hit["identifier"]) == ("PHONE", "+442079460958")
+    assert {hit["first"]["event_id"], hit["second"]["event_id"]} == {
+        theirs["event_id"],
+        ours["event_id"],
+    }
+    state = {key for topic, key, _ in producer.sent if topic == "bus-correlate.europol.state"}
+    assert state == {
+        f"event:{theirs['event_id']}".encode(),
+        f"event:{ours['event_id']}".encode(),
+        f"pair:{hit['hit_id']}".encode(),
+    }
+    assert {(tp.topic, offset) for tp, offset in producer.offsets.items()} == {
+        ("interpol.intel.events", 4),
+        ("intel.events", 6),
+    }
+
+    def broken(event: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("bus.correlate.processor.identifiers", broken)
+    again = make_event("europol")
+    await correlator._transaction(
+        cast(Any, producer),
+        cast(Any, quarantine),
+        [Record(seal(again, EUROPOL), topic="intel.events", offset=6)],
+        [],
+    )
+    assert quarantine.put_records[-1] == (6, "internal-error")
+    assert producer.committed == 2
