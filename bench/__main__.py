@@ -11,6 +11,9 @@ limits     ``bench.bench_limits``                what a maximal hostile event co
 stages     ``bench.bench_stages``                each stage of the bridge's judge, per event
                                                  (no Kafka)
 audit      ``bench.bench_audit``                 the audit chain per audit record (no Kafka)
+correlate  ``bench.bench_correlate``             the correlator per event against ``open_``
+                                                 alone, and its index's memory per million
+                                                 identifiers (no Kafka)
 pubsub     ``bench.bench_pubsub``                publisher/subscriber against raw aiokafka
                                                  clients
 e2e        ``bench.bench_e2e``                   the bridge against MirrorMaker 2 and raw and
@@ -50,18 +53,19 @@ BENCHMARKS = {
     "limits": "bench.bench_limits",
     "stages": "bench.bench_stages",
     "audit": "bench.bench_audit",
+    "correlate": "bench.bench_correlate",
     "pubsub": "bench.bench_pubsub",
     "e2e": "bench.bench_e2e",
     "profile": "bench.bench_bridge",
     "bridge": "bench.bench_bridge",
 }
-DEFAULT = ("core", "policy", "limits", "stages", "profile", "pubsub", "e2e")
+DEFAULT = ("core", "policy", "limits", "stages", "correlate", "profile", "pubsub", "e2e")
 _ROOT = Path(__file__).resolve().parent.parent
 
 
 def _arguments(name: str, quick: bool) -> list[str] | None:
     """The command line a module's ``main`` gets; None for modules whose ``main`` takes none."""
-    if name in ("pubsub", "e2e", "bridge"):
+    if name in ("pubsub", "e2e", "bridge", "correlate"):
         return ["--quick"] if quick else []
     if name == "profile":
         return ["--profile-only", *(["--quick"] if quick else [])]

@@ -56,6 +56,7 @@ __all__ = [
     "TlsSettings",
     "TopicSettings",
     "bridge_identity",
+    "correlator_identity",
     "default_config_path",
     "default_home",
     "default_jar_cache",
@@ -68,6 +69,11 @@ _SERVER: Final = re.compile(r"[^:\s]+:\d{1,5}")
 _IDENTITY: Final = re.compile(r"[a-z][a-z0-9_.-]{0,127}")
 """An identity's name: ``admin``, ``bridge.<source>.<destination>``, ..."""
 """``host:port`` of a bootstrap server; matched whole (``fullmatch``: no trailing newline)."""
+
+
+def correlator_identity(agency: str) -> str:
+    """The TLS identity ``agency``'s correlator (``bus correlate run``) uses on its cluster."""
+    return f"correlator.{agency}"
 
 
 def bridge_identity(source: str, destination: str) -> str:

@@ -23,6 +23,7 @@ _GROUPS = [
     ("bus.cli.pubsub", "publish"),
     ("bus.cli.pubsub", "tail"),
     ("bus.cli.bridge", "bridge"),
+    ("bus.cli.correlate", "correlate"),
     ("bus.cli.demo", "demo"),
     ("bus.cli.audit", "audit"),
 ]

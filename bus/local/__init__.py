@@ -59,7 +59,14 @@ Prometheus' file-based discovery (``_supervisor.register_targets``). Layout, por
 
 from __future__ import annotations
 
-from bus.local._acls import Acl, apply_acls, bridge_acls, cluster_acls, kafka_acls_commands
+from bus.local._acls import (
+    Acl,
+    apply_acls,
+    bridge_acls,
+    cluster_acls,
+    correlator_acls,
+    kafka_acls_commands,
+)
 from bus.local._federation import admin_settings, down, iter_node_pids, reset, status, up
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
 from bus.local._status import ProcessStatus, render_table
@@ -79,6 +86,7 @@ __all__ = [
     "admin_settings",
     "apply_acls",
     "bridge_acls",
+    "correlator_acls",
     "cluster_acls",
     "kafka_acls_commands",
     "DEFAULT_AGENCIES",

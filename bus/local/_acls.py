@@ -26,6 +26,10 @@ principal                  may
                            checkpoints ``bus.checkpoints.p.<topic>`` and
                            ``bus.checkpoints.forwarded.p.<topic>``; transactional ids
                            ``bus-bridge.p.a.*``; idempotent writes
+``correlator.a``           read ``intel.events`` and each ``p.intel.events``; write
+                           ``bus.quarantine``; create, read and write ``bus.correlations`` and
+                           its topics, group and transactional id (prefix
+                           ``bus-correlate.a``); idempotent writes
 =========================  ===================================================================
 """
 
@@ -38,7 +42,7 @@ from typing import Any, Final, Literal
 
 from bus.config import AgencySettings, TopicSettings
 from bus.errors import LocalClusterError
-from bus.local._tls import app_principal, bridge_principal
+from bus.local._tls import app_principal, bridge_principal, correlator_principal
 
 __all__ = [
     "Acl",
@@ -46,6 +50,7 @@ __all__ = [
     "application_acls",
     "bridge_acls",
     "cluster_acls",
+    "correlator_acls",
     "kafka_acls_commands",
 ]
 
@@ -141,6 +146,38 @@ def application_acls(agency: str, peers: Iterable[str], topics: TopicSettings) -
     return acls
 
 
+CORRELATOR_PREFIX: Final = "bus-correlate."
+"""The correlator's group, transactional id and changelog topic start with this + agency."""
+CORRELATIONS_TOPIC: Final = "bus.correlations"
+
+
+def correlator_acls(agency: str, peers: Iterable[str], topics: TopicSettings) -> list[Acl]:
+    """What ``agency``'s correlator (``bus correlate run``) may do on the agency's cluster."""
+    principal = correlator_principal(agency)
+    prefix = f"{CORRELATOR_PREFIX}{agency}"
+
+    def acl(operation: Operation, resource: Resource, name: str, *, prefixed: bool = False) -> Acl:
+        return Acl(
+            principal=principal,
+            operation=operation,
+            resource=resource,
+            name=name,
+            prefixed=prefixed,
+        )
+
+    acls = [
+        acl("Read", "topic", topics.events),
+        acl("Write", "topic", topics.quarantine),
+        *(acl(op, "topic", CORRELATIONS_TOPIC) for op in ("Create", "Read", "Write")),
+        *(acl(op, "topic", prefix, prefixed=True) for op in ("Create", "Read", "Write")),
+        acl("Read", "group", prefix, prefixed=True),
+        acl("Write", "transactional-id", prefix, prefixed=True),
+        acl("IdempotentWrite", "cluster", CLUSTER_NAME),
+    ]
+    acls += [acl("Read", "topic", topics.mirror_of(peer)) for peer in peers]
+    return acls
+
+
 def bridge_acls(
     source: str, destination: str, topics: TopicSettings, source_topics: Sequence[str] = ()
 ) -> dict[str, list[Acl]]:
@@ -190,6 +227,7 @@ def cluster_acls(agencies: Sequence[str], topics: TopicSettings) -> dict[str, li
     """Every ACL of the federation ``agencies`` (every direction bridged), per cluster."""
     result: dict[str, list[Acl]] = {
         agency: application_acls(agency, [p for p in agencies if p != agency], topics)
+        + correlator_acls(agency, [p for p in agencies if p != agency], topics)
         for agency in agencies
     }
     for source in agencies:

@@ -44,6 +44,7 @@ from bus.local._tls import (
     app_principal,
     bridge_principal,
     certificate_info,
+    correlator_principal,
     ensure_certificates,
     tls_layout,
 )
@@ -300,6 +301,8 @@ def _write_config(spec: FederationSpec) -> Config:
             layout = tls_layout(spec, node.agency)
             tls = layout.client(app_principal(node.agency))
             identities["admin"] = layout.client(admin_principal(node.agency))
+            correlator = correlator_principal(node.agency)
+            identities[correlator] = layout.client(correlator)
             for peer in spec.agencies:
                 if peer != node.agency:
                     for src, dst in ((node.agency, peer), (peer, node.agency)):

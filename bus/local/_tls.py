@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bus.config import TlsSettings, bridge_identity
+from bus.config import TlsSettings, bridge_identity, correlator_identity
 from bus.errors import LocalClusterError
 from bus.local._spec import HOST, FederationSpec
 
@@ -53,6 +53,7 @@ __all__ = [
     "admin_principal",
     "app_principal",
     "bridge_principal",
+    "correlator_principal",
     "broker_principal",
     "certificate_info",
     "ensure_certificates",
@@ -91,6 +92,10 @@ def bridge_principal(source: str, destination: str) -> str:
     return bridge_identity(source, destination)
 
 
+def correlator_principal(agency: str) -> str:
+    return correlator_identity(agency)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TlsLayout:
     """Where one agency's CA, node and client certificates are."""
@@ -126,7 +131,11 @@ class TlsLayout:
 
     def principals(self, peers: Iterable[str]) -> list[str]:
         """Every client principal of this cluster: admin, apps, each bridge touching it."""
-        result = [admin_principal(self.agency), app_principal(self.agency)]
+        result = [
+            admin_principal(self.agency),
+            app_principal(self.agency),
+            correlator_principal(self.agency),
+        ]
         for peer in peers:
             result += [bridge_principal(self.agency, peer), bridge_principal(peer, self.agency)]
         return result

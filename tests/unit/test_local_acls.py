@@ -6,6 +6,7 @@ from bus.bridge._checkpoint import audit_checkpoint_topic, checkpoint_topic, tra
 from bus.bridge._replays import forwarded_topic
 from bus.bridge.settings import BridgeSettings
 from bus.config import AgencySettings, Config, TopicSettings
+from bus.correlate.processor import CorrelatorSettings
 from bus.local import _acls
 from bus.local._acls import Acl, cluster_acls, kafka_acls_commands
 
@@ -110,3 +111,29 @@ def test_the_commands_for_real_clusters_name_principal_operation_and_pattern() -
         "--add --allow-principal 'User:bridge.a.b' --operation Write "
         "--transactional-id 'bus-bridge.a.b.' --resource-pattern-type prefixed"
     )
+
+
+def test_the_correlator_reads_its_agencys_feeds_and_writes_only_its_own_names() -> None:
+    on_europol = cluster_acls(AGENCIES, TOPICS)["europol"]
+    principal = "correlator.europol"
+    config = Config(
+        path=None,
+        agencies={
+            name: AgencySettings(name=name, bootstrap_servers=("127.0.0.1:1",)) for name in AGENCIES
+        },
+        topics=TOPICS,
+    )
+    settings = CorrelatorSettings.from_config(config, "europol")
+    for topic in settings.inputs:
+        assert _allowed(on_europol, principal, "Read", topic)
+    for name in (settings.output_topic, settings.state_topic):
+        for operation in ("Create", "Read", "Write"):
+            assert _allowed(on_europol, principal, operation, name)
+    assert _allowed(on_europol, principal, "Write", settings.quarantine_topic)
+    assert _allowed(on_europol, principal, "Read", settings.app_id, resource="group")
+    assert _allowed(on_europol, principal, "Write", settings.app_id, resource="transactional-id")
+    # Not the events topic (it only reads), not a mirror, not another agency's correlator.
+    assert not _allowed(on_europol, principal, "Write", "intel.events")
+    assert not _allowed(on_europol, principal, "Write", "interpol.intel.events")
+    assert not _allowed(on_europol, principal, "Read", "bus-correlate.interpol", resource="group")
+    assert not _allowed(on_europol, "europol-app", "Write", settings.output_topic)

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from bus.bridge._metrics import BridgeMetrics
+from bus.correlate._metrics import CorrelatorMetrics
 from bus.metrics import (
     AuditMetrics,
     ComponentMetrics,
@@ -28,6 +29,7 @@ COMPONENTS: tuple[type[ComponentMetrics], ...] = (
     BridgeMetrics,
     TrustMetrics,
     AuditMetrics,
+    CorrelatorMetrics,
 )
 _ROW = re.compile(
     r"^\| `(?P<name>[a-z_]+)` \| (?P<type>\w+) \|(?P<labels>[^|]*)\| (?P<meaning>.*)\|$"
