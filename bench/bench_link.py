@@ -1,0 +1,228 @@
+"""The bridge and MirrorMaker 2 across a long link: throughput at 0, 25 and 100 ms round trips.
+
+Run ``python -m bench.bench_link [--quick] [--reps R] [--events N] [--rtts 0,25,100]`` as root.
+Starts a two-agency local federation (plaintext, as ``bench.bench_bridge``) whose destination,
+europol, runs in a network namespace of its own behind a long link (``bus.local.Link``: a wire
+that delays every packet by half the round trip each way). The source, the contenders, the
+publisher and the reader stay in this namespace, so the contenders consume the source on
+loopback and write to the destination across the link, as a bridge or MirrorMaker 2 placed at
+the source would.
+
+Each contender is started and warmed up once per repetition (``bench.bench_e2e.Contender``: one
+released event per partition through before any clock starts), then, for each round trip in
+turn, the link is shaped and N pre-signed 1 KB events are published as fast as the publisher
+can; throughput is source events / (last record committed on the destination - first record
+sent), as in ``bench.bench_e2e``. The destination is read by a ``read_committed`` consumer
+across the link, so each figure includes about one round trip of reading: well under 1% of
+a run of ten seconds or more.
+
+The headline is each contender's throughput at each round trip over its own at 0 ms in the
+same repetition (the wire without delay, so the link's own cost is in both figures and only the
+delay differs). The issue's target: the bridge keeps at least 0.8 of it at 100 ms. Figures are
+printed and returned, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.bench_bridge import DESTINATION, PARTITIONS, SOURCE, _quiet
+from bench.bench_e2e import Contender, Setup, machine
+from bus import local
+from bus.local._install import kafka_version
+from bus.local._link import unavailable
+from bus.testing import federated_config, running_federation
+
+__all__ = ["main", "measure"]
+
+SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    reps: int
+    events: int
+    rtts: tuple[float, ...]
+    """Round trips the link adds, in ms; the first is the baseline of the ratios."""
+    contenders: tuple[str, ...] = ("bridge", "mm2")
+    jitter_ms: float = 0.0
+    loss_percent: float = 0.0
+
+
+def plan_for(*, quick: bool, reps: int | None, events: int | None) -> Plan:
+    if quick:
+        return Plan(reps=reps or 1, events=events or 3000, rtts=(0.0, 25.0, 100.0))
+    return Plan(reps=reps or 2, events=events or 10000, rtts=(0.0, 25.0, 100.0))
+
+
+async def _measure(setup: Setup, link: local.Link, plan: Plan) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    for rep in range(plan.reps):
+        for name in plan.contenders:
+            contender = Contender(name, setup, SIZE)
+            try:
+                await asyncio.to_thread(link.shape, local.LinkConditions())
+                await contender.start()
+                for rtt in plan.rtts:
+                    conditions = local.LinkConditions(
+                        rtt_ms=rtt,
+                        jitter_ms=min(plan.jitter_ms, rtt),
+                        loss_percent=plan.loss_percent,
+                    )
+                    await asyncio.to_thread(link.shape, conditions)
+                    before = await asyncio.to_thread(link.stats)
+                    result = await contender.run(0.0, plan.events)
+                    after = await asyncio.to_thread(link.stats)
+                    result.update(
+                        rep=rep,
+                        rtt_ms=rtt,
+                        link=conditions.describe(),
+                        packets={
+                            way: {k: after[way][k] - before[way][k] for k in ("passed", "lost")}
+                            for way in ("out", "in")
+                        },
+                    )
+                    runs.append(result)
+                    _print_run(result)
+            except Exception as exc:  # one failing contender must not lose the others
+                print(f"  {name}: failed: {type(exc).__name__}: {exc}", flush=True)
+                runs.append({"contender": name, "rep": rep, "error": repr(exc)[:300]})
+            finally:
+                await asyncio.to_thread(link.shape, local.LinkConditions())
+                await contender.stop()
+    return runs
+
+
+def _print_run(r: dict[str, Any]) -> None:
+    line = (
+        f"  rep {r['rep']} {r['contender']:6} {r['link']:>24}: "
+        f"{r['arrived']}/{r['expected']} in {r['seconds']:6.2f} s"
+    )
+    if r.get("throughput"):
+        line += f"  {r['throughput']:>8,.0f} events/s"
+    line += f"  packets out {r['packets']['out']['passed']:,}"
+    line += f"  load {r['load_average'][0]:.1f}"
+    print(line, flush=True)
+
+
+def summarise(runs: list[dict[str, Any]], baseline: float) -> dict[str, Any]:
+    """Per contender and round trip: throughput / the same contender's at ``baseline`` in the
+    same repetition; and bridge / MirrorMaker 2 at each round trip."""
+    ok = {
+        (r["rep"], r["contender"], r["rtt_ms"]): r["throughput"]
+        for r in runs
+        if "error" not in r and r.get("throughput")
+    }
+    ratios: dict[str, list[float]] = {}
+    for (rep, name, rtt), value in ok.items():
+        base = ok.get((rep, name, baseline))
+        if base and rtt != baseline:
+            ratios.setdefault(f"{name} at {rtt:g} ms / at {baseline:g} ms", []).append(value / base)
+        mm2 = ok.get((rep, "mm2", rtt))
+        if name == "bridge" and mm2:
+            ratios.setdefault(f"bridge / mm2 at {rtt:g} ms", []).append(value / mm2)
+    return {
+        key: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+        for key, v in sorted(ratios.items())
+    }
+
+
+def measure(plan: Plan) -> dict[str, Any]:
+    """Start the federation (destination behind a link), run ``plan``, stop it all."""
+    _quiet()
+    with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
+        home = Path(tmp)
+        with running_federation(
+            home / "federation",
+            (SOURCE, DESTINATION),
+            partitions=PARTITIONS,
+            insecure_plaintext=True,
+            remote=(DESTINATION,),
+        ) as federation:
+            assert federation.spec is not None
+            federated = federated_config(federation, home / "signed")
+            key_path = federated.config.agency(SOURCE).signing_key
+            assert key_path is not None
+            setup = Setup(
+                src=federation.bootstrap(SOURCE),
+                dst=federation.bootstrap(DESTINATION),
+                config_path=federated.path,
+                key_path=key_path,
+                jars=federation.spec.jar_dir,
+                home=home,
+            )
+            started = time.time()
+            runs = asyncio.run(_measure(setup, federation.links[DESTINATION], plan))
+    return {
+        "machine": machine(),
+        "kafka": kafka_version(),
+        "plan": {
+            "reps": plan.reps,
+            "events": plan.events,
+            "size": SIZE,
+            "rtts_ms": list(plan.rtts),
+            "jitter_ms": plan.jitter_ms,
+            "loss_percent": plan.loss_percent,
+            "contenders": list(plan.contenders),
+            "partitions": PARTITIONS,
+        },
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "runs": runs,
+        "ratios": summarise(runs, plan.rtts[0]),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_link", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="3,000 events, one repetition")
+    parser.add_argument("--reps", type=int, help="repetitions (default 2; --quick 1)")
+    parser.add_argument("--events", type=int, help="events per run (default 10,000)")
+    parser.add_argument("--rtts", help="comma-separated round trips in ms (default 0,25,100)")
+    parser.add_argument("--jitter", type=float, default=0.0, help="jitter of the round trip, ms")
+    parser.add_argument("--loss", type=float, default=0.0, help="loss each way, percent")
+    parser.add_argument("--only", help="comma-separated contenders (default: bridge,mm2)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    reason = unavailable()
+    if reason is not None:
+        print(f"  skipped: {reason}")
+        return None
+    plan = replace(
+        plan_for(quick=args.quick, reps=args.reps, events=args.events),
+        jitter_ms=args.jitter,
+        loss_percent=args.loss,
+    )
+    if args.rtts:
+        plan = replace(plan, rtts=tuple(float(x) for x in args.rtts.split(",")))
+    if args.only:
+        plan = replace(plan, contenders=tuple(args.only.split(",")))
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} cores; Apache Kafka "
+        f"{kafka_version()}; {plan.reps} repetitions of {plan.events} events of {SIZE} B; "
+        f"round trips {', '.join(f'{r:g}' for r in plan.rtts)} ms; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    result = measure(plan)
+    print("  ratios within a repetition (median [min-max]):")
+    for key, r in result["ratios"].items():
+        print(f"    {key:32} {r['median']:5.2f} [{r['min']:.2f}-{r['max']:.2f}]")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    main()
