@@ -8,7 +8,13 @@ publisher and the reader stay in this namespace, so the contenders consume the s
 loopback and write to the destination across the link, as a bridge or MirrorMaker 2 placed at
 the source would.
 
-Each contender is started and warmed up once per repetition (``bench.bench_e2e.Contender``: one
+First, the cost of the link to one of the bridge's transactions: a transactional producer here
+commits transactions of 500 and of 2,000 1 KB records with a checkpoint record, as a lane's
+destination log does, at each round trip; the median wall time over the first round trip's (0
+ms), in round trips, is what the link adds to each batch of a lane (``commits`` in the
+figures).
+
+Then each contender is started and warmed up once per repetition (``bench.bench_e2e.Contender``: one
 released event per partition through before any clock starts), then, for each round trip in
 turn, the link is shaped and N pre-signed 1 KB events are published as fast as the publisher
 can; throughput is source events / (last record committed on the destination - first record
@@ -32,18 +38,21 @@ import platform
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from bench.bench_bridge import DESTINATION, PARTITIONS, SOURCE, _quiet
 from bench.bench_e2e import Contender, Setup, machine
 from bus import local
 from bus.local._install import kafka_version
 from bus.local._link import unavailable
-from bus.testing import federated_config, running_federation
+from bus.testing import connect, create_topic, federated_config, running_federation
 
 __all__ = ["main", "measure"]
 
@@ -59,6 +68,10 @@ class Plan:
     contenders: tuple[str, ...] = ("bridge", "mm2")
     jitter_ms: float = 0.0
     loss_percent: float = 0.0
+    commits: int = 10
+    """Transactions timed per round trip and batch size (``_commits``)."""
+    commit_batches: tuple[int, ...] = (500, 2000)
+    """Records per timed transaction: the bridge's default ``max_batch``, and four times it."""
 
 
 def plan_for(*, quick: bool, reps: int | None, events: int | None) -> Plan:
@@ -103,6 +116,61 @@ async def _measure(setup: Setup, link: local.Link, plan: Plan) -> list[dict[str,
                 await asyncio.to_thread(link.shape, local.LinkConditions())
                 await contender.stop()
     return runs
+
+
+async def _commits(setup: Setup, link: local.Link, plan: Plan) -> list[dict[str, Any]]:
+    """Wall time of one transaction (``batch`` 1 KB records and a checkpoint record, as a lane's
+    destination log commits them) at each round trip: what the link costs a bridge's lane."""
+    topic = f"bench.link.commits.{uuid.uuid4().hex[:6]}"
+    await create_topic(setup.dst, topic, 1)
+    await create_topic(setup.dst, f"{topic}.checkpoints", 1)
+    producer = AIOKafkaProducer(
+        **connect(setup.dst),
+        transactional_id=f"bench-link-{uuid.uuid4().hex[:6]}",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=512 * 1024,
+    )
+    value = b"x" * SIZE
+    out: list[dict[str, Any]] = []
+    await producer.start()
+    try:
+        for rtt in plan.rtts:
+            await asyncio.to_thread(link.shape, local.LinkConditions(rtt_ms=rtt))
+            for batch in plan.commit_batches:
+                times = []
+                for _ in range(plan.commits + 1):
+                    started = time.perf_counter()
+                    await producer.begin_transaction()
+                    for _ in range(batch):
+                        await producer.send(topic, value, partition=0)
+                    await producer.send(f"{topic}.checkpoints", b"checkpoint", partition=0)
+                    await producer.commit_transaction()
+                    times.append(time.perf_counter() - started)
+                median = statistics.median(times[1:])  # the first finds the coordinator
+                base = next((r["median_s"] for r in out if r["batch"] == batch), median)
+                row = {
+                    "rtt_ms": rtt,
+                    "batch": batch,
+                    "median_s": median,
+                    "extra_round_trips": (median - base) * 1000 / rtt if rtt else None,
+                }
+                out.append(row)
+                trips = (
+                    f"  = {row['extra_round_trips']:+.1f} round trips on {plan.rtts[0]:g} ms"
+                    if rtt
+                    else ""
+                )
+                print(
+                    f"  commit of {batch:>5} records at {rtt:>5g} ms RTT: "
+                    f"{median * 1000:7.1f} ms{trips}",
+                    flush=True,
+                )
+    finally:
+        await producer.stop()
+        await asyncio.to_thread(link.shape, local.LinkConditions())
+    return out
 
 
 def _print_run(r: dict[str, Any]) -> None:
@@ -164,7 +232,9 @@ def measure(plan: Plan) -> dict[str, Any]:
                 home=home,
             )
             started = time.time()
-            runs = asyncio.run(_measure(setup, federation.links[DESTINATION], plan))
+            link = federation.links[DESTINATION]
+            commits = asyncio.run(_commits(setup, link, plan)) if plan.commits else []
+            runs = asyncio.run(_measure(setup, link, plan))
     return {
         "machine": machine(),
         "kafka": kafka_version(),
@@ -179,6 +249,7 @@ def measure(plan: Plan) -> dict[str, Any]:
             "partitions": PARTITIONS,
         },
         "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "commits": commits,
         "runs": runs,
         "ratios": summarise(runs, plan.rtts[0]),
     }
@@ -193,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--jitter", type=float, default=0.0, help="jitter of the round trip, ms")
     parser.add_argument("--loss", type=float, default=0.0, help="loss each way, percent")
     parser.add_argument("--only", help="comma-separated contenders (default: bridge,mm2)")
+    parser.add_argument(
+        "--commits", type=int, default=10, help="transactions timed per round trip (0: none)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     reason = unavailable()
@@ -203,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         plan_for(quick=args.quick, reps=args.reps, events=args.events),
         jitter_ms=args.jitter,
         loss_percent=args.loss,
+        commits=args.commits,
     )
     if args.rtts:
         plan = replace(plan, rtts=tuple(float(x) for x in args.rtts.split(",")))
