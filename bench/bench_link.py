@@ -9,7 +9,7 @@ loopback and write to the destination across the link, as a bridge or MirrorMake
 the source would.
 
 First, the cost of the link to one of the bridge's transactions: a transactional producer here
-commits transactions of 500 and of 2,000 1 KB records with a checkpoint record, as a lane's
+commits transactions of 1, 500 and 2,000 1 KB records with a checkpoint record, as a lane's
 destination log does, at each round trip; the median wall time over the first round trip's (0
 ms), in round trips, is what the link adds to each batch of a lane (``commits`` in the
 figures).
@@ -70,14 +70,18 @@ class Plan:
     loss_percent: float = 0.0
     commits: int = 10
     """Transactions timed per round trip and batch size (``_commits``)."""
-    commit_batches: tuple[int, ...] = (500, 2000)
-    """Records per timed transaction: the bridge's default ``max_batch``, and four times it."""
+    commit_batches: tuple[int, ...] = (1, 500, 2000)
+    """Records per timed transaction: one (the protocol's round trips alone), the bridge's
+    default ``max_batch``, and four times it."""
 
 
 def plan_for(*, quick: bool, reps: int | None, events: int | None) -> Plan:
-    if quick:
-        return Plan(reps=reps or 1, events=events or 3000, rtts=(0.0, 25.0, 100.0))
-    return Plan(reps=reps or 2, events=events or 10000, rtts=(0.0, 25.0, 100.0))
+    default_reps, default_events = (1, 3000) if quick else (2, 10000)
+    return Plan(
+        reps=default_reps if reps is None else reps,
+        events=events or default_events,
+        rtts=(0.0, 25.0, 100.0),
+    )
 
 
 async def _measure(setup: Setup, link: local.Link, plan: Plan) -> list[dict[str, Any]]:
@@ -258,7 +262,9 @@ def measure(plan: Plan) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_link", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="3,000 events, one repetition")
-    parser.add_argument("--reps", type=int, help="repetitions (default 2; --quick 1)")
+    parser.add_argument(
+        "--reps", type=int, help="repetitions (default 2; --quick 1; 0: the commits only)"
+    )
     parser.add_argument("--events", type=int, help="events per run (default 10,000)")
     parser.add_argument("--rtts", help="comma-separated round trips in ms (default 0,25,100)")
     parser.add_argument("--jitter", type=float, default=0.0, help="jitter of the round trip, ms")
