@@ -1,5 +1,11 @@
 """The bridge and MirrorMaker 2 across a long link: throughput at 0, 25 and 100 ms round trips.
 
+Contenders (``bench.bench_e2e``'s): ``bridge``, ``mm2`` (MirrorMaker 2) and ``txn``, the
+transactional pass-through: the bridge's commit protocol (one transaction of records and a
+checkpoint per partition per fetch, the partitions' commits concurrent, the next fetch after
+all of them) without its verification and policy, so that what the round trips cost such a
+loop shows where the bridge's own work does not hide it.
+
 Run ``python -m bench.bench_link [--quick] [--reps R] [--events N] [--rtts 0,25,100]`` as root.
 Starts a two-agency local federation (plaintext, as ``bench.bench_bridge``) whose destination,
 europol, runs in a network namespace of its own behind a long link (``bus.local.Link``: a wire
@@ -65,7 +71,7 @@ class Plan:
     events: int
     rtts: tuple[float, ...]
     """Round trips the link adds, in ms; the first is the baseline of the ratios."""
-    contenders: tuple[str, ...] = ("bridge", "mm2")
+    contenders: tuple[str, ...] = ("bridge", "mm2", "txn")
     jitter_ms: float = 0.0
     loss_percent: float = 0.0
     commits: int = 10
@@ -269,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--rtts", help="comma-separated round trips in ms (default 0,25,100)")
     parser.add_argument("--jitter", type=float, default=0.0, help="jitter of the round trip, ms")
     parser.add_argument("--loss", type=float, default=0.0, help="loss each way, percent")
-    parser.add_argument("--only", help="comma-separated contenders (default: bridge,mm2)")
+    parser.add_argument("--only", help="comma-separated contenders (default: bridge,mm2,txn)")
     parser.add_argument(
         "--commits", type=int, default=10, help="transactions timed per round trip (0: none)"
     )

@@ -443,6 +443,24 @@ def _link(link: dict[str, Any] | None) -> list[str]:
             lines.append(f"| {name} | {rtt:g} ms | {statistics.median(values):,.0f} | {shown} |")
     failed = [r for r in link["runs"] if "error" in r]
     lines += [f"- {r['contender']} rep {r['rep']} failed: {r['error']}" for r in failed]
+    commits = link.get("commits") or []
+    if commits:
+        lines += [
+            "",
+            "One transaction of N 1 KB records and a checkpoint record across the link (median "
+            "wall time, ms), as a lane's destination log commits each batch:",
+            "",
+            "| records | " + " | ".join(f"{r:g} ms RTT" for r in plan["rtts_ms"]) + " |",
+            "|---|" + "---|" * len(plan["rtts_ms"]),
+        ]
+        for batch in sorted({c["batch"] for c in commits}):
+            cells = [
+                f"{c['median_s'] * 1000:,.0f}"
+                for rtt in plan["rtts_ms"]
+                for c in commits
+                if c["batch"] == batch and c["rtt_ms"] == rtt
+            ]
+            lines.append(f"| {batch:,} | " + " | ".join(cells) + " |")
     return lines
 
 
