@@ -23,6 +23,10 @@ e2e        ``bench.bench_e2e``                   the bridge against MirrorMaker 
                                                  sent to the last committed (many minutes)
 profile    ``bench.bench_bridge --profile-only``  cProfile of an in-process replicator: own
                                                  time by category, wall time per batch stage
+link       ``bench.bench_link``                  the bridge and MirrorMaker 2 across a long
+                                                 link (0, 25, 100 ms round trips), each
+                                                 against its own 0 ms figure (root only;
+                                                 skipped otherwise)
 bridge     ``bench.bench_bridge``                the older bridge bench (its throughput is
                                                  timed from the first mirrored event); only
                                                  when named
@@ -57,15 +61,16 @@ BENCHMARKS = {
     "pubsub": "bench.bench_pubsub",
     "e2e": "bench.bench_e2e",
     "profile": "bench.bench_bridge",
+    "link": "bench.bench_link",
     "bridge": "bench.bench_bridge",
 }
-DEFAULT = ("core", "policy", "limits", "stages", "correlate", "profile", "pubsub", "e2e")
+DEFAULT = ("core", "policy", "limits", "stages", "correlate", "profile", "pubsub", "e2e", "link")
 _ROOT = Path(__file__).resolve().parent.parent
 
 
 def _arguments(name: str, quick: bool) -> list[str] | None:
     """The command line a module's ``main`` gets; None for modules whose ``main`` takes none."""
-    if name in ("pubsub", "e2e", "bridge", "correlate"):
+    if name in ("pubsub", "e2e", "bridge", "correlate", "link"):
         return ["--quick"] if quick else []
     if name == "profile":
         return ["--profile-only", *(["--quick"] if quick else [])]
@@ -100,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(figures, dict):
             results[name] = figures
         print(flush=True)
-    if not args.no_report and any(k in results for k in ("stages", "profile", "pubsub", "e2e")):
+    if not args.no_report and any(
+        k in results for k in ("stages", "profile", "pubsub", "e2e", "link")
+    ):
         out = _ROOT / "bench" / "results" / started.strftime("%Y%m%dT%H%M%SZ")
         report.write(results, out=out, doc=_ROOT / "docs" / "performance.md")
         print(f"report: {out.relative_to(_ROOT)}/ and docs/performance.md")

@@ -403,10 +403,65 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
                 "clusters, whose brokers share the two cores with the bridge. That, not the "
                 "judge, is where most of a batch's time goes on this machine.",
             ]
+    lines += _link(results.get("link"))
     if plots:
         lines += ["", "Plots of this run: " + ", ".join(f"`{p}`" for p in plots) + "."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _link(link: dict[str, Any] | None) -> list[str]:
+    """The long-link section: each contender's throughput by round trip, and the ratios."""
+    if not link:
+        return []
+    plan = link["plan"]
+    runs = [r for r in link["runs"] if "error" not in r and r.get("throughput")]
+    lines = [
+        "",
+        "## Across a long link",
+        "",
+        f"`python -m bench.bench_link`: the destination in a network namespace of its own behind "
+        f"a long link (`bus.local.Link`), {plan['events']:,} events of {plan['size']} B as fast "
+        f"as the publisher could send, {plan['reps']} repetition(s), load average "
+        f"{_loads(runs)}. Each ratio is against the same contender at "
+        f"{plan['rtts_ms'][0]:g} ms in the same repetition; the issue's target is 0.8 for the "
+        "bridge at 100 ms.",
+        "",
+        "| contender | link | events/s (median) | ratio |",
+        "|---|---|---|---|",
+    ]
+    ratios = link.get("ratios", {})
+    for name in plan["contenders"]:
+        for rtt in plan["rtts_ms"]:
+            values = [
+                r["throughput"] for r in runs if r["contender"] == name and r["rtt_ms"] == rtt
+            ]
+            if not values:
+                continue
+            ratio = ratios.get(f"{name} at {rtt:g} ms / at {plan['rtts_ms'][0]:g} ms")
+            shown = f"{ratio['median']:.2f}" if ratio else "1"
+            lines.append(f"| {name} | {rtt:g} ms | {statistics.median(values):,.0f} | {shown} |")
+    failed = [r for r in link["runs"] if "error" in r]
+    lines += [f"- {r['contender']} rep {r['rep']} failed: {r['error']}" for r in failed]
+    commits = link.get("commits") or []
+    if commits:
+        lines += [
+            "",
+            "One transaction of N 1 KB records and a checkpoint record across the link (median "
+            "wall time, ms), as a lane's destination log commits each batch:",
+            "",
+            "| records | " + " | ".join(f"{r:g} ms RTT" for r in plan["rtts_ms"]) + " |",
+            "|---|" + "---|" * len(plan["rtts_ms"]),
+        ]
+        for batch in sorted({c["batch"] for c in commits}):
+            cells = [
+                f"{c['median_s'] * 1000:,.0f}"
+                for rtt in plan["rtts_ms"]
+                for c in commits
+                if c["batch"] == batch and c["rtt_ms"] == rtt
+            ]
+            lines.append(f"| {batch:,} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _reading(

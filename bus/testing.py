@@ -5,7 +5,9 @@ own tests (``tests/``) and benchmarks (``bench/``) both use them, so that a fede
 a signed configuration or a stream of events is made one way only.
 
 - ports and topics: :func:`free_base_port`, :func:`unique_topic`, :func:`create_topic`;
-- a federation started for a run: :func:`running_federation` yields a :class:`Federation`;
+- a federation started for a run: :func:`running_federation` yields a :class:`Federation`
+  (``remote`` agencies each in a network namespace of their own, behind a long link whose
+  delay, jitter and loss the run sets: ``Federation.links``, ``bus.local.Link``);
 - reaching it: :func:`register` records each cluster's admin identity, :func:`connect` gives a
   client's options for a bootstrap address (mutual TLS as that agency's admin when the
   federation has TLS), :func:`grant_applications` and :func:`grant_bridge` add the ACLs for a
@@ -30,7 +32,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,6 +145,8 @@ class Federation:
 
     config: Config
     spec: local.FederationSpec | None
+    links: Mapping[str, local.Link] = field(default_factory=dict)
+    """The long link in front of each remote agency (``running_federation(remote=...)``)."""
 
     def bootstrap(self, agency: str) -> str:
         """``agency``'s bootstrap servers as one string, as aiokafka takes them."""
@@ -161,6 +165,7 @@ def running_federation(
     heap_mb: int = 512,
     partitions: int | None = None,
     insecure_plaintext: bool = False,
+    remote: Sequence[str] = (),
 ) -> Iterator[Federation]:
     """A local federation in ``home`` on free ports, started for the ``with`` block.
 
@@ -168,23 +173,38 @@ def running_federation(
     Its clusters are :func:`register`-ed, so the helpers here reach them as their admin.
     Its nodes are stopped at the end, also when the block raises or starting fails halfway.
     Call it outside an event loop (it runs ``local.up`` with ``asyncio.run``).
+
+    Each agency in ``remote`` runs in a network namespace of its own behind a long link
+    (``bus.local.long_link``, root only; its wire logs to ``home/links/AGENCY.log``), reached
+    on the link's address; the link adds nothing until the caller shapes it
+    (``federation.links[agency].shape(...)``). The links are removed after the nodes stopped.
     """
-    spec = local.FederationSpec(
-        home=home,
-        agencies=tuple(agencies),
-        base_port=free_base_port(local.port_count(len(agencies))),
-        heap_mb=heap_mb,
-        java_home=java_home(),
-        insecure_plaintext=insecure_plaintext,
-    )
-    if partitions is not None:
-        spec = replace(spec, partitions=partitions)
-    try:
-        config = asyncio.run(local.up(spec))
-        register(config)
-        yield Federation(config=config, spec=spec)
-    finally:
-        local.down(spec)
+    with contextlib.ExitStack() as stack:
+        links: dict[str, local.Link] = {}
+        if remote:
+            (home / "links").mkdir(parents=True, exist_ok=True)
+        for agency in remote:
+            links[agency] = stack.enter_context(
+                local.long_link(log=home / "links" / f"{agency}.log")
+            )
+        spec = local.FederationSpec(
+            home=home,
+            agencies=tuple(agencies),
+            base_port=free_base_port(local.port_count(len(agencies))),
+            heap_mb=heap_mb,
+            java_home=java_home(),
+            insecure_plaintext=insecure_plaintext,
+            hosts={agency: link.peer_address for agency, link in links.items()},
+            launchers={agency: link.launcher for agency, link in links.items()},
+        )
+        if partitions is not None:
+            spec = replace(spec, partitions=partitions)
+        try:
+            config = asyncio.run(local.up(spec))
+            register(config)
+            yield Federation(config=config, spec=spec, links=links)
+        finally:
+            local.down(spec)
 
 
 # --- reaching it ---------------------------------------------------------------------------

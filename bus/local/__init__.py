@@ -45,6 +45,8 @@ The modules, each importing only those above it::
     _supervisor     the supervisor process; starting, waiting for and stopping it; targets
     _federation     up, down, status, reset: topics and bus.toml
     _status         every process's status for ``bus local status``, table and JSON
+    _wire, _link    a long link for tests and benchmarks: a node in a network namespace of
+                    its own behind a wire with delay, jitter, loss and partitions (root only)
 
 The bridges (one ``bus bridge run`` per ordered pair of agencies), Prometheus and Alertmanager
 run under a supervisor (``bus local supervise``) that restarts one that exits, with backoff,
@@ -68,6 +70,7 @@ from bus.local._acls import (
     kafka_acls_commands,
 )
 from bus.local._federation import admin_settings, down, iter_node_pids, reset, status, up
+from bus.local._link import Link, LinkConditions, long_link
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
 from bus.local._status import ProcessStatus, render_table
 from bus.local._status import collect as process_status
@@ -110,4 +113,7 @@ __all__ = [
     "ProcessStatus",
     "process_status",
     "render_table",
+    "Link",
+    "LinkConditions",
+    "long_link",
 ]

@@ -122,16 +122,20 @@ def _launch(
     else:
         for agency in spec.agencies:
             peers = [p for p in spec.agencies if p != agency]
-            if ensure_certificates(tls_layout(spec, agency), peers, log=log):
+            named = [spec.hosts[agency]] if agency in spec.hosts else []
+            if ensure_certificates(tls_layout(spec, agency), peers, log=log, hosts=named):
                 renewed.add(agency)
     pids: dict[str, int] = {}
     exporters = jmx_ports(spec)
+    hosts = {node.agency: node.host for node in nodes}
     # Each node's JMX exporter is a scrape target from its start (job kafka, label agency).
     _prometheus.write_targets(
         spec.home,
         "kafka",
         [
-            _prometheus.Target(address=f"{HOST}:{port}", labels={"agency": agency})
+            _prometheus.Target(
+                address=f"{hosts.get(agency, HOST)}:{port}", labels={"agency": agency}
+            )
             for agency, port in exporters.items()
         ],
     )
@@ -148,12 +152,12 @@ def _launch(
         else:
             prepare_node(java, spec, node)
             port = exporters[node.agency]
-            agent = javaagent_argument(spec.jar_dir, port)
+            agent = javaagent_argument(spec.jar_dir, port, host=node.host)
             pid = start(java, spec, node, agent=agent, agent_port=port)
             launched.append((node, pid))
             log(
                 f"{node.agency}: starting (pid {pid}) on {node.bootstrap}, "
-                f"broker metrics on http://{HOST}:{port}/metrics"
+                f"broker metrics on http://{node.host}:{port}/metrics"
             )
         pids[node.agency] = pid
     return pids
@@ -235,7 +239,7 @@ async def _wait_ready(
                 f"{tail(node.console_file) or tail(node.log_file)}"
             )
         # A plain TCP probe first: aiokafka logs every refused connection at ERROR level.
-        if await port_open(node.broker_port):
+        if await port_open(node.broker_port, node.host):
             admin = AIOKafkaAdminClient(**options, request_timeout_ms=5000)
             try:
                 await admin.start()
@@ -379,7 +383,7 @@ async def status(spec: FederationSpec) -> list[NodeStatus]:
     for node in spec.nodes():
         pid = recorded_pid(node)
         certificates = _certificates(spec, node.agency)
-        if pid is None or not await port_open(node.broker_port):
+        if pid is None or not await port_open(node.broker_port, node.host):
             result.append(
                 NodeStatus(node=node, pid=pid, reachable=False, certificates=certificates)
             )

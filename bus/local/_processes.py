@@ -93,19 +93,23 @@ def start(
 ) -> int:
     """Start the node (its files prepared) in a session of its own; record and return its pid.
 
-    ``agent`` is a ``-javaagent:`` argument for the JVM that listens on ``agent_port``.
+    ``agent`` is a ``-javaagent:`` argument for the JVM that listens on ``agent_port``. A node
+    with a launcher (``spec.launcher``) runs under it; its ports are then not checked here:
+    they are in the launcher's world (a network namespace of its own), not in this one.
     """
+    launcher = spec.launcher(node.agency)
     ports = (node.broker_port, node.controller_port)
-    for port in (*ports, agent_port) if agent_port is not None else ports:
-        if not _port_free(port):
+    for port in () if launcher else (*ports, agent_port) if agent_port is not None else ports:
+        if not _port_free(port, node.host):
             raise LocalClusterError(
-                f"cannot start {node.agency}: port {port} on {HOST} is already in use by "
+                f"cannot start {node.agency}: port {port} on {node.host} is already in use by "
                 "another process; stop it, or start the federation on other ports with "
                 "`bus local up --base-port N`"
             )
+    main = ["kafka.Kafka", str(node.properties_file)]
     with node.console_file.open("ab") as console:
         process = subprocess.Popen(
-            java_command(java, spec, node, ["kafka.Kafka", str(node.properties_file)], agent=agent),
+            [*launcher, *java_command(java, spec, node, main, agent=agent)],
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
@@ -174,11 +178,11 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((HOST, port))
+            sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return False
@@ -186,10 +190,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-async def port_open(port: int) -> bool:
-    """Whether something accepts connections on ``port`` (a plain TCP probe, 0.5 s at most)."""
+async def port_open(port: int, host: str = HOST) -> bool:
+    """Whether something accepts connections on ``host:port`` (a plain TCP probe, 0.5 s at
+    most)."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 0.5)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
     except (OSError, TimeoutError):
         return False
     writer.close()

@@ -7,6 +7,7 @@ stops what this describes; the public names are re-exported by ``bus.local``.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,14 @@ class FederationSpec:
     """Plaintext listeners with no authentication and no authorizer: development only.
 
     The default is mutual TLS on every listener and ACLs (``bus.local._tls``, ``_acls``)."""
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """The address an agency's node listens on, where not loopback (:data:`HOST`): the node
+    behind a long link (``bus.local._link``) listens on its end of the link. Not saved in
+    ``local.toml``: a link lives as long as the run that made it."""
+    launchers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """A command that an agency's node runs under (its JVM command line appended), such as
+    ``("ip", "netns", "exec", NAME)`` for a node in a network namespace of its own. The
+    command must ``exec`` the JVM, so that the recorded pid is the node's."""
 
     def __post_init__(self) -> None:
         if not self.agencies:
@@ -60,6 +69,13 @@ class FederationSpec:
             raise ValueError(f"heap_mb: {self.heap_mb} MiB; give 128..512 MiB a node")
         if self.partitions < 1:
             raise ValueError(f"partitions: {self.partitions}; give at least 1")
+        strangers = sorted((set(self.hosts) | set(self.launchers)) - set(self.agencies))
+        if strangers:
+            raise ValueError(f"hosts, launchers: {', '.join(strangers)} is not an agency")
+
+    def launcher(self, agency: str) -> tuple[str, ...]:
+        """The command ``agency``'s node runs under (empty: none)."""
+        return tuple(self.launchers.get(agency, ()))
 
     @property
     def spec_file(self) -> Path:
@@ -93,6 +109,7 @@ class FederationSpec:
                 broker_port=self.base_port + 2 * i,
                 controller_port=self.base_port + 2 * i + 1,
                 dir=self.home / "nodes" / agency,
+                host=self.hosts.get(agency, HOST),
             )
             for i, agency in enumerate(self.agencies)
         ]
@@ -106,10 +123,12 @@ class Node:
     broker_port: int
     controller_port: int
     dir: Path
+    host: str = HOST
+    """The address both listeners are on (loopback unless the spec says otherwise)."""
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{self.broker_port}"
+        return f"{self.host}:{self.broker_port}"
 
     @property
     def properties_file(self) -> Path:

@@ -156,10 +156,17 @@ class CertificateInfo:
 
 
 def ensure_certificates(
-    layout: TlsLayout, peers: Sequence[str], *, log: Log, now: dt.datetime | None = None
+    layout: TlsLayout,
+    peers: Sequence[str],
+    *,
+    log: Log,
+    now: dt.datetime | None = None,
+    hosts: Sequence[str] = (),
 ) -> bool:
     """Make what is missing, expiring or not issued by the CA; whether the node's changed.
 
+    ``hosts``: addresses the node listens on besides loopback (a node behind a long link);
+    a node certificate that does not name them all is made again.
     A running node keeps the certificate it started with until it restarts: the caller says so.
     """
     now = now or dt.datetime.now(dt.UTC)
@@ -168,8 +175,11 @@ def ensure_certificates(
     ca_cert, ca_key = _ensure_ca(layout, now, log)
     node_changed = False
     node = broker_principal(layout.agency)
-    if _needs_new(layout.cert_file(node), ca_cert, now) or not layout.node_keystore.exists():
-        cert, key = issue(ca_cert, ca_key, node, now=now, server=True)
+    if (
+        _needs_new(layout.cert_file(node), ca_cert, now, hosts=hosts)
+        or not layout.node_keystore.exists()
+    ):
+        cert, key = issue(ca_cert, ca_key, node, now=now, server=True, hosts=hosts)
         _write_pair(layout, node, cert, key)
         write_private(layout.node_keystore, _key_pem(key) + _cert_pem(cert))
         log(f"{layout.agency}: new node certificate {layout.cert_file(node)}")
@@ -240,8 +250,10 @@ def issue(
     lifetime: dt.timedelta = LEAF_LIFETIME,
     server: bool = False,
     not_before: dt.datetime | None = None,
+    hosts: Sequence[str] = (),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A certificate for ``common_name`` signed by the CA (a node's when ``server``)."""
+    """A certificate for ``common_name`` signed by the CA (a node's when ``server``: for
+    loopback, ``localhost`` and the IP addresses ``hosts``)."""
     key = ec.generate_private_key(ec.SECP256R1())
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if server:
@@ -265,7 +277,10 @@ def issue(
     if server:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
+                [
+                    *(x509.IPAddress(ipaddress.ip_address(h)) for h in _addresses(hosts)),
+                    x509.DNSName("localhost"),
+                ]
             ),
             critical=False,
         )
@@ -306,13 +321,28 @@ def _ensure_ca(
     return cert, key
 
 
-def _needs_new(path: Path, ca_cert: x509.Certificate, now: dt.datetime) -> bool:
+def _addresses(hosts: Sequence[str]) -> list[str]:
+    """Loopback and ``hosts``, each once, loopback first."""
+    return list(dict.fromkeys([HOST, *hosts]))
+
+
+def _needs_new(
+    path: Path, ca_cert: x509.Certificate, now: dt.datetime, *, hosts: Sequence[str] = ()
+) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return True
     if cert.not_valid_after_utc - RENEW_BEFORE <= now:
         return True
+    if hosts:
+        try:
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return True
+        named = {str(a) for a in names.get_values_for_type(x509.IPAddress)}
+        if not set(hosts) <= named:
+            return True
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):

@@ -78,3 +78,14 @@ def test_by_default_every_listener_is_ssl_with_a_required_client_certificate_and
     )
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert props["super.users"] == "User:interpol-broker;User:interpol-admin"
+
+
+def test_a_node_on_its_own_address_has_both_listeners_there(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, base_port=20000, hosts={"europol": "198.18.0.2"})
+    node = spec.nodes()[1]
+    props = _properties(server_properties(node, tls_layout(spec, "europol")))
+    assert props["listeners"] == "BROKER://198.18.0.2:20002,CONTROLLER://198.18.0.2:20003"
+    assert props["advertised.listeners"] == "BROKER://198.18.0.2:20002"
+    assert props["controller.quorum.bootstrap.servers"] == "198.18.0.2:20003"
+    # Socket buffers sized by the kernel: a fixed 100 KiB would throttle a long link.
+    assert props["socket.send.buffer.bytes"] == props["socket.receive.buffer.bytes"] == "-1"

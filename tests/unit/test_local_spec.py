@@ -26,6 +26,8 @@ def _spec(tmp_path: Path, **fields: object) -> local.FederationSpec:
         ({"heap_mb": 64}, "heap_mb: 64 MiB"),
         ({"heap_mb": 4096}, "heap_mb: 4096 MiB"),
         ({"partitions": 0}, "partitions: 0; give at least 1"),
+        ({"hosts": {"ameripol": "198.18.0.2"}}, "hosts, launchers: ameripol is not an agency"),
+        ({"launchers": {"x": ("ip",)}}, "hosts, launchers: x is not an agency"),
     ],
 )
 def test_spec_validation_names_the_field(
@@ -84,3 +86,19 @@ def test_a_corrupt_saved_spec_names_the_file_and_the_fix(tmp_path: Path, text: s
 def test_a_bad_override_is_a_local_cluster_error(tmp_path: Path) -> None:
     with pytest.raises(LocalClusterError, match="local federation: heap_mb"):
         local.load_spec(tmp_path, heap_mb=10)
+
+
+def test_a_node_listens_on_its_own_address_and_runs_under_its_own_launcher(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(
+        tmp_path,
+        base_port=20000,
+        hosts={"europol": "198.18.0.2"},
+        launchers={"europol": ("ip", "netns", "exec", "far")},
+    )
+    interpol, europol = spec.nodes()
+    assert (interpol.host, interpol.bootstrap) == ("127.0.0.1", "127.0.0.1:20000")
+    assert (europol.host, europol.bootstrap) == ("198.18.0.2", "198.18.0.2:20002")
+    assert spec.launcher("interpol") == ()
+    assert spec.launcher("europol") == ("ip", "netns", "exec", "far")

@@ -113,3 +113,20 @@ def test_bridge_principals_of_two_directions_never_coincide() -> None:
 def test_the_mapping_rule_takes_the_common_name_first_in_the_dn() -> None:
     assert PRINCIPAL_MAPPING_RULES.startswith("RULE:^CN=([^,]+),")
     assert PRINCIPAL_MAPPING_RULES.endswith(",DEFAULT")
+
+
+def test_a_node_on_its_own_address_gets_a_certificate_naming_it_too(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    ensure_certificates(layout, [], log=lambda _: None, now=NOW)
+    loopback_only = _cert(layout.cert_file("interpol-broker"))
+    # The same folder, the node now behind a link: its certificate is made again.
+    assert ensure_certificates(layout, [], log=lambda _: None, now=NOW, hosts=["198.18.0.2"])
+    cert = _cert(layout.cert_file("interpol-broker"))
+    assert cert.serial_number != loopback_only.serial_number
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("198.18.0.2"),
+    ]
+    # ... and kept while it names the address.
+    assert not ensure_certificates(layout, [], log=lambda _: None, now=NOW, hosts=["198.18.0.2"])
