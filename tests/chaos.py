@@ -36,22 +36,25 @@ import argparse
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import random
 import signal
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bus import local
-from bus.envelope import peek
+from bus.envelope import peek, seal
+from bus.signing import SigningKey
 from bus.testing import (
     EventPlan,
     Federated,
@@ -61,7 +64,6 @@ from bus.testing import (
     create_topic,
     federated_config,
     grant_bridge,
-    publish_plan,
     running_federation,
     unique_topic,
 )
@@ -88,6 +90,7 @@ SESSION_TIMEOUT_S: Final = 10.0
 OPERATION_TIMEOUT_S: Final = 8.0
 """The workers' --operation-timeout: a pause outlasts it too, so commits end unknown."""
 CATCH_UP_S: Final = 600.0
+PUBLISH_TIMEOUT_MS: Final = 600_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,8 +165,10 @@ async def strike(run: Run, fault: Fault) -> None:
     if fault.kind == "kill-bridge":
         worker = run.workers[fault.target]
         worker.kill()
-        await asyncio.sleep(fault.seconds)
-        worker.start()
+        try:
+            await asyncio.sleep(fault.seconds)
+        finally:
+            worker.start()
     elif fault.kind == "pause-broker":
         pids = [pid for node, pid in local.iter_node_pids(spec) if node.agency == fault.target]
         if not pids:
@@ -173,8 +178,10 @@ async def strike(run: Run, fault: Fault) -> None:
             await asyncio.sleep(fault.seconds)
     elif fault.kind == "restart-broker":
         await asyncio.to_thread(local.down, spec, only=[fault.target])
-        await asyncio.sleep(fault.seconds)
-        await local.up(spec)
+        try:
+            await asyncio.sleep(fault.seconds)
+        finally:
+            await local.up(spec)
     elif fault.kind == "rebalance":
         extra = run.worker(fault.target, f"extra-{len(run.extras) + 1}")
         run.extras.append(extra)
@@ -220,6 +227,39 @@ async def strike_all(run: Run, faults: Sequence[Fault], started: float) -> None:
             await asyncio.sleep(delay)
         print(f"  {time.monotonic() - started:5.1f}s  {fault.kind} {fault.target}", flush=True)
         await strike(run, fault)
+
+
+# --- the traffic --------------------------------------------------------------------------
+
+
+async def publish(bootstrap: str, topic: str, plan: EventPlan, key: SigningKey) -> None:
+    """``plan``'s events at ``RATE`` per second, as ``bus.testing.publish_plan`` publishes them,
+    but with a producer that waits out the faults (a paused or restarting node) rather than
+    giving up after its usual 40 s: the soak tests the bridge, not the publisher's patience.
+    Idempotent, so a retried send is never stored twice."""
+    producer = AIOKafkaProducer(
+        **connect(bootstrap),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=PUBLISH_TIMEOUT_MS,
+    )
+    await producer.start()
+    try:
+        futures = []
+        started = time.monotonic()
+        for i in range(plan.count):
+            event = plan.event(i)
+            plan.ids.append(event["event_id"])
+            (plan.released if plan.is_released(i) else plan.denied).add(event["event_id"])
+            value = seal(event, key)
+            futures.append(await producer.send(topic, value, key=event["correlation_id"].encode()))
+            ahead = (i + 1) / RATE - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
 
 
 # --- the checks ----------------------------------------------------------------------------
@@ -271,8 +311,9 @@ async def check(run: Run, plans: dict[str, EventPlan]) -> None:
             )
         everything = await read_uncommitted(federation.bootstrap(destination), mirror)
         aborted = len(everything) - len(committed)
-        strays = {peek(v).event["event_id"] for v in everything} - plan.released
-        if aborted < 0 or strays:
+        seen = Counter(peek(v).event["event_id"] for v in everything)
+        strays = set(seen) - plan.released
+        if not counts <= seen or strays:
             run.problems.append(
                 f"{name} mirror: read_uncommitted found {len(everything)} records against "
                 f"{len(committed)} committed, {len(strays)} of events never released"
@@ -330,11 +371,14 @@ async def run_once(federation: Federation, seed: int, work: Path) -> Run:
     print(f"run seed {seed}: faults", flush=True)
     for fault in faults:
         print(f"  {fault}", flush=True)
-    for source, destination in DIRECTIONS:
-        topic = run.topics[source] = unique_topic(f"chaos-{source}")
-        await create_topic(federation.bootstrap(source), topic, partitions=PARTITIONS)
-        await grant_bridge(federation.config, source, destination, [topic])
+    spec = federation.spec
+    assert spec is not None
     try:
+        await local.up(spec)  # harmless when every node runs; restarts one a fault left down
+        for source, destination in DIRECTIONS:
+            topic = run.topics[source] = unique_topic(f"chaos-{source}")
+            await create_topic(federation.bootstrap(source), topic, partitions=PARTITIONS)
+            await grant_bridge(federation.config, source, destination, [topic])
         for source, destination in DIRECTIONS:
             direction = f"{source}->{destination}"
             run.workers[direction] = run.worker(direction, source)
@@ -347,19 +391,18 @@ async def run_once(federation: Federation, seed: int, work: Path) -> Run:
             for source, destination in DIRECTIONS
         }
         started = time.monotonic()
-        await asyncio.gather(
-            *(
-                publish_plan(
-                    federation.bootstrap(source),
-                    run.topics[source],
-                    plans[source],
-                    federated.keys[source],
-                    rate=RATE,
+        # One fails, all stop: a fault is undone (node resumed or restarted) when cancelled.
+        async with asyncio.TaskGroup() as traffic:
+            for source, _ in DIRECTIONS:
+                traffic.create_task(
+                    publish(
+                        federation.bootstrap(source),
+                        run.topics[source],
+                        plans[source],
+                        federated.keys[source],
+                    )
                 )
-                for source, _ in DIRECTIONS
-            ),
-            strike_all(run, faults, started),
-        )
+            traffic.create_task(strike_all(run, faults, started))
         for direction, worker in run.workers.items():
             assert worker.process is not None
             if worker.process.poll() is not None:  # it died by itself: note it, restart it
@@ -367,7 +410,9 @@ async def run_once(federation: Federation, seed: int, work: Path) -> Run:
                 worker.start()
         await check(run, plans)
     except Exception as exc:  # the run failed to run: a problem of the run, with its schedule
-        run.problems.append(f"{type(exc).__name__}: {exc}")
+        errors = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)
+        run.problems += [f"{type(e).__name__}: {e}" for e in errors]
+        traceback.print_exception(exc)
     finally:
         stop_all([*run.workers.values(), *run.extras])
     return run
@@ -427,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = [base + i for i in range(args.runs)]
     work = args.work or Path(tempfile.mkdtemp(prefix="exchange-bus-chaos-"))
     print(f"chaos: {args.runs} runs, seeds {seeds[0]}..{seeds[-1]}, state and logs in {work}")
+    # The clients' complaints while a node is down are the faults working, not news.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with _federation(work / "federation") as federation:
