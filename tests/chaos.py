@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 import os
 import random
@@ -85,6 +86,7 @@ PARTITIONS: Final = 3
 RATE: Final = 50.0
 """Events per second published at each source while the faults strike."""
 TRAFFIC_S: Final = 30.0
+"""The traffic's least duration; it goes on until the last fault is over."""
 SESSION_TIMEOUT_S: Final = 10.0
 """The bridge consumer's session timeout (aiokafka's default): a pause outlasts it."""
 OPERATION_TIMEOUT_S: Final = 8.0
@@ -219,24 +221,30 @@ def _links(federation: Federation) -> dict[str, Any]:
     return dict(getattr(federation, "links", None) or {})
 
 
-async def strike_all(run: Run, faults: Sequence[Fault], started: float) -> None:
-    """Each fault at its moment, or as soon as the one before is over."""
+async def strike_all(
+    run: Run, faults: Sequence[Fault], started: float, over: asyncio.Event
+) -> None:
+    """Each fault at its moment, or as soon as the one before is over; then sets ``over``."""
     for fault in faults:
         delay = fault.at - (time.monotonic() - started)
         if delay > 0:
             await asyncio.sleep(delay)
         print(f"  {time.monotonic() - started:5.1f}s  {fault.kind} {fault.target}", flush=True)
         await strike(run, fault)
+    over.set()
 
 
 # --- the traffic --------------------------------------------------------------------------
 
 
-async def publish(bootstrap: str, topic: str, plan: EventPlan, key: SigningKey) -> None:
-    """``plan``'s events at ``RATE`` per second, as ``bus.testing.publish_plan`` publishes them,
-    but with a producer that waits out the faults (a paused or restarting node) rather than
-    giving up after its usual 40 s: the soak tests the bridge, not the publisher's patience.
-    Idempotent, so a retried send is never stored twice."""
+async def publish(
+    bootstrap: str, topic: str, plan: EventPlan, key: SigningKey, faults_over: asyncio.Event
+) -> None:
+    """``plan``'s events at ``RATE`` per second, as ``bus.testing.publish_plan`` makes them, for
+    ``TRAFFIC_S`` seconds and on until ``faults_over``, so that every fault strikes while events
+    flow (a restart on a busy host can take a minute). Its producer waits out the faults (a
+    paused or restarting node) rather than giving up after its usual 40 s: the soak tests the
+    bridge, not the publisher's patience. Idempotent, so a retried send is never stored twice."""
     producer = AIOKafkaProducer(
         **connect(bootstrap),
         acks="all",
@@ -248,7 +256,9 @@ async def publish(bootstrap: str, topic: str, plan: EventPlan, key: SigningKey) 
     try:
         futures = []
         started = time.monotonic()
-        for i in range(plan.count):
+        for i in itertools.count():
+            if not i < RATE * TRAFFIC_S and faults_over.is_set():
+                break
             event = plan.event(i)
             plan.ids.append(event["event_id"])
             (plan.released if plan.is_released(i) else plan.denied).add(event["event_id"])
@@ -385,11 +395,11 @@ async def run_once(federation: Federation, seed: int, work: Path) -> Run:
             run.workers[direction].start()
         for worker in run.workers.values():
             await worker.wait_assigned(timeout_s=300)  # a loaded host: groups form slowly
-        count = int(RATE * TRAFFIC_S)
-        plans = {
-            source: EventPlan(origin=source, destination=destination, count=count)
+        plans = {  # count unused: the traffic goes on until the faults are over
+            source: EventPlan(origin=source, destination=destination, count=0)
             for source, destination in DIRECTIONS
         }
+        over = asyncio.Event()
         started = time.monotonic()
         # One fails, all stop: a fault is undone (node resumed or restarted) when cancelled.
         async with asyncio.TaskGroup() as traffic:
@@ -400,9 +410,11 @@ async def run_once(federation: Federation, seed: int, work: Path) -> Run:
                         run.topics[source],
                         plans[source],
                         federated.keys[source],
+                        over,
                     )
                 )
-            traffic.create_task(strike_all(run, faults, started))
+            traffic.create_task(strike_all(run, faults, started, over))
+        run.notes.append(f"traffic: {time.monotonic() - started:.0f} s")
         for direction, worker in run.workers.items():
             assert worker.process is not None
             if worker.process.poll() is not None:  # it died by itself: note it, restart it
