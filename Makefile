@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install kafka prometheus chromium up down status demo docs check test test-unit test-integration soak bench clean
+.PHONY: help install kafka prometheus chromium up down status demo docs check test test-unit test-integration soak chaos bench clean
 
 help:
 	@echo "make up     install everything, then start the local federation: clusters, bridges,"
@@ -15,6 +15,7 @@ help:
 	@echo "make down   stop the local federation (bridges, then clusters)"
 	@echo "make bench  run the benchmarks in bench/ and write the report (BENCH=--quick: minutes)"
 	@echo "make soak   the fault tests SOAK=10 times, each with new random moments"
+	@echo "make chaos  RUNS=3 seeded runs of faults while events flow (SEED=S replays a run)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -89,6 +90,14 @@ soak: kafka
 		BUS_TEST_SEED=$$seed $(BIN)/pytest -q tests/integration/test_bridge.py \
 			tests/integration/test_subscriber.py -k "killed or dying or restarting" || exit 1; \
 	done
+
+# A seeded chaos soak (tests/chaos.py), outside `make test`: RUNS runs, each with the faults its
+# seed picks while events flow, then exact counts on every mirror and audit trail. SEED=S makes
+# the first run's seed S (then S+1, ...); a failing run prints its seed to replay it.
+RUNS ?= 3
+SEED ?=
+chaos: kafka
+	$(BIN)/python -m tests.chaos --runs $(RUNS) $(if $(SEED),--seed $(SEED),)
 
 # Writes bench/results/<time>/ (JSON, PNG) and docs/performance.md; BENCH=--quick for a short run.
 BENCH ?=

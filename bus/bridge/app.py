@@ -17,6 +17,13 @@ Stopping is bounded: SIGTERM or SIGINT gives the replicator ``operation_timeout_
 (each step of its shutdown shares that deadline), and the process ends at the latest
 ``stop_bound_s(settings)`` seconds after the signal: exit status 0 when the shutdown was clean,
 ``EXIT_UNCLEAN_STOP`` when a step ran out of time or the bound was reached.
+
+One worker process may host several directions of one source agency (``bus bridge run --from A
+--to B --to C``): one replicator per direction, each with its own clients, consumer group and
+transactional ids, as if it ran alone, sharing the process, the trust store, the web server and
+one metrics registry (every bridge metric is labelled by direction). ``/healthz`` is healthy
+when every direction is; a direction that fails crashes the worker, and its supervisor restarts
+them all (docs/decisions/0017-several-directions-per-worker.md).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +47,14 @@ from bus._reloading import ReloadingTrustStore
 from bus.bridge.replicator import Replicator
 from bus.bridge.settings import BridgeSettings
 
-__all__ = ["EXIT_UNCLEAN_STOP", "ReplicatorService", "create_app", "run_worker", "stop_bound_s"]
+__all__ = [
+    "EXIT_UNCLEAN_STOP",
+    "ReplicatorService",
+    "create_app",
+    "health",
+    "run_worker",
+    "stop_bound_s",
+]
 
 log = logging.getLogger("bus.bridge")
 
@@ -56,6 +71,25 @@ _STOP_MARGIN_S = 10.0
 def stop_bound_s(settings: BridgeSettings) -> float:
     """Seconds after SIGTERM/SIGINT by which the worker process has ended, whatever happens."""
     return settings.operation_timeout_s + _STOP_MARGIN_S
+
+
+def health(replicators: Sequence[Replicator]) -> dict[str, Any]:
+    """The worker's ``/healthz`` answer: one direction's own (``Replicator.health``); for
+    several, healthy when every one is, ``partitions`` as ``<destination>:<topic>/<partition>``
+    and each direction's own answer under ``directions``."""
+    if len(replicators) == 1:
+        return replicators[0].health()
+    answers = [r.health() for r in replicators]
+    return {
+        "healthy": all(a["healthy"] for a in answers),
+        "direction": ",".join(a["direction"] for a in answers),
+        "partitions": sorted(
+            f"{r.settings.destination.name}:{p}"
+            for r, a in zip(replicators, answers, strict=True)
+            for p in a["partitions"]
+        ),
+        "directions": answers,
+    }
 
 
 class _WebOnly(BootStrategy):
@@ -117,14 +151,19 @@ class _Worker(faust.Worker):
     """A Faust worker whose stop is bounded: a watchdog thread, armed when the stop begins
     (signal or crash), ends the process ``stop_bound_s`` later if it is still running."""
 
-    def __init__(self, *args: Any, replicator: Replicator, **kwargs: Any) -> None:
-        self._replicator = replicator
+    def __init__(self, *args: Any, replicators: Sequence[Replicator], **kwargs: Any) -> None:
+        self._replicators = tuple(replicators)
         self._watchdog: threading.Timer | None = None
         super().__init__(*args, **kwargs)
 
+    @property
+    def _name(self) -> str:
+        return ",".join(r.settings.name for r in self._replicators)
+
     async def stop(self) -> None:
         if self._watchdog is None:
-            bound = stop_bound_s(self._replicator.settings)
+            # The directions stop side by side, so the longest of their bounds.
+            bound = max(stop_bound_s(r.settings) for r in self._replicators)
             self._watchdog = threading.Timer(bound, self._give_up, args=(bound,))
             self._watchdog.daemon = True
             self._watchdog.start()
@@ -134,7 +173,7 @@ class _Worker(faust.Worker):
         # A thread of its own: it fires even if the event loop is blocked.
         log.error(
             "bridge %s: still running %.0f s after the stop began; exiting with status %d",
-            self._replicator.settings.name,
+            self._name,
             bound,
             EXIT_UNCLEAN_STOP,
         )
@@ -145,7 +184,7 @@ class _Worker(faust.Worker):
 
 def create_app(
     settings: BridgeSettings,
-    replicator: Replicator,
+    replicators: Replicator | Sequence[Replicator],
     *,
     registry: CollectorRegistry,
     web_host: str = "127.0.0.1",
@@ -153,12 +192,16 @@ def create_app(
     datadir: Path,
     trust: ReloadingTrustStore | None = None,
 ) -> faust.App:
-    """The Faust app of one bridge direction, with the replicator and its web endpoints.
+    """The Faust app of a bridge worker, with its replicators and their web endpoints.
+
+    ``replicators``: one direction's, or several directions' of the same source agency sharing
+    this process; ``settings`` are the first direction's (the app's id).
 
     ``trust``: the trust store the replicator verifies with, if it follows its file; a timer
     (Faust's control plane) looks at the file every second, so a rotation or a revocation
     applies without a restart even while no event arrives to look a key up.
     """
+    hosted = _sequence(replicators)
     # No broker: Faust's Kafka clients are never started (``_WebOnly``); the replicator owns
     # every connection to the clusters.
     app = _BridgeApp(
@@ -181,7 +224,7 @@ def create_app(
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        status = replicator.health()
+        status = health(hosted)
         return web.json(status, status=200 if status["healthy"] else 503)
 
     if trust is not None:
@@ -195,17 +238,27 @@ def create_app(
     return app
 
 
-def run_worker(app: faust.App, replicator: Replicator, *, loglevel: str = "info") -> None:
-    """Run the Faust worker and the replicator until SIGTERM/SIGINT (exits the process: status
-    0 after a clean shutdown, ``EXIT_UNCLEAN_STOP`` otherwise, within ``stop_bound_s``)."""
+def run_worker(
+    app: faust.App, replicators: Replicator | Sequence[Replicator], *, loglevel: str = "info"
+) -> None:
+    """Run the Faust worker and the replicators until SIGTERM/SIGINT (exits the process: status
+    0 after a clean shutdown of every one, ``EXIT_UNCLEAN_STOP`` otherwise, within
+    ``stop_bound_s``)."""
+    hosted = _sequence(replicators)
     # A peer cluster restarting or a coordinator not yet elected: one WARNING, not a flood.
     _transient_logs.install()
-    worker = _Worker(
-        app, ReplicatorService(replicator), replicator=replicator, loglevel=loglevel, quiet=True
-    )
+    services = [ReplicatorService(r) for r in hosted]
+    worker = _Worker(app, *services, replicators=hosted, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
-        if exit_.code in (0, None) and not replicator.stopped_cleanly:
+        if exit_.code in (0, None) and not all(r.stopped_cleanly for r in hosted):
             raise SystemExit(EXIT_UNCLEAN_STOP) from None
         raise
+
+
+def _sequence(replicators: Replicator | Sequence[Replicator]) -> tuple[Replicator, ...]:
+    hosted = (replicators,) if isinstance(replicators, Replicator) else tuple(replicators)
+    if not hosted:
+        raise ValueError("a bridge worker needs at least one replicator")
+    return hosted

@@ -289,7 +289,9 @@ class Replicator:
             except RETRYABLE as exc:
                 attempt += 1
                 self._metrics.retries.labels(*self._labels, stage).inc()
-                log.warning("bridge %s: %s failed (%s); retrying", self.settings.name, stage, exc)
+                # A timeout's message is empty: its type says what happened.
+                why = str(exc) or type(exc).__name__
+                log.warning("bridge %s: %s failed (%s); retrying", self.settings.name, stage, why)
                 await asyncio.sleep(self.settings.backoff_s(attempt))
             else:
                 return

@@ -35,7 +35,14 @@ def bridge() -> None:
 
 @bridge.command()
 @click.option("--from", "source", required=True, help="Agency whose events are moved.")
-@click.option("--to", "destination", required=True, help="Agency that receives the mirror.")
+@click.option(
+    "--to",
+    "destinations",
+    required=True,
+    multiple=True,
+    help="Agency that receives the mirror (repeatable: one process hosts several directions "
+    "of the --from agency).",
+)
 @click.option(
     "--topic",
     "topics",
@@ -50,7 +57,8 @@ def bridge() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="The direction's bridge key, which signs its audit chains (default: "
-    "bridge.FROM-TO.key.pem beside the trust store; `bus keys bridge FROM-TO` creates it).",
+    "bridge.FROM-TO.key.pem beside the trust store; `bus keys bridge FROM-TO` creates it). "
+    "Only with one --to.",
 )
 @click.option("--bridge-id", default=None, help="Name of this worker (default: host and pid).")
 @click.option("--web-host", default="127.0.0.1", show_default=True)
@@ -97,7 +105,7 @@ def bridge() -> None:
 @fail_on_bus_error
 def run(
     source: str,
-    destination: str,
+    destinations: tuple[str, ...],
     topics: tuple[str, ...],
     policy_path: Path | None,
     trust_path: Path | None,
@@ -118,23 +126,36 @@ def run(
     """Run one worker of the SOURCE->DESTINATION bridge until SIGTERM or SIGINT.
 
     Serves /metrics and /healthz on the web port. Run more workers of the same direction to
-    share the partitions.
+    share the partitions. With several --to, the one process runs a worker of each direction
+    SOURCE->DESTINATION (each its own clients and consumer group, as if alone), sharing the
+    trust store, the web port and the metrics; if one fails, the process exits.
     """
     config = load_cli_config(config_path)
-    settings = BridgeSettings.from_config(
-        config,
-        source=source,
-        destination=destination,
-        topics=topics,
-        bridge_id=bridge_id,
-        verify_threads=verify_threads,
-        max_batch=max_batch,
-        operation_timeout_s=operation_timeout,
-        key_grace_s=key_grace,
-        max_clock_skew_s=max_clock_skew,
-        replay_capacity=replay_capacity,
-        replay_window_s=replay_window_days * 24 * 3600,
-    )
+    if len(set(destinations)) != len(destinations):
+        raise ConfigError(f"bridge {source}: a --to is given twice: {', '.join(destinations)}")
+    if audit_key_path is not None and len(destinations) > 1:
+        raise ConfigError(
+            f"bridge {source}: --audit-key names one direction's key; with several --to each "
+            "direction's key is read from beside the trust store"
+        )
+    directions = [
+        BridgeSettings.from_config(
+            config,
+            source=source,
+            destination=destination,
+            topics=topics,
+            bridge_id=bridge_id,
+            verify_threads=verify_threads,
+            max_batch=max_batch,
+            operation_timeout_s=operation_timeout,
+            key_grace_s=key_grace,
+            max_clock_skew_s=max_clock_skew,
+            replay_capacity=replay_capacity,
+            replay_window_s=replay_window_days * 24 * 3600,
+        )
+        for destination in destinations
+    ]
+    settings = directions[0]
     policy_file = policy_path or config.policy_file
     if policy_file is None:
         raise ConfigError(f"{config.path}: no [policy] file configured; pass --policy FILE")
@@ -145,27 +166,19 @@ def run(
         )
     # Loaded before the worker starts, so that a bad file fails here with its name.
     policy = load_policy(policy_file)
-    audit_key_file = audit_key_path or bridge_key_path(Path(trust_file).parent, source, destination)
-    audit_signer: SigningKey | None = None
-    if audit_key_path is not None or audit_key_file.exists():
-        audit_signer = SigningKey.load(audit_key_file)
-    else:
-        logging.getLogger("bus.bridge").warning(
-            "bridge %s->%s: no bridge key at %s, so its audit chains are written unsigned and "
-            "`bus audit verify` will report them; create it with: bus keys bridge %s-%s --dir %s",
-            source,
-            destination,
-            audit_key_file,
-            source,
-            destination,
-            audit_key_file.parent,
-        )
     registry = CollectorRegistry()
     # Follows the file: a rotation or a revocation applies without a restart.
     trust = ReloadingTrustStore(trust_file, on_reload=TrustMetrics.on(registry).count_reload)
-    replicator = Replicator(
-        settings, trust=trust, policy=policy, registry=registry, audit_signer=audit_signer
-    )
+    replicators = [
+        Replicator(
+            direction,
+            trust=trust,
+            policy=policy,
+            registry=registry,
+            audit_signer=_audit_signer(direction, audit_key_path, Path(trust_file).parent),
+        )
+        for direction in directions
+    ]
 
     # Faust is imported only here: the rest of the CLI stays quick to start.
     from bus.bridge.app import create_app, run_worker
@@ -175,11 +188,33 @@ def run(
     datadir.mkdir(parents=True, exist_ok=True)
     app = create_app(
         settings,
-        replicator,
+        replicators,
         registry=registry,
         web_host=web_host,
         web_port=web_port,
         datadir=datadir,
         trust=trust,
     )
-    run_worker(app, replicator, loglevel=loglevel)
+    run_worker(app, replicators, loglevel=loglevel)
+
+
+def _audit_signer(
+    settings: BridgeSettings, audit_key_path: Path | None, keys_dir: Path
+) -> SigningKey | None:
+    """The direction's bridge key: ``audit_key_path``, else the default one beside the trust
+    store if it exists; None (with a warning) when there is none."""
+    source, destination = settings.source.name, settings.destination.name
+    audit_key_file = audit_key_path or bridge_key_path(keys_dir, source, destination)
+    if audit_key_path is not None or audit_key_file.exists():
+        return SigningKey.load(audit_key_file)
+    logging.getLogger("bus.bridge").warning(
+        "bridge %s->%s: no bridge key at %s, so its audit chains are written unsigned and "
+        "`bus audit verify` will report them; create it with: bus keys bridge %s-%s --dir %s",
+        source,
+        destination,
+        audit_key_file,
+        source,
+        destination,
+        audit_key_file.parent,
+    )
+    return None
