@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
 import os
@@ -49,7 +48,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -193,7 +192,7 @@ async def strike(run: Run, fault: Fault) -> None:
         await asyncio.sleep(fault.seconds)
         await extra.terminate()
     elif fault.kind == "partition":
-        link = _links(run.federation).get(fault.target)
+        link = run.federation.links.get(fault.target)
         if link is None:
             run.notes.append(f"{fault}: no long-link harness here; skipped")
             return
@@ -214,11 +213,6 @@ def _paused(pid: int) -> Iterator[None]:
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
-
-
-def _links(federation: Federation) -> dict[str, Any]:
-    """The federation's long links by agency, where the harness provides them."""
-    return dict(getattr(federation, "links", None) or {})
 
 
 async def strike_all(
@@ -453,18 +447,11 @@ async def soak(federation: Federation, seeds: Sequence[int], work: Path) -> int:
 
 
 def _federation(home: Path) -> contextlib.AbstractContextManager[Federation]:
-    """The soak's federation; europol behind a long link where the harness can make one."""
-    if "remote" in inspect.signature(running_federation).parameters:
-        unavailable = getattr(local, "link_unavailable", None) or getattr(
-            local, "unavailable", None
-        )
-        reason = unavailable() if callable(unavailable) else "no check of the harness found"
-        if reason is None:
-            remote: dict[str, Any] = {"remote": [REMOTE]}  # the harness's parameter
-            return running_federation(home, AGENCIES, heap_mb=384, **remote)
-        print(f"partition faults will be skipped: {reason}")
-    else:
-        print("partition faults will be skipped: no long-link harness in this checkout")
+    """The soak's federation; europol behind a long link where this machine can make one."""
+    reason = local.link_unavailable()
+    if reason is None:
+        return running_federation(home, AGENCIES, heap_mb=384, remote=[REMOTE])
+    print(f"partition faults will be skipped: {reason}")
     return running_federation(home, AGENCIES, heap_mb=384)
 
 

@@ -71,6 +71,7 @@ from bus.local._acls import (
 )
 from bus.local._federation import admin_settings, down, iter_node_pids, reset, status, up
 from bus.local._link import Link, LinkConditions, long_link
+from bus.local._link import unavailable as link_unavailable
 from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
 from bus.local._status import ProcessStatus, render_table
 from bus.local._status import collect as process_status
@@ -116,4 +117,5 @@ __all__ = [
     "Link",
     "LinkConditions",
     "long_link",
+    "link_unavailable",
 ]
