@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from bus import local
-from bus._kafka import client_options
+from bus._kafka import client_options, new_topic
 from bus.config import AgencySettings, Config, java_home, render_toml
 from bus.envelope import peek, seal
 from bus.events import template
@@ -115,14 +115,15 @@ def unique_topic(prefix: str = "test") -> str:
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    """Create topic ``name`` (replication factor 1, as on a local node) as the cluster's admin,
-    let the agency's applications read and write it (:func:`grant_applications`), and let every
-    bridge leaving the agency move it (:func:`grant_bridge`), as ``bus local up`` lets them move
-    the events topic."""
+    """Create topic ``name`` (the cluster's default replication: 1 on a lone local node, 3 with
+    ``min.insync.replicas`` 2 on a cluster of three) as the cluster's admin, let the agency's
+    applications read and write it (:func:`grant_applications`), and let every bridge leaving
+    the agency move it (:func:`grant_bridge`), as ``bus local up`` lets them move the events
+    topic."""
     admin = AIOKafkaAdminClient(**connect(bootstrap))
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await admin.create_topics([new_topic(name, partitions)])
     finally:
         await admin.close()
     await grant_applications(bootstrap, name)
@@ -161,10 +162,12 @@ def running_federation(
     heap_mb: int = 512,
     partitions: int | None = None,
     insecure_plaintext: bool = False,
+    brokers: int = 1,
 ) -> Iterator[Federation]:
     """A local federation in ``home`` on free ports, started for the ``with`` block.
 
-    Over mutual TLS with ACLs, as ``bus local up`` starts it, unless ``insecure_plaintext``.
+    Over mutual TLS with ACLs, as ``bus local up`` starts it, unless ``insecure_plaintext``;
+    ``brokers`` nodes per agency's cluster (``bus local up --brokers``).
     Its clusters are :func:`register`-ed, so the helpers here reach them as their admin.
     Its nodes are stopped at the end, also when the block raises or starting fails halfway.
     Call it outside an event loop (it runs ``local.up`` with ``asyncio.run``).
@@ -172,10 +175,11 @@ def running_federation(
     spec = local.FederationSpec(
         home=home,
         agencies=tuple(agencies),
-        base_port=free_base_port(local.port_count(len(agencies))),
+        base_port=free_base_port(local.port_count(len(agencies), brokers)),
         heap_mb=heap_mb,
         java_home=java_home(),
         insecure_plaintext=insecure_plaintext,
+        brokers=brokers,
     )
     if partitions is not None:
         spec = replace(spec, partitions=partitions)

@@ -85,7 +85,7 @@ async def collect(spec: FederationSpec) -> list[ProcessStatus]:
         )
         result.append(
             ProcessStatus(
-                name=s.node.agency,
+                name=s.node.name,
                 kind="cluster",
                 state=state,
                 ok=s.reachable,
