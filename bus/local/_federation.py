@@ -178,9 +178,10 @@ def _check_layout(spec: FederationSpec) -> None:
         )
         if stale:
             raise LocalClusterError(
-                f"{stale[0]} holds the data of a cluster of {agency} of another size than "
-                f"{spec.brokers} node(s); start it as it was (`bus local up --brokers N`), or "
-                "wipe the federation with `bus local reset`, or use another --home"
+                f"{stale[0]} holds the data of {agency}'s cluster of another size (this asks "
+                f"for {spec.brokers} node(s) a cluster); start it as it was (`bus local up "
+                "--brokers N`), or wipe the federation with `bus local reset`, or use another "
+                "--home"
             )
 
 
