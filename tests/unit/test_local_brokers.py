@@ -8,11 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from bus import local
 from bus._kafka import new_topic
+from bus.cli import main
 from bus.errors import LocalClusterError
 from bus.local._federation import _check_layout
 from bus.local._node_files import cluster_id_for, cluster_id_of, server_properties
@@ -230,3 +232,19 @@ def test_topics_the_bus_creates_take_the_clusters_default_replication() -> None:
     topic = new_topic("t", 6, {"cleanup.policy": "compact"})
     assert (topic.name, topic.num_partitions, topic.replication_factor) == ("t", 6, -1)
     assert topic.topic_configs == {"cleanup.policy": "compact"}
+
+
+def test_acls_are_printed_per_cluster_with_every_node_as_its_bootstrap(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    spec.home.mkdir()
+    save_spec(spec)
+    result = CliRunner().invoke(
+        main, ["local", "acls", "--home", str(spec.home), "--format", "commands"]
+    )
+    assert result.exit_code == 0, result.output
+    servers = "127.0.0.1:20006,127.0.0.1:20008,127.0.0.1:20010"
+    assert f"# europol ({servers})" in result.output.splitlines()
+    assert f"kafka-acls.sh --bootstrap-server {servers} --command-config europol-admin" in (
+        result.output
+    )
+    assert result.output.count("\n# ") == 1  # two clusters, not six nodes
