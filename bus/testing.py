@@ -89,14 +89,25 @@ _POLL_S = 0.2
 def free_base_port(count: int) -> int:
     """A base port with ``count`` free consecutive ports above it, chosen at random.
 
-    Random, so that two runs side by side on one machine rarely try the same ports.
+    Random, so that two runs side by side on one machine rarely try the same ports; below the
+    kernel's ephemeral range, where an outgoing connection of any process may take a port
+    between this check and a node's bind.
     """
     rng = random.Random()
+    top = min(40000, _ephemeral_floor()) - count
     for _ in range(200):
-        base = rng.randrange(20000, 40000, 2)
+        base = rng.randrange(20000, max(top, 20002), 2)
         if all(_free(base + i) for i in range(count)):
             return base
-    raise RuntimeError(f"no {count} consecutive free ports found in 20000..40000; free some")
+    raise RuntimeError(f"no {count} consecutive free ports found in 20000..{top}; free some")
+
+
+def _ephemeral_floor() -> int:
+    """The first port the kernel hands to outgoing connections (Linux; 40000 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 40000
 
 
 def _free(port: int) -> bool:
