@@ -167,7 +167,7 @@ async def _replicas(federation: Federation, agency: str, topics: list[str]) -> s
     return {len(p["replicas"]) for t in described for p in t["partitions"]}
 
 
-@pytest.mark.slow  # 70-140 s on 2 shared cores (the restart of a JVM, two faults' timeouts)
+@pytest.mark.slow  # 55-140 s on 2 shared cores (the restart of a JVM, two faults' timeouts)
 async def test_a_broker_killed_at_the_source_then_at_the_destination_loses_and_repeats_nothing(
     replicated: Federation,
     federated: Federated,
