@@ -88,7 +88,8 @@ soak: kafka
 	for i in $$(seq 1 $(SOAK)); do \
 		seed=$$RANDOM$$RANDOM; echo "soak $$i/$(SOAK): BUS_TEST_SEED=$$seed"; \
 		BUS_TEST_SEED=$$seed $(BIN)/pytest -q tests/integration/test_bridge.py \
-			tests/integration/test_subscriber.py -k "killed or dying or restarting" || exit 1; \
+			tests/integration/test_subscriber.py tests/integration/test_replicated.py \
+			-k "killed or dying or restarting" || exit 1; \
 	done
 
 # A seeded chaos soak (tests/chaos.py), outside `make test`: RUNS runs, each with the faults its

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from aiokafka.helpers import create_ssl_context
 
@@ -29,6 +30,7 @@ __all__ = [
     "client_options",
     "describe",
     "is_transient",
+    "new_topic",
     "ssl_context",
     "translated",
 ]
@@ -105,3 +107,18 @@ def translated(what: str, *, error: type[TransportError] = TransportError) -> It
         yield
     except KafkaError as exc:
         raise error(f"{what}: {describe(exc)}") from exc
+
+
+def new_topic(name: str, partitions: int, configs: dict[str, str] | None = None) -> NewTopic:
+    """A topic to create with the cluster's own replication: its ``default.replication.factor``
+    (and, unless ``configs`` say otherwise, its ``min.insync.replicas``).
+
+    So what the bus creates by itself (the bridge's mirrors and checkpoints) is replicated as
+    the operators of the cluster set it: 3 and 2 on ``bus local up --brokers 3``. CreateTopics
+    takes -1 for "the broker's default" (KIP-464); aiokafka's ``NewTopic`` refuses it without a
+    replica assignment, so it is set after construction. Kafka 4's controller reads it at every
+    request version aiokafka speaks (v0-v3); ``docs/decisions/0016-replicated-clusters.md``.
+    """
+    topic = NewTopic(name, partitions, 1, topic_configs=configs)
+    topic.replication_factor = -1
+    return topic

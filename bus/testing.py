@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
 from bus import local
-from bus._kafka import client_options
+from bus._kafka import client_options, new_topic
 from bus.config import AgencySettings, Config, java_home, render_toml
 from bus.envelope import peek, seal
 from bus.events import template
@@ -91,14 +91,25 @@ _POLL_S = 0.2
 def free_base_port(count: int) -> int:
     """A base port with ``count`` free consecutive ports above it, chosen at random.
 
-    Random, so that two runs side by side on one machine rarely try the same ports.
+    Random, so that two runs side by side on one machine rarely try the same ports; below the
+    kernel's ephemeral range, where an outgoing connection of any process may take a port
+    between this check and a node's bind.
     """
     rng = random.Random()
+    top = min(40000, _ephemeral_floor()) - count
     for _ in range(200):
-        base = rng.randrange(20000, 40000, 2)
+        base = rng.randrange(20000, max(top, 20002), 2)
         if all(_free(base + i) for i in range(count)):
             return base
-    raise RuntimeError(f"no {count} consecutive free ports found in 20000..40000; free some")
+    raise RuntimeError(f"no {count} consecutive free ports found in 20000..{top}; free some")
+
+
+def _ephemeral_floor() -> int:
+    """The first port the kernel hands to outgoing connections (Linux; 40000 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 40000
 
 
 def _free(port: int) -> bool:
@@ -117,14 +128,15 @@ def unique_topic(prefix: str = "test") -> str:
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    """Create topic ``name`` (replication factor 1, as on a local node) as the cluster's admin,
-    let the agency's applications read and write it (:func:`grant_applications`), and let every
-    bridge leaving the agency move it (:func:`grant_bridge`), as ``bus local up`` lets them move
-    the events topic."""
+    """Create topic ``name`` (the cluster's default replication: 1 on a lone local node, 3 with
+    ``min.insync.replicas`` 2 on a cluster of three) as the cluster's admin, let the agency's
+    applications read and write it (:func:`grant_applications`), and let every bridge leaving
+    the agency move it (:func:`grant_bridge`), as ``bus local up`` lets them move the events
+    topic."""
     admin = AIOKafkaAdminClient(**connect(bootstrap))
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await admin.create_topics([new_topic(name, partitions)])
     finally:
         await admin.close()
     await grant_applications(bootstrap, name)
@@ -166,10 +178,12 @@ def running_federation(
     partitions: int | None = None,
     insecure_plaintext: bool = False,
     remote: Sequence[str] = (),
+    brokers: int = 1,
 ) -> Iterator[Federation]:
     """A local federation in ``home`` on free ports, started for the ``with`` block.
 
-    Over mutual TLS with ACLs, as ``bus local up`` starts it, unless ``insecure_plaintext``.
+    Over mutual TLS with ACLs, as ``bus local up`` starts it, unless ``insecure_plaintext``;
+    ``brokers`` nodes per agency's cluster (``bus local up --brokers``).
     Its clusters are :func:`register`-ed, so the helpers here reach them as their admin.
     Its nodes are stopped at the end, also when the block raises or starting fails halfway.
     Call it outside an event loop (it runs ``local.up`` with ``asyncio.run``).
@@ -190,10 +204,11 @@ def running_federation(
         spec = local.FederationSpec(
             home=home,
             agencies=tuple(agencies),
-            base_port=free_base_port(local.port_count(len(agencies))),
+            base_port=free_base_port(local.port_count(len(agencies), brokers)),
             heap_mb=heap_mb,
             java_home=java_home(),
             insecure_plaintext=insecure_plaintext,
+            brokers=brokers,
             hosts={agency: link.peer_address for agency, link in links.items()},
             launchers={agency: link.launcher for agency, link in links.items()},
         )

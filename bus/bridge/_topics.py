@@ -6,7 +6,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bus._kafka import client_options
+from bus._kafka import client_options, new_topic
 from bus.bridge._checkpoint import audit_checkpoint_topic, checkpoint_topic
 from bus.bridge._replays import forwarded_topic
 from bus.bridge.settings import BridgeSettings
@@ -27,8 +27,9 @@ async def ensure_topics(s: BridgeSettings) -> dict[str, int]:
     """Create what the bridge writes to and is missing.
 
     On the destination: each mirrored topic (with its source topic's partition count), its
-    checkpoints and its forwarded events; on the source: the audit checkpoints. Returns the
-    partition counts of the source's audit and quarantine topics.
+    checkpoints and its forwarded events; on the source: the audit checkpoints. Each with the
+    cluster's default replication factor and ``min.insync.replicas`` (``_kafka.new_topic``).
+    Returns the partition counts of the source's audit and quarantine topics.
     """
     source_admin = AIOKafkaAdminClient(**client_options(s.source))
     await source_admin.start()
@@ -54,9 +55,7 @@ async def ensure_topics(s: BridgeSettings) -> dict[str, int]:
             source_admin,
             s.source.name,
             [
-                NewTopic(
-                    audit_checkpoint_topic(s.destination.name, t), n, 1, topic_configs=_COMPACTED
-                )
+                new_topic(audit_checkpoint_topic(s.destination.name, t), n, _COMPACTED)
                 for t, n in partitions.items()
             ],
         )
@@ -67,19 +66,15 @@ async def ensure_topics(s: BridgeSettings) -> dict[str, int]:
     try:
         wanted = []
         for topic, count in partitions.items():
-            wanted.append(NewTopic(s.mirror_topic(topic), count, 1))
-            wanted.append(
-                NewTopic(checkpoint_topic(s.source.name, topic), count, 1, topic_configs=_COMPACTED)
-            )
+            wanted.append(new_topic(s.mirror_topic(topic), count))
+            wanted.append(new_topic(checkpoint_topic(s.source.name, topic), count, _COMPACTED))
             # What was forwarded: kept for the replay window, the last entry per event id.
             forgetting = {
                 **_COMPACTED,
                 "cleanup.policy": "compact,delete",
                 "retention.ms": str(int(s.replay_window_s * 1000)),
             }
-            wanted.append(
-                NewTopic(forwarded_topic(s.source.name, topic), count, 1, topic_configs=forgetting)
-            )
+            wanted.append(new_topic(forwarded_topic(s.source.name, topic), count, forgetting))
         await _create_missing(dest_admin, s.destination.name, wanted)
     finally:
         await dest_admin.close()

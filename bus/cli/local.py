@@ -31,6 +31,7 @@ def _spec(
     heap_mb: int | None = None,
     partitions: int | None = None,
     insecure_plaintext: bool | None = None,
+    brokers: int | None = None,
 ) -> federation.FederationSpec:
     return federation.load_spec(
         home or default_home(),
@@ -39,6 +40,7 @@ def _spec(
         base_port=base_port,
         heap_mb=heap_mb,
         partitions=partitions,
+        brokers=brokers,
         java_home=java_home(),
     )
 
@@ -78,6 +80,13 @@ def install() -> None:
 @click.option(
     "--partitions", type=int, default=None, help="Partitions of intel.events (default 6)."
 )
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, federation.MAX_BROKERS),
+    default=None,
+    help="Nodes per agency's cluster (default 1). With 3: a KRaft quorum of 3, replication "
+    "factor 3 and min.insync.replicas 2 for every topic. Fixed once the clusters have data.",
+)
 @click.option("--no-bridges", is_flag=True, help="Start no bridge.")
 @click.option("--no-prometheus", is_flag=True, help="Start neither Prometheus nor Alertmanager.")
 @click.option(
@@ -94,6 +103,7 @@ def up(
     base_port: int | None,
     heap_mb: int | None,
     partitions: int | None,
+    brokers: int | None,
     no_bridges: bool,
     no_prometheus: bool,
     insecure_plaintext: bool,
@@ -107,7 +117,7 @@ def up(
     and the ACLs of docs/security.md are created; `bus local acls` prints them.
     """
     started = time.monotonic()
-    spec = _spec(home, agencies, base_port, heap_mb, partitions, insecure_plaintext)
+    spec = _spec(home, agencies, base_port, heap_mb, partitions, insecure_plaintext, brokers)
     if insecure_plaintext:
         click.secho(
             "WARNING: --insecure-plaintext: no TLS, no authentication, no ACLs. Anyone who "
@@ -123,8 +133,8 @@ def up(
         )
     _echo(f"up in {time.monotonic() - started:.1f} s; `bus local status` shows every process")
     click.echo(f"configuration: {spec.config_file}")
-    for node in spec.nodes():
-        click.echo(f"{node.agency}\t{node.bootstrap}")
+    for agency in spec.agencies:
+        click.echo(f"{agency}\t{','.join(spec.bootstrap_servers(agency))}")
     if not no_bridges:
         for bridge in federation.bridges(spec):
             click.echo(f"{bridge.name}\t{bridge.url}/metrics")
@@ -182,8 +192,8 @@ def status(home: Path | None, as_json: bool) -> None:
 @click.option("-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True)
 @fail_on_bus_error
 def logs(home: Path | None, name: str | None, follow: bool, lines: int) -> None:
-    """Show the log of NAME: an agency (its node), a bridge (FROM-TO), `supervisor`,
-    `prometheus` or `alertmanager`.
+    """Show the log of NAME: an agency (its node; AGENCY-N for node N of a larger cluster), a
+    bridge (FROM-TO), `supervisor`, `prometheus` or `alertmanager`.
 
     Without NAME, the supervisor's log (bridges started, exited, restarted).
     """
@@ -241,13 +251,12 @@ def acls(home: Path | None, output: str) -> None:
     Everything not listed is denied; the node and the agency's admin are super users.
     """
     spec = _spec(home)
-    for node in spec.nodes():
-        rules = federation.cluster_acls(spec.agencies, spec.topics)[node.agency]
-        click.echo(f"# {node.agency} ({node.bootstrap})")
+    for agency in spec.agencies:
+        rules = federation.cluster_acls(spec.agencies, spec.topics)[agency]
+        bootstrap = ",".join(spec.bootstrap_servers(agency))
+        click.echo(f"# {agency} ({bootstrap})")
         if output == "commands":
-            for line in federation.kafka_acls_commands(
-                node.agency, rules, bootstrap=node.bootstrap
-            ):
+            for line in federation.kafka_acls_commands(agency, rules, bootstrap=bootstrap):
                 click.echo(line)
         else:
             click.echo(f"{'permission':<10} {'principal':<32} {'operation':<16} resource")

@@ -1,8 +1,12 @@
-"""The local federation: one real single-node Apache Kafka cluster (KRaft) per agency.
+"""The local federation: one real Apache Kafka cluster (KRaft) per agency.
 
-Each node is an independent cluster (its own cluster id, KRaft quorum and data) running as
-combined broker and controller on loopback ports. Agency ``i`` (0-based, in the order given)
-listens on ``base_port + 2*i`` (clients) and ``base_port + 2*i + 1`` (its controller).
+Each agency's cluster is independent (its own cluster id, KRaft quorum, CA and data). By
+default it is a single node, combined broker and controller on loopback ports: agency ``i``
+(0-based, in the order given) listens on ``base_port + 2*i`` (clients) and
+``base_port + 2*i + 1`` (its controller). With ``brokers=3`` (``bus local up --brokers 3``)
+each cluster has three such nodes, the voters of one controller quorum, and every topic is
+replicated three times with ``min.insync.replicas=2`` (the port plan: ``_supervision``; why:
+docs/decisions/0016-replicated-clusters.md).
 
 State lives under one home folder (``bus.config.default_home()``)::
 
@@ -14,6 +18,7 @@ State lives under one home folder (``bus.config.default_home()``)::
     nodes/<agency>/            server.properties, log4j2.properties, node.pid
     nodes/<agency>/data/       the KRaft metadata and topic logs (survive down/up)
     nodes/<agency>/logs/       server.log (the broker's log) and console.log (the JVM's output)
+    nodes/<agency>-<id>/       the same for node <id> of a cluster of several nodes
 
 Keys are valid from a day before they were made (``bus.keyring.BACKDATE``), so that events
 written just before ``up`` still verify. Keys are never replaced; a later ``up`` with more
@@ -23,8 +28,9 @@ By default every listener requires mutual TLS (a CA per agency, ``_tls``) and th
 StandardAuthorizer allows only the ACLs of ``_acls`` (docs/security.md); ``insecure_plaintext``
 (``bus local up --insecure-plaintext``) gives plaintext nodes for development only.
 
-Starting waits for an admin call to succeed on every node (never a sleep), then creates the bus
-topics. Stopping sends SIGTERM and waits, so Kafka shuts down cleanly; nothing is left running.
+Starting waits for an admin call to succeed on every node, and every node to know all the
+brokers of its cluster (never a sleep), then creates the bus topics. Stopping sends SIGTERM and
+waits, so Kafka shuts down cleanly; nothing is left running.
 A node is known only by the pid recorded in its ``node.pid``, checked against its command line,
 so one checkout or test run never stops another's nodes.
 
@@ -69,10 +75,25 @@ from bus.local._acls import (
     correlator_acls,
     kafka_acls_commands,
 )
-from bus.local._federation import admin_settings, down, iter_node_pids, reset, status, up
+from bus.local._federation import (
+    admin_settings,
+    cluster_admin,
+    down,
+    iter_node_pids,
+    reset,
+    status,
+    up,
+)
 from bus.local._link import Link, LinkConditions, long_link
 from bus.local._link import unavailable as link_unavailable
-from bus.local._spec import DEFAULT_AGENCIES, FederationSpec, Node, NodeStatus, load_spec
+from bus.local._spec import (
+    DEFAULT_AGENCIES,
+    MAX_BROKERS,
+    FederationSpec,
+    Node,
+    NodeStatus,
+    load_spec,
+)
 from bus.local._status import ProcessStatus, render_table
 from bus.local._status import collect as process_status
 from bus.local._supervision import (
@@ -88,12 +109,14 @@ from bus.local._supervisor import stop_supervised as stop_bridges
 __all__ = [
     "Acl",
     "admin_settings",
+    "cluster_admin",
     "apply_acls",
     "bridge_acls",
     "correlator_acls",
     "cluster_acls",
     "kafka_acls_commands",
     "DEFAULT_AGENCIES",
+    "MAX_BROKERS",
     "FederationSpec",
     "Node",
     "NodeStatus",

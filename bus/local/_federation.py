@@ -11,6 +11,7 @@ code, call them with ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ from bus.local import _prometheus
 from bus.local._acls import apply_acls, cluster_acls
 from bus.local._install import ensure_jars, find_java
 from bus.local._jmx import ensure_agent, javaagent_argument
-from bus.local._node_files import prepare_node
+from bus.local._node_files import cluster_id_for, prepare_node
 from bus.local._processes import (
     diagnose,
     exit_status,
@@ -38,7 +39,7 @@ from bus.local._progress import reporting
 from bus.local._provisioning import ensure_keys, ensure_policy
 from bus.local._spec import HOST, FederationSpec, Node, NodeStatus, save_spec
 from bus.local._supervision import check_ports, jmx_ports
-from bus.local._supervisor import stop_supervised
+from bus.local._supervisor import kafka_targets, stop_supervised
 from bus.local._tls import (
     admin_principal,
     app_principal,
@@ -49,7 +50,7 @@ from bus.local._tls import (
     tls_layout,
 )
 
-__all__ = ["admin_settings", "down", "iter_node_pids", "reset", "status", "up"]
+__all__ = ["admin_settings", "cluster_admin", "down", "iter_node_pids", "reset", "status", "up"]
 
 _STARTUP_TIMEOUT_S = 90.0
 
@@ -75,24 +76,25 @@ async def up(spec: FederationSpec, *, log: Log = lambda _: None) -> Config:
         ready: list[str] = []
 
         def report(elapsed: float) -> None:
-            waiting = ", ".join(n.agency for n in nodes if n.agency not in ready)
+            waiting = ", ".join(n.name for n in nodes if n.name not in ready)
             count = f"{len(ready)}/{len(nodes)}"
-            log(f"waiting for clusters: {count} ready ({elapsed:.0f} s; {waiting})")
+            what = "clusters" if spec.brokers == 1 else "nodes"
+            log(f"waiting for {what}: {count} ready ({elapsed:.0f} s; {waiting})")
 
         async with reporting(report):
             cluster_ids = await _all(
-                _wait_ready(spec, node, pids[node.agency], deadline, ready) for node in nodes
+                _wait_ready(spec, node, pids[node.name], deadline, ready) for node in nodes
             )
-        await _all(_ensure_topics(spec, node) for node in nodes)
+        await _all(_ensure_topics(spec, agency) for agency in spec.agencies)
         if not spec.insecure_plaintext:
             acls = cluster_acls(spec.agencies, spec.topics)
-            await _all(apply_acls(admin_settings(spec, n), acls[n.agency]) for n in nodes)
+            await _all(apply_acls(cluster_admin(spec, a), acls[a]) for a in spec.agencies)
     except BaseException:
         # Leave nothing half-started behind a failed `up`.
         await asyncio.to_thread(stop, launched, log=log)
         raise
     for node, cluster_id in zip(nodes, cluster_ids, strict=True):
-        log(f"{node.agency}: ready on {node.bootstrap} (cluster id {cluster_id})")
+        log(f"{node.name}: ready on {node.bootstrap} (cluster id {cluster_id})")
     return await asyncio.to_thread(_write_config, spec)
 
 
@@ -106,6 +108,7 @@ def _launch(
     """
     java = find_java(spec.java_home)
     check_ports(spec)
+    _check_layout(spec)
     ensure_jars(spec.jar_dir, log=log)
     ensure_agent(spec.jar_dir, log=log)
     spec.home.mkdir(parents=True, exist_ok=True)
@@ -127,40 +130,61 @@ def _launch(
                 renewed.add(agency)
     pids: dict[str, int] = {}
     exporters = jmx_ports(spec)
-    hosts = {node.agency: node.host for node in nodes}
     # Each node's JMX exporter is a scrape target from its start (job kafka, label agency).
-    _prometheus.write_targets(
-        spec.home,
-        "kafka",
-        [
-            _prometheus.Target(
-                address=f"{hosts.get(agency, HOST)}:{port}", labels={"agency": agency}
-            )
-            for agency, port in exporters.items()
-        ],
-    )
+    _prometheus.write_targets(spec.home, "kafka", kafka_targets(spec))
     for node in nodes:
         pid = recorded_pid(node)
         if pid is not None:
             _check_mode(spec, node)
             if node.agency in renewed:
                 log(
-                    f"{node.agency}: its node certificate was renewed; the running node uses "
+                    f"{node.name}: its node certificate was renewed; the running node uses "
                     "the old one until `bus local down` and `up`"
                 )
-            log(f"{node.agency}: already running (pid {pid}) on {node.bootstrap}")
-        else:
-            prepare_node(java, spec, node)
-            port = exporters[node.agency]
-            agent = javaagent_argument(spec.jar_dir, port, host=node.host)
-            pid = start(java, spec, node, agent=agent, agent_port=port)
-            launched.append((node, pid))
-            log(
-                f"{node.agency}: starting (pid {pid}) on {node.bootstrap}, "
-                f"broker metrics on http://{node.host}:{port}/metrics"
-            )
-        pids[node.agency] = pid
+            log(f"{node.name}: already running (pid {pid}) on {node.bootstrap}")
+            pids[node.name] = pid
+    waiting = [node for node in nodes if node.name not in pids]
+    # Formatting is a JVM run per new node: all at once, each cluster's nodes with one id.
+    ids = {node.agency: cluster_id_for(spec.cluster(node.agency)) for node in waiting}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(waiting))) as pool:
+        for prepared in [
+            pool.submit(prepare_node, java, spec, n, cluster_id=ids[n.agency]) for n in waiting
+        ]:
+            prepared.result()
+    for node in waiting:
+        port = exporters[node.name]
+        agent = javaagent_argument(spec.jar_dir, port, host=node.host)
+        pid = start(java, spec, node, agent=agent, agent_port=port)
+        launched.append((node, pid))
+        log(
+            f"{node.name}: starting (pid {pid}) on {node.bootstrap}, "
+            f"broker metrics on http://{node.host}:{port}/metrics"
+        )
+        pids[node.name] = pid
     return pids
+
+
+def _check_layout(spec: FederationSpec) -> None:
+    """Refuse to start clusters of another size on the data of earlier ones.
+
+    A lone node keeps ``nodes/<agency>``, the nodes of a larger cluster ``nodes/<agency>-<id>``
+    (``_spec``); data in a folder of the other layout, or of a node past this cluster's size,
+    belongs to a cluster of another size, with another quorum.
+    """
+    wanted = {node.dir for node in spec.nodes()}
+    root = spec.home / "nodes"
+    for agency in spec.agencies:
+        others = [root / agency, *root.glob(f"{agency}-[0-9]*")]
+        stale = sorted(
+            d for d in others if d not in wanted and (d / "data" / "meta.properties").exists()
+        )
+        if stale:
+            raise LocalClusterError(
+                f"{stale[0]} holds the data of {agency}'s cluster of another size (this asks "
+                f"for {spec.brokers} node(s) a cluster); start it as it was (`bus local up "
+                "--brokers N`), or wipe the federation with `bus local reset`, or use another "
+                "--home"
+            )
 
 
 def _check_mode(spec: FederationSpec, node: Node) -> None:
@@ -172,21 +196,28 @@ def _check_mode(spec: FederationSpec, node: Node) -> None:
     if running_tls == spec.insecure_plaintext:
         now, wanted = ("mTLS", "plaintext") if running_tls else ("plaintext", "mTLS")
         raise LocalClusterError(
-            f"the node of {node.agency} runs with {now}, and {wanted} was asked for; run "
+            f"the node {node.name} runs with {now}, and {wanted} was asked for; run "
             "`bus local down` first, then `bus local up` with the mode you want"
         )
 
 
 def admin_settings(spec: FederationSpec, node: Node) -> AgencySettings:
     """How ``bus local`` reaches ``node``: as the agency's admin (a super user) over mTLS."""
-    settings = AgencySettings(name=node.agency, bootstrap_servers=(node.bootstrap,))
+    return _admin(spec, node.agency, (node.bootstrap,))
+
+
+def cluster_admin(spec: FederationSpec, agency: str) -> AgencySettings:
+    """How ``bus local`` reaches ``agency``'s cluster through any of its nodes, as its admin."""
+    return _admin(spec, agency, spec.bootstrap_servers(agency))
+
+
+def _admin(spec: FederationSpec, agency: str, servers: tuple[str, ...]) -> AgencySettings:
+    settings = AgencySettings(name=agency, bootstrap_servers=servers)
     if spec.insecure_plaintext:
         return settings
-    layout = tls_layout(spec, node.agency)
+    layout = tls_layout(spec, agency)
     return AgencySettings(
-        name=node.agency,
-        bootstrap_servers=(node.bootstrap,),
-        tls=layout.client(admin_principal(node.agency)),
+        name=agency, bootstrap_servers=servers, tls=layout.client(admin_principal(agency))
     )
 
 
@@ -220,20 +251,20 @@ async def _all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
 async def _wait_ready(
     spec: FederationSpec, node: Node, pid: int, deadline: float, ready: list[str]
 ) -> str:
-    """Wait until the node answers an admin call; return its cluster id (and add it to
-    ``ready``)."""
+    """Wait until the node answers an admin call and knows every broker of its cluster; return
+    its cluster id (and add its name to ``ready``)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     from bus._kafka import client_options
 
-    options = client_options(admin_settings(spec, node), client_id=f"bus-local-{node.agency}")
+    options = client_options(admin_settings(spec, node), client_id=f"bus-local-{node.name}")
     last_error = "no answer yet"
     while time.monotonic() < deadline:
         status = exit_status(node, pid)
         if status is not None:
             raise LocalClusterError(
-                f"the Kafka node of {node.agency} (pid {pid}) exited during startup "
+                f"the Kafka node {node.name} (pid {pid}) exited during startup "
                 f"({status}): {diagnose(node)}. "
                 f"Log: {node.log_file} (JVM output: {node.console_file})\n"
                 f"{tail(node.console_file) or tail(node.log_file)}"
@@ -244,15 +275,20 @@ async def _wait_ready(
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
-                ready.append(node.agency)
-                return str(cluster["cluster_id"])
+                # A broker of a larger cluster answers before its peers registered; topics of
+                # its replication factor can be created only once all of them did.
+                known = len(cluster.get("brokers") or ())
+                if known >= node.brokers:
+                    ready.append(node.name)
+                    return str(cluster["cluster_id"])
+                last_error = f"{known} of {node.brokers} brokers registered"
             except (TimeoutError, KafkaError, OSError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 await admin.close()
         await asyncio.sleep(0.2)
     raise LocalClusterError(
-        f"the Kafka node of {node.agency} (pid {pid}) did not answer on {node.bootstrap} within "
+        f"the Kafka node {node.name} (pid {pid}) did not answer on {node.bootstrap} within "
         f"{_STARTUP_TIMEOUT_S:.0f}s ({last_error}); see its log: {node.log_file}"
     )
 
@@ -260,20 +296,22 @@ async def _wait_ready(
 # --- topics and configuration -----------------------------------------------------------
 
 
-async def _ensure_topics(spec: FederationSpec, node: Node) -> None:
+async def _ensure_topics(spec: FederationSpec, agency: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    forever = {"retention.ms": "-1", "retention.bytes": "-1"}
+    factor = spec.replication_factor
+    replicated = {"min.insync.replicas": str(spec.min_insync_replicas)}
+    forever = {**replicated, "retention.ms": "-1", "retention.bytes": "-1"}
     wanted = [
-        NewTopic(spec.topics.events, spec.partitions, 1),
+        NewTopic(spec.topics.events, spec.partitions, factor, topic_configs=replicated),
         # The owner of the data must always be able to say what left and what was refused.
-        NewTopic(spec.topics.quarantine, 3, 1, topic_configs=forever),
-        NewTopic(spec.topics.audit, 3, 1, topic_configs=forever),
+        NewTopic(spec.topics.quarantine, 3, factor, topic_configs=forever),
+        NewTopic(spec.topics.audit, 3, factor, topic_configs=forever),
     ]
     from bus._kafka import client_options
 
     admin = AIOKafkaAdminClient(
-        **client_options(admin_settings(spec, node), client_id=f"bus-local-{node.agency}"),
+        **client_options(cluster_admin(spec, agency), client_id=f"bus-local-{agency}"),
         request_timeout_ms=30000,
     )
     await admin.start()
@@ -286,7 +324,7 @@ async def _ensure_topics(spec: FederationSpec, node: Node) -> None:
                 if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (a concurrent up)
                     message = rest[0] if rest else ""
                     raise LocalClusterError(
-                        f"creating topic {name!r} on {node.agency} failed: error {code} {message}"
+                        f"creating topic {name!r} on {agency} failed: error {code} {message}"
                     )
     finally:
         await admin.close()
@@ -296,25 +334,25 @@ def _write_config(spec: FederationSpec) -> Config:
     keys = spec.keys_dir
     policy = spec.policy_file
     agencies = {}
-    for node in spec.nodes():
-        signing_key = keys / f"{node.agency}.key.pem"
+    for agency in spec.agencies:
+        signing_key = keys / f"{agency}.key.pem"
         trust = keys / "trust.toml"
         tls = None
         identities = {}
         if not spec.insecure_plaintext:
-            layout = tls_layout(spec, node.agency)
-            tls = layout.client(app_principal(node.agency))
-            identities["admin"] = layout.client(admin_principal(node.agency))
-            correlator = correlator_principal(node.agency)
+            layout = tls_layout(spec, agency)
+            tls = layout.client(app_principal(agency))
+            identities["admin"] = layout.client(admin_principal(agency))
+            correlator = correlator_principal(agency)
             identities[correlator] = layout.client(correlator)
             for peer in spec.agencies:
-                if peer != node.agency:
-                    for src, dst in ((node.agency, peer), (peer, node.agency)):
+                if peer != agency:
+                    for src, dst in ((agency, peer), (peer, agency)):
                         role = bridge_principal(src, dst)
                         identities[role] = layout.client(role)
-        agencies[node.agency] = AgencySettings(
-            name=node.agency,
-            bootstrap_servers=(node.bootstrap,),
+        agencies[agency] = AgencySettings(
+            name=agency,
+            bootstrap_servers=spec.bootstrap_servers(agency),
             tls=tls,
             identities=identities,
             signing_key=signing_key if signing_key.exists() else None,
@@ -347,17 +385,19 @@ def down(
 
     The bridges go first, so that none is left mid-transaction against a stopping cluster.
     Only the processes recorded in pid files are stopped. With ``only``, just those nodes (the
-    supervisor keeps running). Blocking: from async code, call it with ``asyncio.to_thread``.
+    supervisor keeps running): an agency's name stands for every node of its cluster, a node's
+    name (``<agency>-<id>``) for that node. Blocking: from async code, call it with
+    ``asyncio.to_thread``.
     """
     if only is None:
         stop_supervised(spec, log=log)
     targets: list[tuple[Node, int]] = []
     for node in spec.nodes():
-        if only is not None and node.agency not in only:
+        if only is not None and node.agency not in only and node.name not in only:
             continue
         pid = recorded_pid(node)
         if pid is None:
-            log(f"{node.agency}: not running")
+            log(f"{node.name}: not running")
             node.pid_file.unlink(missing_ok=True)
         else:
             targets.append((node, pid))
@@ -382,14 +422,14 @@ async def status(spec: FederationSpec) -> list[NodeStatus]:
     result = []
     for node in spec.nodes():
         pid = recorded_pid(node)
-        certificates = _certificates(spec, node.agency)
+        certificates = _certificates(spec, node.agency) if node.node_id == 1 else ()
         if pid is None or not await port_open(node.broker_port, node.host):
             result.append(
                 NodeStatus(node=node, pid=pid, reachable=False, certificates=certificates)
             )
             continue
         admin = AIOKafkaAdminClient(
-            **client_options(admin_settings(spec, node), client_id=f"bus-local-{node.agency}"),
+            **client_options(admin_settings(spec, node), client_id=f"bus-local-{node.name}"),
             request_timeout_ms=5000,
         )
         try:

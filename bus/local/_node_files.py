@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bus.errors import LocalClusterError
-from bus.local._spec import FederationSpec, Node
+from bus.local._spec import FederationSpec, Node, replication
 from bus.local._tls import (
     PRINCIPAL_MAPPING_RULES,
     TlsLayout,
@@ -23,13 +23,25 @@ from bus.local._tls import (
     tls_layout,
 )
 
-__all__ = ["java_command", "log4j_properties", "prepare_node", "server_properties"]
+__all__ = [
+    "cluster_id_for",
+    "cluster_id_of",
+    "java_command",
+    "log4j_properties",
+    "prepare_node",
+    "server_properties",
+]
 
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 
-def server_properties(node: Node, tls: TlsLayout | None) -> str:
+def server_properties(node: Node, tls: TlsLayout | None, cluster: Sequence[Node] = ()) -> str:
     """``server.properties``: one KRaft node, broker and controller, on ``node.host``.
+
+    ``cluster``: every node of the agency's cluster (default: ``node`` alone). A lone node
+    bootstraps its quorum by itself (``--standalone``); the nodes of a larger cluster are the
+    static voters of one quorum, and every topic, ``__consumer_offsets`` and
+    ``__transaction_state`` included, gets the replication of :func:`bus.local._spec.replication`.
 
     With ``tls`` (the default of ``bus local up``) both listeners are SSL and require a client
     certificate of the agency's CA, the StandardAuthorizer denies whatever no ACL allows, and
@@ -56,7 +68,7 @@ def server_properties(node: Node, tls: TlsLayout | None) -> str:
             "listener.security.protocol.map=BROKER:SSL,CONTROLLER:SSL\n"
             "ssl.client.auth=required\n"
             "ssl.keystore.type=PEM\n"
-            f"ssl.keystore.location={tls.node_keystore}\n"
+            f"ssl.keystore.location={tls.keystore(node.node_id)}\n"
             "ssl.truststore.type=PEM\n"
             f"ssl.truststore.location={tls.ca_file}\n"
             "ssl.endpoint.identification.algorithm=https\n"
@@ -66,24 +78,38 @@ def server_properties(node: Node, tls: TlsLayout | None) -> str:
             "allow.everyone.if.no.acl.found=false\n"
             f"super.users={supers}\n"
         )
+    if node.brokers == 1:
+        quorum = (
+            f"# Written by `bus local up`: a single-node KRaft cluster for agency {node.agency}.\n"
+            "process.roles=broker,controller\n"
+            "node.id=1\n"
+            f"controller.quorum.bootstrap.servers={node.host}:{node.controller_port}\n"
+        )
+    else:
+        voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in cluster or (node,))
+        quorum = (
+            f"# Written by `bus local up`: node {node.node_id} of the {node.brokers}-node KRaft "
+            f"cluster of agency {node.agency}.\n"
+            "process.roles=broker,controller\n"
+            f"node.id={node.node_id}\n"
+            f"controller.quorum.voters={voters}\n"
+            "unclean.leader.election.enable=false\n"
+        )
+    factor, min_isr = replication(node.brokers)
     return f"""\
-# Written by `bus local up`: a single-node KRaft cluster for agency {node.agency}.
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers={node.host}:{node.controller_port}
-controller.listener.names=CONTROLLER
+{quorum}controller.listener.names=CONTROLLER
 {listeners}log.dirs={node.data_dir}
 auto.create.topics.enable=false
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+default.replication.factor={factor}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={factor}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={factor}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={factor}
+share.coordinator.state.topic.min.isr={min_isr}
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
@@ -139,14 +165,24 @@ def java_command(
     ]
 
 
-def prepare_node(java: Path, spec: FederationSpec, node: Node) -> None:
-    """Write the node's files and format its storage on first start."""
+def prepare_node(
+    java: Path, spec: FederationSpec, node: Node, *, cluster_id: str | None = None
+) -> None:
+    """Write the node's files and format its storage on first start.
+
+    The nodes of one cluster share its cluster id: ``cluster_id`` (give the same to nodes
+    formatted at once), else the one of an already formatted node of the cluster, else new.
+    """
     node.log_file.parent.mkdir(parents=True, exist_ok=True)
     tls = None if spec.insecure_plaintext else tls_layout(spec, node.agency)
-    node.properties_file.write_text(server_properties(node, tls), encoding="utf-8")
+    cluster = spec.cluster(node.agency)
+    node.properties_file.write_text(server_properties(node, tls, cluster), encoding="utf-8")
     node.log4j_file.write_text(log4j_properties(node), encoding="utf-8")
     if (node.data_dir / "meta.properties").exists():
         return
+    cluster_id = cluster_id or cluster_id_for(cluster)
+    # A lone node makes itself its quorum; the nodes of a larger one list their voters.
+    bootstrap = ["--standalone"] if node.brokers == 1 else []
     command = java_command(
         java,
         spec,
@@ -155,18 +191,37 @@ def prepare_node(java: Path, spec: FederationSpec, node: Node) -> None:
             "kafka.tools.StorageTool",
             "format",
             "-t",
-            _cluster_id(),
+            cluster_id,
             "-c",
             str(node.properties_file),
-            "--standalone",
+            *bootstrap,
         ],
     )
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         raise LocalClusterError(
-            f"formatting the storage of {node.agency} failed (exit {result.returncode}): "
+            f"formatting the storage of {node.name} failed (exit {result.returncode}): "
             f"{(result.stdout + result.stderr).strip()[-500:]}"
         )
+
+
+def cluster_id_of(node: Node) -> str | None:
+    """The cluster id in the node's formatted storage (None before it was formatted)."""
+    try:
+        text = (node.data_dir / "meta.properties").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id" and value.strip():
+            return value.strip()
+    return None
+
+
+def cluster_id_for(cluster: Sequence[Node]) -> str:
+    """The id of the cluster of ``cluster``'s nodes: a formatted node's, else a new one."""
+    known = (cluster_id_of(node) for node in cluster)
+    return next((found for found in known if found is not None), None) or _cluster_id()
 
 
 def _cluster_id() -> str:

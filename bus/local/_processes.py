@@ -102,7 +102,7 @@ def start(
     for port in () if launcher else (*ports, agent_port) if agent_port is not None else ports:
         if not _port_free(port, node.host):
             raise LocalClusterError(
-                f"cannot start {node.agency}: port {port} on {node.host} is already in use by "
+                f"cannot start {node.name}: port {port} on {node.host} is already in use by "
                 "another process; stop it, or start the federation on other ports with "
                 "`bus local up --base-port N`"
             )
@@ -131,14 +131,14 @@ def stop(targets: Sequence[tuple[Node, int]], *, log: Log) -> None:
     for node, pid in targets:
         if _signal(node, pid, signal.SIGTERM):
             signalled.append((node, pid))
-            log(f"{node.agency}: stopping (pid {pid})")
+            log(f"{node.name}: stopping (pid {pid})")
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for node, pid in signalled:
         if not _wait_gone(node, pid, deadline):
-            log(f"{node.agency}: pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing")
+            log(f"{node.name}: pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing")
             _signal(node, pid, signal.SIGKILL)
             _wait_gone(node, pid, float("inf"))
-        log(f"{node.agency}: stopped")
+        log(f"{node.name}: stopped")
     for node, pid in targets:
         _children.pop(pid, None)
         node.pid_file.unlink(missing_ok=True)
@@ -217,7 +217,7 @@ def diagnose(node: Node) -> str:
     text = tail(node.console_file, 200) + "\n" + tail(node.log_file, 200)
     if "Address already in use" in text:
         return (
-            f"a port of {node.agency} ({node.broker_port} or {node.controller_port}) is in use; "
+            f"a port of {node.name} ({node.broker_port} or {node.controller_port}) is in use; "
             "stop what holds it, or choose other ports with --base-port"
         )
     if "ClassNotFoundException" in text or "Could not find or load main class" in text:

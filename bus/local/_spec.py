@@ -20,17 +20,32 @@ from bus.local._install import kafka_version
 __all__ = [
     "DEFAULT_AGENCIES",
     "HOST",
+    "MAX_BROKERS",
     "FederationSpec",
     "Node",
     "NodeStatus",
     "load_spec",
+    "replication",
     "save_spec",
 ]
 
 DEFAULT_AGENCIES = ("interpol", "europol")
 
+MAX_BROKERS: Final = 5
+"""The largest cluster ``bus local`` runs per agency (one machine's worth)."""
+
 HOST: Final = "127.0.0.1"
 """Every local node listens on loopback only."""
+
+
+def replication(brokers: int) -> tuple[int, int]:
+    """The replication factor and ``min.insync.replicas`` of a cluster of ``brokers`` nodes.
+
+    The cluster's size, three at most, and all copies but one: one node loses nothing to
+    a crash of one broker (3 and 2, as Kafka's own transaction tests run), a lone node 1 and 1.
+    """
+    factor = min(brokers, 3)
+    return factor, max(1, factor - 1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +72,11 @@ class FederationSpec:
     """A command that an agency's node runs under (its JVM command line appended), such as
     ``("ip", "netns", "exec", NAME)`` for a node in a network namespace of its own. The
     command must ``exec`` the JVM, so that the recorded pid is the node's."""
+    brokers: int = 1
+    """Nodes in each agency's cluster, each a broker and a voter of the KRaft controller quorum.
+
+    One by default; with three (``bus local up --brokers 3``) every topic is replicated three
+    times and a write needs two in-sync replicas (docs/decisions/0016-replicated-clusters.md)."""
 
     def __post_init__(self) -> None:
         if not self.agencies:
@@ -72,10 +92,24 @@ class FederationSpec:
         strangers = sorted((set(self.hosts) | set(self.launchers)) - set(self.agencies))
         if strangers:
             raise ValueError(f"hosts, launchers: {', '.join(strangers)} is not an agency")
+        if not 1 <= self.brokers <= MAX_BROKERS:
+            raise ValueError(f"brokers: {self.brokers}; give 1..{MAX_BROKERS} nodes a cluster")
+        if self.base_port > 65535 - 2 * len(self.agencies) * self.brokers:
+            raise ValueError(f"base_port: {self.base_port} is outside 1024..65535")
 
     def launcher(self, agency: str) -> tuple[str, ...]:
         """The command ``agency``'s node runs under (empty: none)."""
         return tuple(self.launchers.get(agency, ()))
+
+    @property
+    def replication_factor(self) -> int:
+        """How many copies of each partition a cluster keeps (:func:`replication`)."""
+        return replication(self.brokers)[0]
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """How many in-sync copies an ``acks=all`` write needs (:func:`replication`)."""
+        return replication(self.brokers)[1]
 
     @property
     def spec_file(self) -> Path:
@@ -102,22 +136,39 @@ class FederationSpec:
         return self.jars or default_jar_cache(kafka_version())
 
     def nodes(self) -> list[Node]:
-        """One node per agency, with its ports and folders."""
+        """Every node of every agency's cluster, agency by agency, with its ports and folders.
+
+        Node ``k`` (0-based) of agency ``i`` listens on ``base_port + 2*(i*brokers + k)``
+        (clients) and the port after it (its controller); a lone node keeps the folder
+        ``nodes/<agency>``, the nodes of a larger cluster ``nodes/<agency>-<id>``.
+        """
+        b = self.brokers
         return [
             Node(
                 agency=agency,
-                broker_port=self.base_port + 2 * i,
-                controller_port=self.base_port + 2 * i + 1,
-                dir=self.home / "nodes" / agency,
+                broker_port=self.base_port + 2 * (i * b + k),
+                controller_port=self.base_port + 2 * (i * b + k) + 1,
+                dir=self.home / "nodes" / (agency if b == 1 else f"{agency}-{k + 1}"),
+                node_id=k + 1,
+                brokers=b,
                 host=self.hosts.get(agency, HOST),
             )
             for i, agency in enumerate(self.agencies)
+            for k in range(b)
         ]
+
+    def cluster(self, agency: str) -> list[Node]:
+        """The nodes of ``agency``'s cluster."""
+        return [node for node in self.nodes() if node.agency == agency]
+
+    def bootstrap_servers(self, agency: str) -> tuple[str, ...]:
+        """Every node of ``agency``'s cluster, as clients list them."""
+        return tuple(node.bootstrap for node in self.cluster(agency))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Node:
-    """One agency's single-node KRaft cluster."""
+    """One node of an agency's KRaft cluster: a broker, and a voter of its controller quorum."""
 
     agency: str
     broker_port: int
@@ -125,6 +176,15 @@ class Node:
     dir: Path
     host: str = HOST
     """The address both listeners are on (loopback unless the spec says otherwise)."""
+    node_id: int = 1
+    """Its ``node.id``: 1..``brokers``."""
+    brokers: int = 1
+    """How many nodes its cluster has."""
+
+    @property
+    def name(self) -> str:
+        """How ``bus local`` names it: the agency for a lone node, else ``<agency>-<id>``."""
+        return self.agency if self.brokers == 1 else f"{self.agency}-{self.node_id}"
 
     @property
     def bootstrap(self) -> str:
@@ -192,6 +252,7 @@ def load_spec(home: Path, **overrides: object) -> FederationSpec:
                 "heap_mb": int(raw["heap_mb"]),
                 "partitions": int(raw["partitions"]),
                 "insecure_plaintext": bool(raw.get("insecure_plaintext", False)),
+                "brokers": int(raw.get("brokers", 1)),
             }
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
             raise LocalClusterError(
@@ -213,6 +274,7 @@ def save_spec(spec: FederationSpec) -> None:
         f"base_port = {spec.base_port}\n"
         f"heap_mb = {spec.heap_mb}\n"
         f"partitions = {spec.partitions}\n"
-        f"insecure_plaintext = {'true' if spec.insecure_plaintext else 'false'}\n",
+        f"insecure_plaintext = {'true' if spec.insecure_plaintext else 'false'}\n"
+        f"brokers = {spec.brokers}\n",
         encoding="utf-8",
     )

@@ -1,6 +1,7 @@
 """What ``bus local status`` shows: every process of the local federation, as a table or JSON.
 
-One :class:`ProcessStatus` per cluster, per bridge, for the supervisor, Prometheus and
+One :class:`ProcessStatus` per Kafka node (kind ``cluster``: one per agency, or
+``<agency>-<id>`` for each node of a larger cluster), per bridge, for the supervisor, Prometheus and
 Alertmanager (health: their ``/-/healthy`` endpoints). A bridge's health is
 its ``/healthz`` verdict, its lag the sum of its ``bus_bridge_source_lag`` gauges on
 ``/metrics``; its restarts come from the supervisor's ``state.json``. Collecting talks to the
@@ -85,7 +86,7 @@ async def collect(spec: FederationSpec) -> list[ProcessStatus]:
         )
         result.append(
             ProcessStatus(
-                name=s.node.agency,
+                name=s.node.name,
                 kind="cluster",
                 state=state,
                 ok=s.reachable,

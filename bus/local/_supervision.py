@@ -13,13 +13,15 @@ the running supervisor is ``_supervisor``. Under the federation's home::
     prometheus/                    Prometheus and Alertmanager: pids, logs, data (_prometheus)
 
 The port plan, one contiguous block of :func:`port_count` ports from ``base_port`` (so that a
-test takes one free block), for ``n`` agencies:
+test takes one free block), for ``n`` agencies of ``b`` nodes each (``b`` is 1 by default):
 
-- ``base_port + 2i``, ``base_port + 2i + 1``: agency ``i``'s node (clients, controller);
-- ``base_port + 2n + j``: the web port (``/metrics``, ``/healthz``) of the bridge of the
+- ``base_port + 2(ib + k)`` and the port after it: node ``k`` of agency ``i`` (clients,
+  controller);
+- ``base_port + 2nb + j``: the web port (``/metrics``, ``/healthz``) of the bridge of the
   ``j``-th ordered pair of agencies (in the order given);
 - then the supervisor's ``/metrics``, Prometheus, Alertmanager;
-- then agency ``i``'s JMX exporter (the node's ``/metrics``, ``_jmx``).
+- then the JMX exporter of node ``k`` of agency ``i`` (the node's ``/metrics``, ``_jmx``), in
+  the same order as the nodes.
 
 Two agencies from 19092: nodes 19092-19095, bridges 19096 (interpol-europol) and 19097
 (europol-interpol), supervisor 19098, Prometheus 19099, Alertmanager 19100, JMX exporters
@@ -136,7 +138,7 @@ def state_file(spec: FederationSpec) -> Path:
 
 def bridges(spec: FederationSpec) -> list[SupervisedBridge]:
     """One bridge per ordered pair of distinct agencies, with its web port."""
-    first = spec.base_port + 2 * len(spec.agencies)
+    first = spec.base_port + 2 * len(spec.agencies) * spec.brokers
     return [
         SupervisedBridge(
             source=source, destination=destination, web_port=first + j, dir=supervised_dir(spec)
@@ -148,7 +150,7 @@ def bridges(spec: FederationSpec) -> list[SupervisedBridge]:
 def supervisor_port(spec: FederationSpec) -> int:
     """The supervisor's own ``/metrics`` port, after the bridges' web ports."""
     n = len(spec.agencies)
-    return spec.base_port + 2 * n + n * (n - 1)
+    return spec.base_port + 2 * n * spec.brokers + n * (n - 1)
 
 
 def prometheus_port(spec: FederationSpec) -> int:
@@ -162,15 +164,18 @@ def alertmanager_port(spec: FederationSpec) -> int:
 
 
 def jmx_ports(spec: FederationSpec) -> dict[str, int]:
-    """Each agency's JMX exporter port (its node's ``/metrics``), after Alertmanager's."""
+    """Each node's JMX exporter port (its ``/metrics``) by node name, after Alertmanager's.
+
+    A lone node's name is its agency's (``_spec.Node.name``)."""
     first = supervisor_port(spec) + 3
-    return {agency: first + i for i, agency in enumerate(spec.agencies)}
+    return {node.name: first + i for i, node in enumerate(spec.nodes())}
 
 
-def port_count(agencies: int) -> int:
-    """How many consecutive ports from ``base_port`` a federation of ``agencies`` uses."""
-    n = agencies
-    return 2 * n + n * (n - 1) + 3 + n
+def port_count(agencies: int, brokers: int = 1) -> int:
+    """How many consecutive ports from ``base_port`` a federation of ``agencies`` uses, with
+    ``brokers`` nodes per agency."""
+    n, b = agencies, brokers
+    return 2 * n * b + n * (n - 1) + 3 + n * b
 
 
 def service_urls(spec: FederationSpec) -> dict[str, str]:
@@ -185,7 +190,7 @@ def service_urls(spec: FederationSpec) -> dict[str, str]:
 
 def check_ports(spec: FederationSpec) -> None:
     """``LocalClusterError`` unless every process's port (the plan above) is a valid port."""
-    port = spec.base_port + port_count(len(spec.agencies)) - 1
+    port = spec.base_port + port_count(len(spec.agencies), spec.brokers) - 1
     if port > 65535:
         raise LocalClusterError(
             f"the federation's processes need ports up to {port}, past 65535; start the "
@@ -194,9 +199,9 @@ def check_ports(spec: FederationSpec) -> None:
 
 
 def log_files(spec: FederationSpec) -> dict[str, Path]:
-    """Every process's log by the name ``bus local logs`` takes: agencies, bridges, supervisor,
-    prometheus, alertmanager."""
-    files = {node.agency: node.log_file for node in spec.nodes()}
+    """Every process's log by the name ``bus local logs`` takes: nodes (a lone node by its
+    agency's name), bridges, supervisor, prometheus, alertmanager."""
+    files = {node.name: node.log_file for node in spec.nodes()}
     files.update({bridge.name: bridge.log_file for bridge in bridges(spec)})
     files["supervisor"] = supervisor_log(spec)
     files.update({name: _prometheus.log_file(spec.home, name) for name in SERVICES})

@@ -71,6 +71,7 @@ __all__ = [
     "BRIDGE_STOP_TIMEOUT_S",
     "Supervisor",
     "bridge_health",
+    "kafka_targets",
     "run_supervisor",
     "register_targets",
     "start_bridges",
@@ -403,7 +404,7 @@ def register_targets(
 ) -> None:
     """Write every process's scrape target for Prometheus' file-based discovery.
 
-    Jobs: ``kafka`` (each node's JMX exporter, label ``agency``), ``bridges`` (label
+    Jobs: ``kafka`` (each node's JMX exporter, :func:`kafka_targets`), ``bridges`` (label
     ``direction``), ``supervisor``, ``prometheus``, ``alertmanager``. What is off gets an empty
     list, so that a Prometheus never waits for a process that was not started.
     """
@@ -413,7 +414,7 @@ def register_targets(
         return _prometheus.Target(address=f"{HOST}:{port}", labels=labels)
 
     jobs: dict[str, list[_prometheus.Target]] = {
-        "kafka": [target(port, agency=agency) for agency, port in jmx_ports(spec).items()],
+        "kafka": kafka_targets(spec),
         "bridges": [target(b.web_port, direction=b.name) for b in bridges(spec)]
         if with_bridges
         else [],
@@ -423,6 +424,19 @@ def register_targets(
     }
     for job, targets in jobs.items():
         _prometheus.write_targets(home, job, targets)
+
+
+def kafka_targets(spec: FederationSpec) -> list[_prometheus.Target]:
+    """Each node's JMX exporter as a scrape target, labelled with its ``agency`` (and with its
+    ``node``, ``<agency>-<id>``, when the clusters have several nodes)."""
+    ports = jmx_ports(spec)
+    return [
+        _prometheus.Target(
+            address=f"{node.host}:{ports[node.name]}",
+            labels={"agency": node.agency} | ({"node": node.name} if node.brokers > 1 else {}),
+        )
+        for node in spec.nodes()
+    ]
 
 
 def wait_services(spec: FederationSpec, *, log: Log, timeout_s: float = 60.0) -> None:

@@ -3,15 +3,19 @@
 Under the federation's home, per agency (every file 0600, the folders 0700)::
 
     tls/<agency>/ca.pem, ca.key.pem          the agency's CA (only this agency's cluster trusts it)
-    tls/<agency>/node.pem, node.key.pem      the node: its broker and controller listeners, and
-    tls/<agency>/node.keystore.pem           the client side of its own controller connections
-                                             (key + certificate, Kafka's PEM keystore)
+    tls/<agency>/<agency>-broker.pem, .key.pem  the node: its broker and controller listeners,
+    tls/<agency>/node.keystore.pem           and the client side of its own connections to the
+                                             quorum (key + certificate, Kafka's PEM keystore)
+    tls/<agency>/node-<id>.pem               a cluster of several nodes: each node's own key and
+    tls/<agency>/node-<id>.keystore.pem      certificate (one principal, ``<agency>-broker``)
     tls/<agency>/<principal>.pem, .key.pem   one client certificate per principal (below)
 
 Principals (the certificate's CN; the nodes map ``CN=x,...`` to ``User:x``, see
 :data:`PRINCIPAL_MAPPING_RULES`):
 
-- ``<agency>-broker``: the node itself (a super user: inter-broker and controller traffic);
+- ``<agency>-broker``: the cluster's nodes (a super user: inter-broker and controller
+  traffic); each node of a larger cluster has a key and certificate of its own, all with this
+  name, and the same loopback SAN (every local node listens on 127.0.0.1);
 - ``<agency>-admin``: the operator, and ``bus local`` itself (a super user);
 - ``<agency>-app``: the agency's applications (publishers, subscribers, the CLI);
 - ``bridge.<source>.<destination>``: one per bridge direction, on both clusters it touches,
@@ -102,6 +106,8 @@ class TlsLayout:
 
     dir: Path
     agency: str
+    brokers: int = 1
+    """Nodes in the agency's cluster: one keystore each."""
 
     @property
     def ca_file(self) -> Path:
@@ -113,7 +119,20 @@ class TlsLayout:
 
     @property
     def node_keystore(self) -> Path:
+        """The keystore of a lone node (:meth:`keystore` names each node's)."""
         return self.dir / "node.keystore.pem"
+
+    def keystore(self, node_id: int) -> Path:
+        """Node ``node_id``'s keystore: its key and certificate (Kafka's PEM keystore)."""
+        return (
+            self.node_keystore if self.brokers == 1 else self.dir / f"node-{node_id}.keystore.pem"
+        )
+
+    def node_cert(self, node_id: int) -> Path:
+        """Node ``node_id``'s certificate."""
+        if self.brokers == 1:
+            return self.cert_file(broker_principal(self.agency))
+        return self.dir / f"node-{node_id}.pem"
 
     def cert_file(self, principal: str) -> Path:
         return self.dir / f"{principal}.pem"
@@ -143,7 +162,7 @@ class TlsLayout:
 
 def tls_layout(spec: FederationSpec, agency: str) -> TlsLayout:
     """Where ``agency``'s certificates are in the federation ``spec``."""
-    return TlsLayout(dir=spec.tls_dir / agency, agency=agency)
+    return TlsLayout(dir=spec.tls_dir / agency, agency=agency, brokers=spec.brokers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +182,7 @@ def ensure_certificates(
     now: dt.datetime | None = None,
     hosts: Sequence[str] = (),
 ) -> bool:
-    """Make what is missing, expiring or not issued by the CA; whether the node's changed.
+    """Make what is missing, expiring or not issued by the CA; whether a node's changed.
 
     ``hosts``: addresses the node listens on besides loopback (a node behind a long link);
     a node certificate that does not name them all is made again.
@@ -175,15 +194,17 @@ def ensure_certificates(
     ca_cert, ca_key = _ensure_ca(layout, now, log)
     node_changed = False
     node = broker_principal(layout.agency)
-    if (
-        _needs_new(layout.cert_file(node), ca_cert, now, hosts=hosts)
-        or not layout.node_keystore.exists()
-    ):
-        cert, key = issue(ca_cert, ca_key, node, now=now, server=True, hosts=hosts)
-        _write_pair(layout, node, cert, key)
-        write_private(layout.node_keystore, _key_pem(key) + _cert_pem(cert))
-        log(f"{layout.agency}: new node certificate {layout.cert_file(node)}")
-        node_changed = True
+    for node_id in range(1, layout.brokers + 1):
+        cert_file, keystore = layout.node_cert(node_id), layout.keystore(node_id)
+        if _needs_new(cert_file, ca_cert, now, hosts=hosts) or not keystore.exists():
+            cert, key = issue(ca_cert, ca_key, node, now=now, server=True, hosts=hosts)
+            if layout.brokers == 1:
+                _write_pair(layout, node, cert, key)
+            else:  # the key only in the keystore: one file less to protect per node
+                write_private(cert_file, _cert_pem(cert))
+            write_private(keystore, _key_pem(key) + _cert_pem(cert))
+            log(f"{layout.agency}: new node certificate {cert_file}")
+            node_changed = True
     for principal in layout.principals(peers):
         if (
             _needs_new(layout.cert_file(principal), ca_cert, now)

@@ -113,3 +113,22 @@ def test_a_node_process_without_a_pid_file_is_not_looked_for(tmp_path: Path, spa
     local.down(spec, log=said.append)
     assert said == ["lone: not running"]
     assert unrecorded.poll() is None
+
+
+def test_down_of_one_node_of_a_cluster_stops_that_node_only_and_of_an_agency_all_of_its_own(
+    tmp_path: Path, spawn: Spawn
+) -> None:
+    spec = _spec(tmp_path, agencies=("a", "b"), brokers=3)
+    fakes = {}
+    for node in spec.nodes():
+        fakes[node.name] = spawn("kafka.Kafka", str(node.properties_file))
+        _record(node, fakes[node.name].pid)
+    said: list[str] = []
+    local.down(spec, log=said.append, only=["a-2"])
+    assert fakes["a-2"].wait(10) == -signal.SIGTERM
+    assert said == [f"a-2: stopping (pid {fakes['a-2'].pid})", "a-2: stopped"]
+    assert [n.name for n, _ in local.iter_node_pids(spec)] == ["a-1", "a-3", "b-1", "b-2", "b-3"]
+    local.down(spec, log=said.append, only=["b"])
+    assert [n.name for n, _ in local.iter_node_pids(spec)] == ["a-1", "a-3"]
+    for name in ("b-1", "b-2", "b-3"):
+        assert fakes[name].wait(10) == -signal.SIGTERM
