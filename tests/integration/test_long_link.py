@@ -153,16 +153,23 @@ async def test_a_partition_then_heal_changes_no_count(
     tmp_path: Path,
 ) -> None:
     topic, bridge = await _start_bridge(far, federated, bridges, tmp_path)
-    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=900)
+    plan = EventPlan(origin=SOURCE, destination=DESTINATION, count=1500)
     publishing = asyncio.create_task(
         publish_plan(far.bootstrap(SOURCE), topic, plan, federated.keys[SOURCE], rate=150)
     )
     try:
         await asyncio.sleep(1.5)
-        await asyncio.to_thread(link.partition)
         lost_before = (await asyncio.to_thread(link.stats))["out"]["lost"]
-        await asyncio.sleep(5.0)  # events keep coming at the source meanwhile
-        lost_during = (await asyncio.to_thread(link.stats))["out"]["lost"] - lost_before
+        await asyncio.to_thread(link.partition)
+        # Cut for at least 5 s, and until the bridge was seen trying to cross (a loaded host
+        # may take a while to reach its next write); events keep coming at the source.
+        cut = asyncio.get_running_loop().time()
+        lost_during = 0
+        while (elapsed := asyncio.get_running_loop().time() - cut) < 5.0 or (
+            lost_during == 0 and elapsed < 60.0
+        ):
+            await asyncio.sleep(0.5)
+            lost_during = (await asyncio.to_thread(link.stats))["out"]["lost"] - lost_before
         await asyncio.to_thread(link.heal)
     finally:
         await publishing
