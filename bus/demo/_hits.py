@@ -29,13 +29,26 @@ from bus.codec import default_store
 from bus.config import AgencySettings
 from bus.errors import BusError
 
-__all__ = ["CORRELATIONS_TOPIC", "Correlations", "HitLine", "HitReader", "hit_line"]
+__all__ = [
+    "CORRELATIONS_TOPIC",
+    "Correlations",
+    "CorrelationsUnreadable",
+    "HitLine",
+    "HitReader",
+    "hit_line",
+]
 
 CORRELATIONS_TOPIC: Final = "bus.correlations"
 _HIT_SCHEMA: Final = "bus.correlate.CorrelationHit"
 _GROUP_PREFIX: Final = "bus-correlate."
 _LATEST: Final = 5
 _MAX_POLLS: Final = 50
+_UNKNOWN_TOPIC: Final = 3
+_NOT_AUTHORISED: Final = 29
+
+
+class CorrelationsUnreadable(BusError):
+    """``bus.correlations`` could not be read (not authorised, or another Kafka error)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,9 +79,9 @@ def hit_line(hit: Mapping[str, Any]) -> HitLine:
     return HitLine(
         kind=hit["identifier_kind"],
         identifier=hit["identifier"],
-        first_origin=first["origin_agency"],
+        first_origin=first["origin"],
         first_event_id=first["event_id"],
-        second_origin=second["origin_agency"],
+        second_origin=second["origin"],
         second_event_id=second["event_id"],
     )
 
@@ -167,12 +180,16 @@ class HitReader:
         assert self._consumer is not None
         if self._assigned:
             return
+        assert self._admin is not None
         with translated(f"cannot read {CORRELATIONS_TOPIC} on {self.agency}'s cluster"):
-            await self._consumer.topics()  # refreshes the metadata: a topic made since
-            numbers = self._consumer.partitions_for_topic(CORRELATIONS_TOPIC)
-            if not numbers:
+            (described,) = await self._admin.describe_topics([CORRELATIONS_TOPIC])
+            code = described["error_code"]
+            if code == _UNKNOWN_TOPIC:
                 return  # no correlator made it yet: every hit it writes later is new
-            tps = [TopicPartition(CORRELATIONS_TOPIC, p) for p in sorted(numbers)]
+            if code != 0:
+                raise CorrelationsUnreadable(_unreadable(self.agency, code))
+            numbers = sorted(p["partition"] for p in described["partitions"])
+            tps = [TopicPartition(CORRELATIONS_TOPIC, p) for p in numbers]
             self._consumer.assign(tps)
             if at_end:
                 ends = await self._consumer.end_offsets(tps)
@@ -229,3 +246,13 @@ class HitReader:
                     continue
                 self._hits += 1
                 self._latest.append(line)
+
+
+def _unreadable(agency: str, code: int) -> str:
+    what = f"{CORRELATIONS_TOPIC} on {agency}'s cluster: Kafka error code {code}"
+    if code == _NOT_AUTHORISED:
+        what += (
+            f" (not authorised: {agency}-app may read it once `bus local up` granted its ACLs, "
+            "docs/security.md)"
+        )
+    return what

@@ -26,6 +26,7 @@ from bus.demo import (
     render_hits,
     view,
 )
+from bus.demo._hits import _unreadable
 from bus.envelope import open_
 from bus.errors import RecordRejected
 from bus.events import validate
@@ -190,8 +191,8 @@ def _hit(identifier: str, first: tuple[str, str], second: tuple[str, str]) -> di
     return {
         "identifier_kind": identifier.split(":", 1)[0],
         "identifier": identifier.split(":", 1)[1],
-        "first": {"origin_agency": first[0], "event_id": first[1]},
-        "second": {"origin_agency": second[0], "event_id": second[1]},
+        "first": {"origin": first[0], "event_id": first[1]},
+        "second": {"origin": second[0], "event_id": second[1]},
     }
 
 
@@ -236,3 +237,8 @@ def test_the_hits_view_shows_each_agencys_hits_or_that_no_correlator_was_seen() 
         render_hits(Summary(directions=(), correlations=(unreadable,))).columns[2].cells
     ) == ["1\n(2 unreadable)"]
     assert len(view(summary).renderables) == 2
+
+
+def test_an_unreadable_correlations_topic_says_why() -> None:
+    assert "not authorised: europol-app may read it" in _unreadable("europol", 29)
+    assert _unreadable("europol", 5).endswith("Kafka error code 5")
