@@ -20,9 +20,10 @@ event tampered with after signing. Each is quarantined by the bridges, never for
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -198,7 +199,16 @@ class Traffic:
         return event
 
     def _subjects(self, area: str, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        subjects = [dict(s, attributes=dict(s["attributes"])) for s in own]
+        # The example's own identifiers are the same in every event of its area: made unique
+        # here, so that events correlate only on the shared identifiers below.
+        subjects = [
+            dict(
+                s,
+                value=_UNIQUE[s["kind"]](self._rng) if s["kind"] in _UNIQUE else s["value"],
+                attributes=dict(s["attributes"]),
+            )
+            for s in own
+        ]
         if area in SHARED_IDENTIFIERS and self._rng.random() < _SHARED_SHARE:
             rng = self._rng
             kind, forms, attributes = rng.choice(SHARED_IDENTIFIERS[area])
@@ -242,6 +252,18 @@ class Traffic:
 
 
 _DAY: Final = timedelta(days=1)
+_BECH32: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+# A value no other event names, per subject kind that is an identifier.
+_UNIQUE: Final[dict[str, Callable[[random.Random], str]]] = {
+    "DOCUMENT": lambda rng: f"X{rng.randrange(10**9):09d}",
+    "URL": lambda rng: f"https://forum.example.org/t/{rng.randrange(10**12)}",
+    "IP_ADDRESS": lambda rng: str(ipaddress.IPv6Address((0x20010DB8 << 96) | rng.getrandbits(64))),
+    "DOMAIN": lambda rng: f"c2-{rng.getrandbits(48):012x}.example.net",
+    "CRYPTO_WALLET": lambda rng: "bc1q" + "".join(rng.choice(_BECH32) for _ in range(38)),
+    "FILE_HASH": lambda rng: f"sha256:{rng.getrandbits(256):064x}",
+    "EMAIL_ADDRESS": lambda rng: f"user{rng.randrange(10**12)}@example.com",
+}
 
 
 def _weighted(rng: random.Random, choices: Sequence[tuple[str, int]]) -> str:

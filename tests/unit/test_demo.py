@@ -185,6 +185,14 @@ def test_agencies_write_one_shared_identifier_in_different_forms() -> None:
         if len({o for o, _ in seen}) > 1 and len({w for _, w in seen}) > 1
     }
     assert {"IMO:9074729", "PHONE:+442079460958", "IP_ADDRESS:2001:db8:4f::17"} <= varied
+    # Agencies share only the shared identifiers: the examples' own are made unique per event.
+    shared = {
+        key
+        for pool in SHARED_IDENTIFIERS.values()
+        for kind, forms, attributes in pool
+        for key in _keys(kind, forms[0], {n: f[0] for n, f in attributes.items()})
+    }
+    assert {key for key, seen in forms.items() if len({o for o, _ in seen}) > 1} <= shared
 
 
 def _hit(identifier: str, first: tuple[str, str], second: tuple[str, str]) -> dict[str, object]:
