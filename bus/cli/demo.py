@@ -15,7 +15,7 @@ from rich.live import Live
 from bus import local
 from bus.cli._common import fail_on_bus_error
 from bus.config import Config, default_home, load_config
-from bus.demo import Direction, Summary, progress_line, render, run_demo
+from bus.demo import Direction, Summary, progress_line, run_demo, view
 from bus.errors import LocalClusterError
 
 __all__ = ["demo"]
@@ -111,8 +111,11 @@ def demo(
     five areas with a mix of TLP, handling codes and releasability, plus a few forged and
     tampered records; the view shows, per direction, what was published, forwarded, denied (by
     rule) and quarantined (by reason), the end-to-end latency and the lag, read from the
-    bridges' /metrics. Ctrl-C stops publishing; the demo then waits for the bridges and prints
-    the summary. Exit status 1 if the bridges did not decide on every record in time.
+    bridges' /metrics; and per agency the correlation hits its correlator (`bus correlate run`)
+    writes to bus.correlations, or that no correlator was seen (some events of different
+    agencies name the same vessel, phone or address, written differently). Ctrl-C stops
+    publishing; the demo then waits for the bridges and prints the summary. Exit status 1 if
+    the bridges did not decide on every record in time.
     """
     wanted = tuple(a.strip() for a in agencies.split(",") if a.strip()) if agencies else None
     config_file, directions = _directions(home or default_home(), wanted)
@@ -122,7 +125,7 @@ def demo(
     summary = asyncio.run(
         _run(config, directions, duration, rate, forge_every, seed, settle_timeout, console, live)
     )
-    console.print(render(summary, title="Exchange Bus demo: summary"))
+    console.print(view(summary, title="Exchange Bus demo: summary"))
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     if not summary.settled:
@@ -156,7 +159,7 @@ async def _run(
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         if live:
-            with Live(console=console, refresh_per_second=2, transient=True) as view:
+            with Live(console=console, refresh_per_second=2, transient=True) as live_view:
                 return await run_demo(
                     config,
                     directions,
@@ -166,7 +169,7 @@ async def _run(
                     seed=seed,
                     settle_timeout_s=settle_timeout,
                     stop=stop,
-                    on_update=lambda s: view.update(render(s)),
+                    on_update=lambda s: live_view.update(view(s)),
                 )
         printed = [0.0]
 

@@ -13,6 +13,7 @@ quarantined), at most ``settle_timeout_s``; the summary says whether it got ther
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from bus._kafka import client_options, translated
 from bus._policy_file import load_policy
 from bus.config import Config
 from bus.demo._bridges import BridgeCounts, scrape
+from bus.demo._hits import Correlations, HitReader
 from bus.demo._traffic import Traffic
 from bus.errors import ConfigError
 from bus.policy import Policy, ReleaseRequest
@@ -95,6 +97,8 @@ class Summary:
 
     directions: tuple[DirectionSummary, ...]
     forged: dict[str, dict[str, int]] = field(default_factory=dict)
+    correlations: tuple[Correlations, ...] = ()
+    """Per agency, the hits its correlator wrote since the start (``bus.correlations``)."""
     elapsed_s: float = 0.0
     publishing: bool = True
 
@@ -108,6 +112,7 @@ class Summary:
             "settled": self.settled,
             "directions": [d.as_dict() for d in self.directions],
             "forged": self.forged,
+            "correlations": [c.as_dict() for c in self.correlations],
         }
 
 
@@ -178,6 +183,44 @@ async def run_demo(
     agencies = list(dict.fromkeys(d.source for d in directions))
     tally = _Tally(directions)
     traffic = Traffic(sorted({*agencies, *(d.destination for d in directions)}), seed=seed)
+    readers = [HitReader(a, config.agency(a)) for a in traffic.agencies]
+    async with contextlib.AsyncExitStack() as stack:
+        for reader in readers:
+            await reader.start()
+            stack.push_async_callback(reader.stop)
+        return await _run(
+            config,
+            directions,
+            policy,
+            stop,
+            agencies,
+            tally,
+            traffic,
+            readers,
+            duration_s=duration_s,
+            rate=rate,
+            forge_every=forge_every,
+            settle_timeout_s=settle_timeout_s,
+            on_update=on_update,
+        )
+
+
+async def _run(
+    config: Config,
+    directions: Sequence[Direction],
+    policy: Policy,
+    stop: asyncio.Event,
+    agencies: Sequence[str],
+    tally: _Tally,
+    traffic: Traffic,
+    readers: Sequence[HitReader],
+    *,
+    duration_s: float | None,
+    rate: float,
+    forge_every: int,
+    settle_timeout_s: float,
+    on_update: Callable[[Summary], None],
+) -> Summary:
     start = await _scrape_all(directions)
     began = time.monotonic()
     latest = start
@@ -228,7 +271,11 @@ async def run_demo(
             await asyncio.sleep(_SCRAPE_EVERY_S)
             latest = await _scrape_all(directions)
             summary = tally.summary(
-                latest, start, elapsed_s=time.monotonic() - began, publishing=not publishing.done()
+                latest,
+                start,
+                correlations=tuple(await asyncio.gather(*(r.poll() for r in readers))),
+                elapsed_s=time.monotonic() - began,
+                publishing=not publishing.done(),
             )
             on_update(summary)
             if publishing.done():

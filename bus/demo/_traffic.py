@@ -9,8 +9,9 @@ Pure (no Kafka client): a seeded :class:`Traffic` draws events from the examples
 - handling codes H0-H3 (H3 with its conditions text), ``releasable_to`` (all peers, some, none),
   onward-forwarding consent, and a few events already expired;
 - subjects, a share of them drawn from identifiers several agencies hold (vessel IMO/MMSI, IP
-  addresses, domains, e-mail addresses, phone numbers, wallets), so that a correlator finds the
-  same vessel or server in two agencies' feeds.
+  addresses, domains, e-mail addresses, phone numbers, wallets), each written in one of its
+  forms, so that a correlator finds the same vessel or server in two agencies' feeds however
+  each agency writes it.
 
 :meth:`Traffic.forgery` makes hostile records to be written raw (not through a publisher):
 a bad signature, a key nobody trusts, an origin spoofed with the writer's own key, and a signed
@@ -19,9 +20,10 @@ event tampered with after signing. Each is quarantined by the bridges, never for
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -31,7 +33,14 @@ from bus._examples import example
 from bus.envelope import seal
 from bus.signing import SigningKey
 
-__all__ = ["AREAS", "FORGERY_KINDS", "SHARED_IDENTIFIERS", "Forgery", "Traffic"]
+__all__ = [
+    "AREAS",
+    "FORGERY_KINDS",
+    "SHARED_IDENTIFIERS",
+    "Forgery",
+    "SharedIdentifier",
+    "Traffic",
+]
 
 AREAS: Final = (
     "MARITIME_PIRACY",
@@ -45,34 +54,66 @@ AREAS: Final = (
 FORGERY_KINDS: Final = ("bad-signature", "unknown-key", "spoofed-origin", "tampered")
 """The hostile records :meth:`Traffic.forgery` makes, in turn."""
 
-# Identifiers more than one agency holds: (kind, value, attributes), per area.
-SHARED_IDENTIFIERS: Final[dict[str, tuple[tuple[str, str, dict[str, str]], ...]]] = {
+# Identifiers more than one agency holds, per area: (kind, forms of the value, attributes with
+# the forms of each). Each agency writes them its own way (the same vessel as "IMO 9074729" or
+# "imo9074729", a phone with "+44" or "0044", an IPv6 address compressed or expanded), and
+# the correlator (bus.correlate._identifiers) normalises every form of one to the same key.
+SharedIdentifier = tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]
+SHARED_IDENTIFIERS: Final[dict[str, tuple[SharedIdentifier, ...]]] = {
     "MARITIME_PIRACY": (
-        ("VESSEL", "MV NORTHERN DAWN", {"imo": "9312456", "mmsi": "636019825"}),
-        ("VESSEL", "MT GULF PEARL", {"imo": "9456781", "mmsi": "357123000"}),
-        ("PHONE_NUMBER", "+234 800 555 0142", {"kind": "satellite"}),
+        (
+            "VESSEL",
+            ("MV NORTHERN DAWN", "Northern Dawn"),
+            {"imo": ("IMO 9074729", "imo9074729", "IMO: 9074729"), "mmsi": ("636019825",)},
+        ),
+        (
+            "VESSEL",
+            ("MT GULF PEARL",),
+            {"imo": ("IMO 9312456", "9312456"), "mmsi": ("MMSI 357 123 000", "357123000")},
+        ),
+        (
+            "PHONE_NUMBER",
+            ("+234 800 555 0142", "00234 800 555 0142", "tel:+2348005550142"),
+            {"kind": ("satellite",)},
+        ),
     ),
     "COUNTER_TERRORISM": (
-        ("PERSON", "KARIMOV, Aziz", {"role": "facilitator"}),
-        ("PHONE_NUMBER", "+44 7700 900123", {}),
-        ("DOCUMENT", "P4421907", {"type": "passport"}),
+        ("PERSON", ("KARIMOV, Aziz",), {"role": ("facilitator",)}),
+        ("PHONE_NUMBER", ("+44 20 7946 0958", "0044 20 7946 0958", "+44 (0)20 7946-0958"), {}),
+        ("DOCUMENT", ("P4421907", "P 442-1907", "p4421907"), {"type": ("passport",)}),
     ),
     "MAJOR_EVENT_SECURITY": (
-        ("DOMAIN", "tickets-final-2026.example.net", {}),
-        ("ORGANISATION", "Ultras Collective North", {}),
-        ("VEHICLE", "AB-123-CD", {"type": "van"}),
+        ("DOMAIN", ("tickets-final-2026.example.net", "Tickets-Final-2026.EXAMPLE.net."), {}),
+        ("ORGANISATION", ("Ultras Collective North",), {}),
+        ("VEHICLE", ("AB-123-CD",), {"type": ("van",)}),
     ),
     "CYBERCRIME": (
-        ("IP_ADDRESS", "198.51.100.23", {"port": "443"}),
-        ("IP_ADDRESS", "203.0.113.77", {"port": "8443"}),
-        ("DOMAIN", "update-check.example.org", {}),
-        ("CRYPTO_WALLET", "bc1qdemo7x0000000000000000", {}),
-        ("EMAIL_ADDRESS", "ops@lockbit-affiliate.example", {}),
+        ("IP_ADDRESS", ("198.51.100.23", "198.51.100[.]23"), {"port": ("443",)}),
+        (
+            "IP_ADDRESS",
+            ("2001:db8:4f::17", "2001:0DB8:004F:0000:0000:0000:0000:0017", "[2001:db8:4f::17]"),
+            {"port": ("8443",)},
+        ),
+        ("DOMAIN", ("update-check.example.org", "update-check[.]example[.]org"), {}),
+        (
+            "CRYPTO_WALLET",
+            (
+                "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+                "BC1QAR0SRRR7XFKVY5L643LYDNW9RE59GTZZWF5MDQ",
+                "bitcoin:bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq?amount=0.25",
+            ),
+            {},
+        ),
+        (
+            "EMAIL_ADDRESS",
+            ("ops@lockbit-affiliate.example", "OPS@Lockbit-Affiliate.example"),
+            {},
+        ),
     ),
     "CHILD_SEXUAL_EXPLOITATION": (
-        ("EMAIL_ADDRESS", "trader42@mail.example", {}),
-        ("DOMAIN", "imgshare.example.io", {}),
-        ("FILE_HASH", "sha256:" + "5e" * 32, {}),
+        ("EMAIL_ADDRESS", ("trader42@mail.example", "mailto:Trader42@MAIL.example"), {}),
+        ("DOMAIN", ("imgshare.example.io", "imgshare[.]example[.]io"), {}),
+        ("FILE_HASH", ("sha256:" + "5e" * 32, "SHA-256:" + "5E" * 32, "5e" * 32), {}),
     ),
 }
 
@@ -158,10 +199,26 @@ class Traffic:
         return event
 
     def _subjects(self, area: str, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        subjects = [dict(s, attributes=dict(s["attributes"])) for s in own]
+        # The example's own identifiers are the same in every event of its area: made unique
+        # here, so that events correlate only on the shared identifiers below.
+        subjects = [
+            dict(
+                s,
+                value=_UNIQUE[s["kind"]](self._rng) if s["kind"] in _UNIQUE else s["value"],
+                attributes=dict(s["attributes"]),
+            )
+            for s in own
+        ]
         if area in SHARED_IDENTIFIERS and self._rng.random() < _SHARED_SHARE:
-            kind, value, attributes = self._rng.choice(SHARED_IDENTIFIERS[area])
-            subjects.append({"kind": kind, "value": value, "attributes": dict(attributes)})
+            rng = self._rng
+            kind, forms, attributes = rng.choice(SHARED_IDENTIFIERS[area])
+            subjects.append(
+                {
+                    "kind": kind,
+                    "value": rng.choice(forms),
+                    "attributes": {name: rng.choice(f) for name, f in attributes.items()},
+                }
+            )
         return subjects
 
     def forgery(self, writer: str, key: SigningKey) -> Forgery:
@@ -195,6 +252,18 @@ class Traffic:
 
 
 _DAY: Final = timedelta(days=1)
+_BECH32: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+# A value no other event names, per subject kind that is an identifier.
+_UNIQUE: Final[dict[str, Callable[[random.Random], str]]] = {
+    "DOCUMENT": lambda rng: f"X{rng.randrange(10**9):09d}",
+    "URL": lambda rng: f"https://forum.example.org/t/{rng.randrange(10**12)}",
+    "IP_ADDRESS": lambda rng: str(ipaddress.IPv6Address((0x20010DB8 << 96) | rng.getrandbits(64))),
+    "DOMAIN": lambda rng: f"c2-{rng.getrandbits(48):012x}.example.net",
+    "CRYPTO_WALLET": lambda rng: "bc1q" + "".join(rng.choice(_BECH32) for _ in range(38)),
+    "FILE_HASH": lambda rng: f"sha256:{rng.getrandbits(256):064x}",
+    "EMAIL_ADDRESS": lambda rng: f"user{rng.randrange(10**12)}@example.com",
+}
 
 
 def _weighted(rng: random.Random, choices: Sequence[tuple[str, int]]) -> str:

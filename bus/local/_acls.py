@@ -15,7 +15,8 @@ and the agency's admin are super users. On agency ``a``'s cluster, with peers ``
 principal                  may
 =========================  ===================================================================
 ``a-app``                  write and read ``intel.events``; read each ``p.intel.events``;
-                           write and read ``bus.quarantine``; any consumer group except
+                           write and read ``bus.quarantine``; read ``bus.correlations``;
+                           any consumer group except
                            ``bus-bridge.*`` (denied); idempotent writes
 ``bridge.a.p`` (source)    read ``intel.events`` in group ``bus-bridge.a.p``; write
                            ``bus.audit`` and ``bus.quarantine``; create, read and write its
@@ -126,6 +127,9 @@ def application_acls(agency: str, peers: Iterable[str], topics: TopicSettings) -
         # What the agency's own readers could not accept, for its operators to inspect
         # (`bus tail --topic bus.quarantine`): as sensitive as intel.events, which they read.
         Acl(principal=app, operation="Read", resource="topic", name=topics.quarantine),
+        # The correlator's hits, for the agency's analysts (`bus demo` shows them): identifiers
+        # and labels of events the agency holds anyway (docs/correlate.md). Read only.
+        Acl(principal=app, operation="Read", resource="topic", name=CORRELATIONS_TOPIC),
         Acl(principal=app, operation="IdempotentWrite", resource="cluster", name=CLUSTER_NAME),
         # Any group of the agency's own, never a bridge's: a member that joins the bridge's
         # group takes partitions away from it. DENY wins over ALLOW in Kafka.

@@ -8,18 +8,25 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bus.correlate._identifiers import identifiers
 from bus.demo import (
     AREAS,
     FORGERY_KINDS,
+    SHARED_IDENTIFIERS,
     BridgeCounts,
+    Correlations,
     DirectionSummary,
     Summary,
     Traffic,
+    hit_line,
     parse_metrics,
     progress_line,
     quantile,
     render,
+    render_hits,
+    view,
 )
+from bus.demo._hits import _unreadable
 from bus.envelope import open_
 from bus.errors import RecordRejected
 from bus.events import validate
@@ -140,5 +147,106 @@ def test_the_view_and_the_summary_show_every_direction() -> None:
     assert "interpol->europol: published 12+1 forwarded 7" in progress_line(summary)
     assert render(summary).row_count == 1
     assert Counter(k for k in summary.as_dict()) == Counter(
-        ["elapsed_s", "settled", "directions", "forged"]
+        ["elapsed_s", "settled", "directions", "forged", "correlations"]
     )
+
+
+def _keys(kind: str, value: str, attributes: dict[str, str]) -> frozenset[str]:
+    subject = {"kind": kind, "value": value, "attributes": attributes}
+    return frozenset(i.key for i in identifiers({"subjects": [subject]}))
+
+
+def test_every_form_of_a_shared_identifier_normalises_to_the_same_keys() -> None:
+    correlatable = 0
+    for shared in SHARED_IDENTIFIERS.values():
+        for kind, forms, attributes in shared:
+            keys = {
+                _keys(kind, form, {n: f[i % len(f)] for n, f in attributes.items()})
+                for form in forms
+                for i in range(3)
+            }
+            assert len(keys) == 1, (kind, forms, keys)
+            correlatable += bool(next(iter(keys)))
+    assert correlatable >= 12  # most of them are identifiers the correlator indexes
+
+
+def test_agencies_write_one_shared_identifier_in_different_forms() -> None:
+    traffic = Traffic(AGENCIES, seed=3)
+    forms: dict[str, set[tuple[str, str]]] = {}  # key -> (origin, the value as written)
+    for i in range(900):
+        event = traffic.event(AGENCIES[i % 3])
+        for s in event["subjects"]:
+            written = " ".join([s["value"], *s["attributes"].values()])
+            for key in _keys(s["kind"], s["value"], s["attributes"]):
+                forms.setdefault(key, set()).add((event["origin"]["agency"], written))
+    varied = {
+        key
+        for key, seen in forms.items()
+        if len({o for o, _ in seen}) > 1 and len({w for _, w in seen}) > 1
+    }
+    assert {"IMO:9074729", "PHONE:+442079460958", "IP_ADDRESS:2001:db8:4f::17"} <= varied
+    # Agencies share only the shared identifiers: the examples' own are made unique per event.
+    shared = {
+        key
+        for pool in SHARED_IDENTIFIERS.values()
+        for kind, forms, attributes in pool
+        for key in _keys(kind, forms[0], {n: f[0] for n, f in attributes.items()})
+    }
+    assert {key for key, seen in forms.items() if len({o for o, _ in seen}) > 1} <= shared
+
+
+def _hit(identifier: str, first: tuple[str, str], second: tuple[str, str]) -> dict[str, object]:
+    return {
+        "identifier_kind": identifier.split(":", 1)[0],
+        "identifier": identifier.split(":", 1)[1],
+        "first": {"origin": first[0], "event_id": first[1]},
+        "second": {"origin": second[0], "event_id": second[1]},
+    }
+
+
+def test_the_hits_view_shows_each_agencys_hits_or_that_no_correlator_was_seen() -> None:
+    line = hit_line(
+        _hit("IMO:9074729", ("interpol", "11111111-aaaa"), ("europol", "22222222-bbbb"))
+    )
+    assert (line.kind, line.identifier) == ("IMO", "9074729")
+    assert (line.first_origin, line.second_event_id) == ("interpol", "22222222-bbbb")
+    running = Correlations(agency="europol", seen=True, read=40, hits=3, latest=(line,))
+    idle = Correlations(agency="ameripol", seen=True)
+    absent = Correlations(agency="interpol")
+    failing = Correlations(agency="interpol", error="cannot read bus.correlations")
+    assert running.status == "correlator running: read +40 records"
+    assert "idle" in idle.status
+    assert absent.status.startswith("no correlator seen")
+    assert "bus correlate run --agency interpol" in absent.status
+    assert failing.status == "cannot read: cannot read bus.correlations"
+    summary = Summary(directions=(), correlations=(running, idle, absent), publishing=False)
+    assert summary.as_dict()["correlations"][0] == {
+        "agency": "europol",
+        "correlator_seen": True,
+        "correlator_read": 40,
+        "hits": 3,
+        "latest": [line.as_dict()],
+        "unreadable": 0,
+        "error": None,
+    }
+    table = render_hits(summary)
+    assert table.row_count == 3
+    cells = [list(c.cells) for c in table.columns]
+    assert cells[0] == ["europol", "ameripol", "interpol"]
+    assert cells[2] == ["3", "0", "-"]  # no correlator: not a silent 0
+    assert cells[3][0] == "IMO 9074729: interpol 11111111 ~ europol 22222222"
+    assert cells[3][2] == "-"
+    progress = progress_line(summary)
+    assert "europol: 3 hits" in progress
+    assert "interpol: no correlator seen" in progress
+    assert "unreadable" in progress_line(Summary(directions=(), correlations=(failing,)))
+    unreadable = Correlations(agency="europol", seen=True, hits=1, unreadable=2)
+    assert list(
+        render_hits(Summary(directions=(), correlations=(unreadable,))).columns[2].cells
+    ) == ["1\n(2 unreadable)"]
+    assert len(view(summary).renderables) == 2
+
+
+def test_an_unreadable_correlations_topic_says_why() -> None:
+    assert "not authorised: europol-app may read it" in _unreadable("europol", 29)
+    assert _unreadable("europol", 5).endswith("Kafka error code 5")

@@ -47,6 +47,8 @@ def test_applications_write_their_events_and_read_mirrors_but_no_bridge_state() 
     assert _allowed(acls, app, "Write", "bus.quarantine")
     assert _allowed(acls, app, "Read", "bus.quarantine")
     assert not _allowed(acls, app, "Read", "bus.audit")
+    assert _allowed(acls, app, "Read", "bus.correlations")  # the correlator's hits (bus demo)
+    assert not _allowed(acls, app, "Write", "bus.correlations")  # only the correlator writes
     assert _allowed(acls, app, "Read", "case-indexer", "group")  # any group of its own
     assert not _allowed(acls, app, "Read", "bus-bridge.interpol.europol", "group")
     assert not _allowed(acls, app, "Write", "europol.intel.events")
