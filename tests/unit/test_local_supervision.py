@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -43,6 +47,7 @@ from bus.local._supervisor import (
     register_targets,
     stop_supervised,
 )
+from bus.testing import free_base_port
 
 _QUICK = BackoffPolicy(initial_s=0.05, factor=2, maximum_s=0.2, stable_s=60)
 
@@ -215,7 +220,8 @@ async def test_a_bridge_that_exits_is_restarted_and_each_restart_is_counted(
         return sleep("0" if correlator.name == "correlator.b" else "60")
 
     def restarts(name: str) -> int:
-        return int(_state(spec).get(name, {}).get("restarts", 0))  # type: ignore[call-overload]  # JSON value
+        count = _state(spec).get(name, {}).get("restarts", 0)
+        return count if isinstance(count, int) else 0
 
     supervisor = Supervisor(spec, policy=_QUICK, command=command, correlator_command=correlator)
     async with asyncio.TaskGroup() as group:
@@ -443,3 +449,85 @@ def test_logs_shows_the_last_lines_of_a_named_process_log(tmp_path: Path) -> Non
     assert "give one of: a, b, bridge.a, bridge.b, correlator.a, correlator.b, supervisor" in (
         unknown.output
     )
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """A worker's web port: ``/healthz`` and ``/metrics`` as given, by path."""
+
+    pages: ClassVar[dict[str, tuple[int, str]]] = {}
+
+    def do_GET(self) -> None:
+        status, body = self.pages.get(self.path, (404, ""))
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serving(port: int, pages: dict[str, tuple[int, str]]) -> Iterator[None]:
+    handler = type("Handler", (_Answers,), {"pages": pages})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_status_shows_each_direction_of_a_worker_with_its_own_health_and_lag(
+    tmp_path: Path, spawn: Callable[[list[str]], subprocess.Popen[bytes]]
+) -> None:
+    spec = local.FederationSpec(
+        home=tmp_path / "home", agencies=("a", "b", "c"), base_port=free_base_port(18)
+    )
+    a, b, _ = bridges(spec)
+    ca, cb, _ = correlators(spec)
+    a.dir.mkdir(parents=True)
+    for supervised, command in (
+        (a, bridge_command(spec, a)),
+        (b, bridge_command(spec, b)),
+        (ca, correlator_command(spec, ca)),
+        (cb, correlator_command(spec, cb)),
+    ):
+        supervised.pid_file.write_text(f"{spawn(command[2:]).pid}\n")
+    ab = {"healthy": True, "direction": "a->b", "partitions": ["t/0", "t/1"]}
+    ac = {"healthy": False, "direction": "a->c", "partitions": ["t/0"]}
+    ac["failing_for_s"] = {"t/0": 31.5}
+    health = {"healthy": False, "direction": "a->b,a->c", "directions": [ab, ac]}
+    metrics = "".join(
+        f'bus_bridge_source_lag{{source="a",destination="{d}",topic="t",partition="0"}} {n}\n'
+        for d, n in (("b", 3), ("c", 4))
+    )
+    correlator = {"healthy": False, "reading": ["t", "b.t"], "last_error": "KafkaError: away"}
+    time.sleep(0.2)  # /proc/PID/cmdline is the child's once it has exec'd
+    with (
+        _serving(a.web_port, {"/healthz": (503, json.dumps(health)), "/metrics": (200, metrics)}),
+        _serving(ca.web_port, {"/healthz": (503, json.dumps(correlator))}),
+    ):
+        rows = {r.name: r for r in asyncio.run(local.process_status(spec))}
+    assert (rows["bridge.a"].state, rows["bridge.a"].health, rows["bridge.a"].lag) == (
+        "running",
+        "unhealthy",
+        7,
+    )
+    assert not rows["bridge.a"].ok
+    assert [(rows[d].kind, rows[d].health, rows[d].lag, rows[d].ok) for d in ("a-b", "a-c")] == [
+        ("direction", "healthy", 3, True),
+        ("direction", "unhealthy", 4, False),
+    ]
+    assert rows["a-c"].detail == "1 partitions failing: t/0 31.5s; in bridge.a"
+    assert rows["a-b"].pid == rows["a-c"].pid == rows["bridge.a"].pid
+    # A worker that runs but does not answer yet: it and its directions are starting.
+    assert {(rows[n].state, rows[n].health) for n in ("bridge.b", "b-a", "b-c")} == {
+        ("starting", "no answer")
+    }
+    assert (rows["correlator.a"].state, rows["correlator.a"].health) == ("running", "unhealthy")
+    assert rows["correlator.a"].detail == "2 feeds; last error: KafkaError: away"
+    assert rows["correlator.a"].lag is None  # its /metrics does not answer
+    assert (rows["correlator.b"].state, rows["correlator.b"].ok) == ("starting", False)
+    assert (rows["bridge.c"].state, rows["correlator.c"].state) == ("off", "off")
