@@ -206,7 +206,7 @@ def test_status_json_reports_every_process(supervised: Supervised) -> None:
     assert isinstance(status["supervisor"]["restarts"], int)
 
 
-async def test_a_correlator_sigkilled_under_supervision_is_restarted_and_correlates_again(
+async def test_a_correlator_sigkilled_under_supervision_is_restarted_and_healthy_again(
     supervised: Supervised,
 ) -> None:
     name = f"correlator.{AGENCIES[1]}"
