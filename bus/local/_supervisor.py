@@ -680,7 +680,7 @@ def stop_supervised(spec: FederationSpec, *, log: Log) -> None:
     Alertmanager), then any of them left over (blocking)."""
     pid = supervisor_running(spec)
     if pid is not None:
-        log(f"supervisor: stopping the bridges (SIGTERM to pid {pid})")
+        log(f"supervisor: stopping the bridges and correlators (SIGTERM to pid {pid})")
         _terminate(pid, lambda: supervisor_running(spec) == pid, _SUPERVISOR_STOP_TIMEOUT_S, log)
         child = _launched.pop(pid, None)
         if child is not None:
