@@ -40,9 +40,10 @@ def _directions(home: Path, agencies: tuple[str, ...] | None) -> tuple[Path, lis
     if len(wanted) < 2:
         raise LocalClusterError(f"--agencies {','.join(wanted)}: the demo needs two or more")
     directions = [
-        Direction(source=b.source, destination=b.destination, url=b.url)
+        Direction(source=b.source, destination=destination, url=b.url)
         for b in local.bridges(spec)
-        if b.source in wanted and b.destination in wanted
+        for destination in b.destinations
+        if b.source in wanted and destination in wanted
     ]
     return spec.config_file, directions
 

@@ -88,6 +88,7 @@ def install() -> None:
     "factor 3 and min.insync.replicas 2 for every topic. Fixed once the clusters have data.",
 )
 @click.option("--no-bridges", is_flag=True, help="Start no bridge.")
+@click.option("--no-correlators", is_flag=True, help="Start no correlator.")
 @click.option("--no-prometheus", is_flag=True, help="Start neither Prometheus nor Alertmanager.")
 @click.option(
     "--insecure-plaintext",
@@ -105,14 +106,16 @@ def up(
     partitions: int | None,
     brokers: int | None,
     no_bridges: bool,
+    no_correlators: bool,
     no_prometheus: bool,
     insecure_plaintext: bool,
 ) -> None:
     """Start the federation (harmless when it runs) and write its configuration.
 
     The clusters (each node with the Prometheus JMX exporter), then, under a supervisor that
-    restarts one that exits, a bridge per ordered pair of agencies, Prometheus and Alertmanager
-    (ports after the clusters'). Returns once every bridge replicates and Prometheus answers.
+    restarts one that exits, a bridge worker per agency (hosting its directions to every other
+    agency), a correlator per agency, Prometheus and Alertmanager (ports after the clusters').
+    Returns once every direction replicates, every correlator is healthy and Prometheus answers.
     Every listener requires a client certificate of the agency's CA (made here, under tls/),
     and the ACLs of docs/security.md are created; `bus local acls` prints them.
     """
@@ -127,9 +130,13 @@ def up(
             err=True,
         )
     asyncio.run(federation.up(spec, log=_echo))
-    if not (no_bridges and no_prometheus):
+    if not (no_bridges and no_correlators and no_prometheus):
         federation.start_supervised(
-            spec, log=_echo, with_bridges=not no_bridges, with_prometheus=not no_prometheus
+            spec,
+            log=_echo,
+            with_bridges=not no_bridges,
+            with_correlators=not no_correlators,
+            with_prometheus=not no_prometheus,
         )
     _echo(f"up in {time.monotonic() - started:.1f} s; `bus local status` shows every process")
     click.echo(f"configuration: {spec.config_file}")
@@ -138,6 +145,9 @@ def up(
     if not no_bridges:
         for bridge in federation.bridges(spec):
             click.echo(f"{bridge.name}\t{bridge.url}/metrics")
+    if not no_correlators:
+        for correlator in federation.correlators(spec):
+            click.echo(f"{correlator.name}\t{correlator.url}/metrics")
     if not no_prometheus:
         # Where to look: Prometheus, the console page it serves, Alertmanager.
         for name, url in federation.service_urls(spec).items():
@@ -147,19 +157,27 @@ def up(
 @local.command(hidden=True)
 @home_option
 @click.option("--no-bridges", is_flag=True, help="Supervise no bridge.")
+@click.option("--no-correlators", is_flag=True, help="Supervise no correlator.")
 @click.option("--no-prometheus", is_flag=True, help="Supervise no Prometheus, no Alertmanager.")
 @fail_on_bus_error
-def supervise(home: Path | None, no_bridges: bool, no_prometheus: bool) -> None:
+def supervise(
+    home: Path | None, no_bridges: bool, no_correlators: bool, no_prometheus: bool
+) -> None:
     """Run the supervisor in the foreground (`bus local up` starts it detached)."""
-    run_supervisor(_spec(home), with_bridges=not no_bridges, with_prometheus=not no_prometheus)
+    run_supervisor(
+        _spec(home),
+        with_bridges=not no_bridges,
+        with_correlators=not no_correlators,
+        with_prometheus=not no_prometheus,
+    )
 
 
 @local.command()
 @home_option
 @fail_on_bus_error
 def down(home: Path | None) -> None:
-    """Stop the bridges, then Prometheus and Alertmanager (through their supervisor), then
-    every node. Data is kept."""
+    """Stop the bridges and correlators, then Prometheus and Alertmanager (through their
+    supervisor), then every node. Data is kept."""
     federation.down(_spec(home), log=_echo)
 
 
@@ -168,8 +186,9 @@ def down(home: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help='One JSON object: {"processes": [...]}.')
 @fail_on_bus_error
 def status(home: Path | None, as_json: bool) -> None:
-    """Show every process: clusters, bridges (health, lag, restarts), the supervisor,
-    Prometheus and Alertmanager (health from /-/healthy).
+    """Show every process: clusters, bridge workers and each of their directions (health, lag,
+    restarts), correlators, the supervisor, Prometheus and Alertmanager (health from
+    /-/healthy).
 
     Exit status 1 if a cluster is not reachable or a supervised process is not healthy.
     """
@@ -193,9 +212,10 @@ def status(home: Path | None, as_json: bool) -> None:
 @fail_on_bus_error
 def logs(home: Path | None, name: str | None, follow: bool, lines: int) -> None:
     """Show the log of NAME: an agency (its node; AGENCY-N for node N of a larger cluster), a
-    bridge (FROM-TO), `supervisor`, `prometheus` or `alertmanager`.
+    bridge worker (bridge.FROM), a correlator (correlator.AGENCY), `supervisor`, `prometheus`
+    or `alertmanager`.
 
-    Without NAME, the supervisor's log (bridges started, exited, restarted).
+    Without NAME, the supervisor's log (bridges and correlators started, exited, restarted).
     """
     files = federation.log_files(_spec(home))
     name = name or "supervisor"

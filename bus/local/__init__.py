@@ -46,7 +46,8 @@ The modules, each importing only those above it::
     _backoff        when to restart a process that exited (pure)
     _jmx            the JMX exporter agent of a node: its jar and its -javaagent argument
     _prometheus     Prometheus and Alertmanager beside the federation, file-based discovery
-    _supervision    what is supervised (bridges, Prometheus, Alertmanager): the port plan,
+    _supervision    what is supervised (bridges, correlators, Prometheus, Alertmanager): the
+                    port plan,
                     files, commands, pid checks
     _supervisor     the supervisor process; starting, waiting for and stopping it; targets
     _federation     up, down, status, reset: topics and bus.toml
@@ -54,14 +55,16 @@ The modules, each importing only those above it::
     _wire, _link    a long link for tests and benchmarks: a node in a network namespace of
                     its own behind a wire with delay, jitter, loss and partitions (root only)
 
-The bridges (one ``bus bridge run`` per ordered pair of agencies), Prometheus and Alertmanager
-run under a supervisor (``bus local supervise``) that restarts one that exits, with backoff,
-and counts it; ``up`` starts the clusters only (each node with the Prometheus JMX exporter
-agent) and :func:`start_supervised` the supervisor (``bus local up`` does both, unless
-``--no-bridges`` and ``--no-prometheus``); ``down`` stops the supervisor first (the bridges,
-then Prometheus and Alertmanager), then the nodes. Every process is a scrape target of
-Prometheus' file-based discovery (``_supervisor.register_targets``). Layout, ports and files:
-``_supervision``; the design: docs/decisions/0011-local-supervision.md and
+The bridges (one ``bus bridge run`` per source agency, hosting its directions to every other
+agency: docs/decisions/0017-several-directions-per-worker.md), the correlators (one
+``bus correlate run`` per agency), Prometheus and Alertmanager run under a supervisor
+(``bus local supervise``) that restarts one that exits, with backoff, and counts it; ``up``
+starts the clusters only (each node with the Prometheus JMX exporter agent) and
+:func:`start_supervised` the supervisor (``bus local up`` does both, unless ``--no-bridges``,
+``--no-correlators`` and ``--no-prometheus``); ``down`` stops the supervisor first (the bridges
+and correlators, then Prometheus and Alertmanager), then the nodes. Every process is a scrape
+target of Prometheus' file-based discovery (``_supervisor.register_targets``). Layout, ports
+and files: ``_supervision``; the design: docs/decisions/0011-local-supervision.md and
 0012-local-prometheus.md.
 """
 
@@ -98,7 +101,9 @@ from bus.local._status import ProcessStatus, render_table
 from bus.local._status import collect as process_status
 from bus.local._supervision import (
     SupervisedBridge,
+    SupervisedCorrelator,
     bridges,
+    correlators,
     log_files,
     port_count,
     service_urls,
@@ -132,7 +137,9 @@ __all__ = [
     "service_urls",
     "stop_bridges",
     "SupervisedBridge",
+    "SupervisedCorrelator",
     "bridges",
+    "correlators",
     "log_files",
     "ProcessStatus",
     "process_status",

@@ -57,7 +57,15 @@ __all__ = [
 
 DEPLOY_PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
-JOBS = ("prometheus", "alertmanager", "bridges", "subscribers", "kafka", "supervisor")
+JOBS = (
+    "prometheus",
+    "alertmanager",
+    "bridges",
+    "correlators",
+    "subscribers",
+    "kafka",
+    "supervisor",
+)
 """The target files that deploy/prometheus/prometheus.yml reads (``targets/<job>.json``)."""
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:5001/alerts"
@@ -71,7 +79,7 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
-    """One ``host:port`` that serves ``/metrics``, with labels (``direction``, ``agency``)."""
+    """One ``host:port`` that serves ``/metrics``, with labels (``worker``, ``agency``)."""
 
     address: str
     labels: Mapping[str, str] = field(default_factory=dict)

@@ -1,10 +1,14 @@
 """What ``bus local status`` shows: every process of the local federation, as a table or JSON.
 
 One :class:`ProcessStatus` per Kafka node (kind ``cluster``: one per agency, or
-``<agency>-<id>`` for each node of a larger cluster), per bridge, for the supervisor, Prometheus and
-Alertmanager (health: their ``/-/healthy`` endpoints). A bridge's health is
-its ``/healthz`` verdict, its lag the sum of its ``bus_bridge_source_lag`` gauges on
-``/metrics``; its restarts come from the supervisor's ``state.json``. Collecting talks to the
+``<agency>-<id>`` for each node of a larger cluster), per bridge worker (kind ``bridge``,
+``bridge.<source>``) followed by one row per direction it hosts (kind ``direction``,
+``<source>-<destination>``), per correlator (kind ``correlator``), for the supervisor,
+Prometheus and Alertmanager (health: their ``/-/healthy`` endpoints). A worker's health is its
+``/healthz`` verdict, a direction's its own answer in it (``directions``); a bridge's lag is the
+sum of its ``bus_bridge_source_lag`` gauges on ``/metrics`` (a direction's, those with its
+``source`` and ``destination``), a correlator's of its ``bus_correlate_lag_records``. Restarts
+and backoff are per process, from the supervisor's ``state.json``. Collecting talks to the
 processes; rendering (:func:`render_table`) is pure.
 """
 
@@ -25,19 +29,23 @@ from bus.local._spec import HOST, FederationSpec
 from bus.local._supervision import (
     SERVICES,
     SupervisedBridge,
+    SupervisedCorrelator,
     alertmanager_port,
     bridges,
+    correlators,
     is_bridge_process,
+    is_correlator_process,
     prometheus_port,
     read_pid,
     read_state,
     supervisor_port,
 )
-from bus.local._supervisor import bridge_health, supervisor_running
+from bus.local._supervisor import bridge_health, direction_health, supervisor_running
 
 __all__ = ["ProcessStatus", "collect", "render_table"]
 
 _LAG_METRIC: Final = "bus_bridge_source_lag"
+_CORRELATOR_LAG_METRIC: Final = "bus_correlate_lag_records"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,12 +53,16 @@ class ProcessStatus:
     """One process of the local federation, as ``bus local status`` shows it.
 
     ``ok`` is False when the process should run and does not, or runs but is not healthy;
-    bridges that were never asked for (``bus local up --no-bridges``) are ``off`` and ok.
+    bridges and correlators that were never asked for (``bus local up --no-bridges``,
+    ``--no-correlators``) are ``off`` and ok. A ``direction`` row is one direction of the
+    bridge worker above it: the worker's state, pid and address, the direction's own health,
+    lag and partitions (its restarts are the worker's).
     """
 
     name: str
     kind: str
-    """``cluster``, ``bridge``, ``supervisor``, ``prometheus`` or ``alertmanager``."""
+    """``cluster``, ``bridge``, ``direction``, ``correlator``, ``supervisor``, ``prometheus``
+    or ``alertmanager``."""
     state: str
     """``running``, ``stopped``, ``unreachable``, ``starting``, ``backoff`` or ``off``."""
     ok: bool
@@ -59,7 +71,8 @@ class ProcessStatus:
     health: str | None = None
     """Bridges, Prometheus, Alertmanager: ``healthy``, ``unhealthy`` or ``no answer``."""
     lag: int | None = None
-    """Bridges: records of the source not yet moved, over all partitions."""
+    """Bridges, directions: records of the source not yet moved, over all partitions;
+    correlators: records of their feeds not yet read."""
     restarts: int | None = None
     detail: str = ""
     certificates: tuple[tuple[str, str], ...] = ()
@@ -104,8 +117,18 @@ async def collect(spec: FederationSpec) -> list[ProcessStatus]:
     processes: dict[str, Any] = recorded.get("processes", {})
     total_restarts = 0
     for bridge in bridges(spec):
-        row = await asyncio.to_thread(
+        rows = await asyncio.to_thread(
             _bridge_status, spec, bridge, processes.get(bridge.name, {}), supervised=supervisor
+        )
+        total_restarts += rows[0].restarts or 0
+        result.extend(rows)
+    for correlator in correlators(spec):
+        row = await asyncio.to_thread(
+            _correlator_status,
+            spec,
+            correlator,
+            processes.get(correlator.name, {}),
+            supervised=supervisor,
         )
         total_restarts += row.restarts or 0
         result.append(row)
@@ -169,72 +192,177 @@ def _service_status(
     )
 
 
+def _off_or_down(recorded: dict[str, Any], *, supervised: int | None) -> dict[str, Any]:
+    """A supervised process that does not run: never started, stopped or waiting to restart."""
+    if supervised is None or not recorded:
+        return {"state": "off", "ok": True, "detail": "not started"}
+    last_exit = recorded.get("last_exit")
+    return {
+        "state": "backoff" if recorded.get("state") == "backoff" else "stopped",
+        "ok": False,
+        "detail": f"last exit: {last_exit}" if last_exit else "",
+    }
+
+
 def _bridge_status(
     spec: FederationSpec,
     bridge: SupervisedBridge,
     recorded: dict[str, Any],
     *,
     supervised: int | None,
-) -> ProcessStatus:
+) -> list[ProcessStatus]:
+    """The worker's row, then one per direction it hosts."""
     pid = read_pid(bridge.pid_file)
     if pid is not None and not is_bridge_process(pid, spec, bridge):
         pid = None
-    restarts = recorded.get("restarts")
     last_exit = recorded.get("last_exit")
-    common: dict[str, Any] = {
-        "name": bridge.name,
-        "kind": "bridge",
-        "pid": pid,
-        "address": f"{HOST}:{bridge.web_port}",
-        "restarts": restarts,
-    }
+    common: dict[str, Any] = {"pid": pid, "address": f"{HOST}:{bridge.web_port}"}
+    names = ", ".join(bridge.directions)
     if pid is None:
-        if supervised is None:
-            return ProcessStatus(state="off", ok=True, detail="not started", **common)
-        waiting = recorded.get("state") == "backoff"
-        return ProcessStatus(
-            state="backoff" if waiting else "stopped",
-            ok=False,
-            detail=f"last exit: {last_exit}" if last_exit else "",
+        down = _off_or_down(recorded, supervised=supervised)
+        worker = ProcessStatus(
+            name=bridge.name,
+            kind="bridge",
+            restarts=recorded.get("restarts"),
+            **common | down | {"detail": f"{names}; {down['detail']}".rstrip("; ")},
+        )
+        return [worker] + [
+            ProcessStatus(
+                name=name,
+                kind="direction",
+                state=down["state"],
+                ok=down["ok"],
+                detail=f"in {bridge.name}",
+                **common,
+            )
+            for name in bridge.directions
+        ]
+    health = bridge_health(bridge)
+    if health is None:
+        return [
+            ProcessStatus(
+                name=name,
+                kind=kind,
+                state="starting",
+                ok=False,
+                health="no answer",
+                restarts=recorded.get("restarts") if kind == "bridge" else None,
+                detail=names if kind == "bridge" else f"in {bridge.name}",
+                **common,
+            )
+            for name, kind in [(bridge.name, "bridge")]
+            + [(d, "direction") for d in bridge.directions]
+        ]
+    metrics = _metrics(bridge.url)
+    detail = names + (f"; last exit: {last_exit}" if last_exit else "")
+    rows = [
+        ProcessStatus(
+            name=bridge.name,
+            kind="bridge",
+            state="running",
+            ok=bool(health.get("healthy")),
+            health="healthy" if health.get("healthy") else "unhealthy",
+            lag=lag_of(metrics) if metrics is not None else None,
+            restarts=recorded.get("restarts"),
+            detail=detail,
             **common,
         )
-    health = bridge_health(bridge)
+    ]
+    for name, answer in direction_health(bridge, health).items():
+        source, _, destination = name.partition("-")
+        healthy = answer is not None and bool(answer.get("healthy"))
+        partitions = (answer or {}).get("partitions") or []
+        failing = (answer or {}).get("failing_for_s") or {}
+        text = f"{len(partitions)} partitions"
+        if failing:
+            text += " failing: " + ", ".join(f"{tp} {s}s" for tp, s in failing.items())
+        rows.append(
+            ProcessStatus(
+                name=name,
+                kind="direction",
+                state="running",
+                ok=healthy,
+                health="healthy" if healthy else ("unhealthy" if answer else "no answer"),
+                lag=lag_of(metrics, source=source, destination=destination)
+                if metrics is not None
+                else None,
+                detail=f"{text}; in {bridge.name}",
+                **common,
+            )
+        )
+    return rows
+
+
+def _correlator_status(
+    spec: FederationSpec,
+    correlator: SupervisedCorrelator,
+    recorded: dict[str, Any],
+    *,
+    supervised: int | None,
+) -> ProcessStatus:
+    pid = read_pid(correlator.pid_file)
+    if pid is not None and not is_correlator_process(pid, spec, correlator):
+        pid = None
+    common: dict[str, Any] = {
+        "name": correlator.name,
+        "kind": "correlator",
+        "pid": pid,
+        "address": f"{HOST}:{correlator.web_port}",
+        "restarts": recorded.get("restarts"),
+    }
+    if pid is None:
+        return ProcessStatus(**common | _off_or_down(recorded, supervised=supervised))
+    health = bridge_health(correlator)
     if health is None:
         return ProcessStatus(state="starting", ok=False, health="no answer", **common)
     healthy = bool(health.get("healthy"))
-    partitions = health.get("partitions") or []
-    failing = health.get("failing_for_s") or {}
-    detail = f"{len(partitions)} partitions"
-    if failing:
-        detail += " failing: " + ", ".join(f"{tp} {s}s" for tp, s in failing.items())
-    if last_exit:
-        detail += f"; last exit: {last_exit}"
+    reading = health.get("reading") or []
+    detail = f"{len(reading)} feeds"
+    if health.get("last_error"):
+        detail += f"; last error: {health['last_error']}"
+    if recorded.get("last_exit"):
+        detail += f"; last exit: {recorded['last_exit']}"
+    metrics = _metrics(correlator.url)
     return ProcessStatus(
         state="running",
         ok=healthy,
         health="healthy" if healthy else "unhealthy",
-        lag=_lag(bridge),
+        lag=lag_of(metrics, metric=_CORRELATOR_LAG_METRIC) if metrics is not None else None,
         detail=detail,
         **common,
     )
 
 
-def _lag(bridge: SupervisedBridge) -> int | None:
+def _metrics(url: str) -> str | None:
     try:
-        with urllib.request.urlopen(f"{bridge.url}/metrics", timeout=2) as response:
-            text = response.read().decode()
+        with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
+            text: str = response.read().decode()
+            return text
     except OSError:
         return None
-    return lag_of(text)
 
 
-def lag_of(metrics_text: str) -> int | None:
-    """The sum of the bridge's ``bus_bridge_source_lag`` samples (None when there are none)."""
+def lag_of(
+    metrics_text: str,
+    *,
+    metric: str = _LAG_METRIC,
+    source: str | None = None,
+    destination: str | None = None,
+) -> int | None:
+    """The sum of the ``metric`` samples (a bridge's ``bus_bridge_source_lag`` by default),
+    only those of the direction from ``source`` to ``destination`` when given (None when there
+    are none)."""
+    wanted = {
+        key: value
+        for key, value in (("source", source), ("destination", destination))
+        if value is not None
+    }
     samples = [
         sample.value
         for family in text_string_to_metric_families(metrics_text)
-        if family.name == _LAG_METRIC
+        if family.name == metric
         for sample in family.samples
+        if all(sample.labels.get(key) == value for key, value in wanted.items())
     ]
     return int(sum(samples)) if samples else None
 

@@ -1,15 +1,19 @@
 """What ``bus local`` supervises, and where: processes, their ports, files and command lines.
 
-The supervisor keeps two kinds of process running: a bridge per ordered pair of agencies, and
-the services beside the federation, Prometheus and Alertmanager (``_prometheus``). Pure
+The supervisor keeps three kinds of process running: a bridge worker per source agency, hosting
+every direction from it (``bus bridge run --from A --to B --to C``, decision 0017), a correlator
+per agency (``bus correlate run``), and the services beside the federation, Prometheus and
+Alertmanager (``_prometheus``). Pure
 description plus the checks that tell a recorded pid still is the process it was recorded for;
 the running supervisor is ``_supervisor``. Under the federation's home::
 
     supervised/supervisor.pid      the supervisor's pid
     supervised/supervisor.log      what it did: starts, exits, restarts, stops
     supervised/state.json          each supervised process: pid, state, restarts, last exit
-    supervised/<from>-<to>.pid     a bridge's pid
-    supervised/<from>-<to>.log     a bridge's output
+    supervised/bridge.<from>.pid   the pid of the bridge worker of agency <from>'s directions
+    supervised/bridge.<from>.log   its output
+    supervised/correlator.<a>.pid  the pid of agency <a>'s correlator
+    supervised/correlator.<a>.log  its output
     prometheus/                    Prometheus and Alertmanager: pids, logs, data (_prometheus)
 
 The port plan, one contiguous block of :func:`port_count` ports from ``base_port`` (so that a
@@ -17,15 +21,17 @@ test takes one free block), for ``n`` agencies of ``b`` nodes each (``b`` is 1 b
 
 - ``base_port + 2(ib + k)`` and the port after it: node ``k`` of agency ``i`` (clients,
   controller);
-- ``base_port + 2nb + j``: the web port (``/metrics``, ``/healthz``) of the bridge of the
-  ``j``-th ordered pair of agencies (in the order given);
+- ``base_port + 2nb + i``: the web port (``/metrics``, ``/healthz``) of the bridge worker of
+  agency ``i``'s directions (to every other agency, in the order given);
+- ``base_port + 2nb + n + i``: the web port of agency ``i``'s correlator;
 - then the supervisor's ``/metrics``, Prometheus, Alertmanager;
 - then the JMX exporter of node ``k`` of agency ``i`` (the node's ``/metrics``, ``_jmx``), in
   the same order as the nodes.
 
-Two agencies from 19092: nodes 19092-19095, bridges 19096 (interpol-europol) and 19097
-(europol-interpol), supervisor 19098, Prometheus 19099, Alertmanager 19100, JMX exporters
-19101 (interpol) and 19102 (europol).
+Two agencies from 19092: nodes 19092-19095, bridges 19096 (bridge.interpol: interpol-europol)
+and 19097 (bridge.europol: europol-interpol), correlators 19098 (interpol) and 19099 (europol),
+supervisor 19100, Prometheus 19101, Alertmanager 19102, JMX exporters 19103 (interpol) and
+19104 (europol).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from bus.local._spec import HOST, FederationSpec
 __all__ = [
     "SERVICES",
     "SupervisedBridge",
+    "SupervisedCorrelator",
     "SupervisedProcess",
     "alertmanager_port",
     "bridge_process",
@@ -55,7 +62,11 @@ __all__ = [
     "bridge_command",
     "bridges",
     "check_ports",
+    "correlator_command",
+    "correlator_process",
+    "correlators",
     "is_bridge_process",
+    "is_correlator_process",
     "is_supervisor_process",
     "log_files",
     "read_pid",
@@ -71,16 +82,46 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisedBridge:
-    """One bridge direction that the supervisor keeps running."""
+    """One bridge worker that the supervisor keeps running: every direction from ``source``."""
 
     source: str
-    destination: str
+    destinations: tuple[str, ...]
     web_port: int
     dir: Path
 
     @property
     def name(self) -> str:
-        return f"{self.source}-{self.destination}"
+        return f"bridge.{self.source}"
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Its directions by name, ``<source>-<destination>``, in the order of its ``--to``."""
+        return tuple(f"{self.source}-{d}" for d in self.destinations)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.web_port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisedCorrelator:
+    """The correlator of one agency (``bus correlate run --agency``)."""
+
+    agency: str
+    web_port: int
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"correlator.{self.agency}"
 
     @property
     def pid_file(self) -> Path:
@@ -103,8 +144,8 @@ SERVICES = ("prometheus", "alertmanager")
 class SupervisedProcess:
     """Anything the supervisor keeps running: its command line, files and what to record.
 
-    ``kind`` is ``bridge`` or a service's name; ``details`` go into ``state.json`` as they are.
-    Bridges are stopped first, services after every bridge has exited.
+    ``kind`` is ``bridge``, ``correlator`` or a service's name; ``details`` go into
+    ``state.json`` as they are. Bridges and correlators are stopped first, services after.
     """
 
     name: str
@@ -137,20 +178,33 @@ def state_file(spec: FederationSpec) -> Path:
 
 
 def bridges(spec: FederationSpec) -> list[SupervisedBridge]:
-    """One bridge per ordered pair of distinct agencies, with its web port."""
+    """One bridge worker per source agency, hosting its directions to every other agency."""
     first = spec.base_port + 2 * len(spec.agencies) * spec.brokers
     return [
         SupervisedBridge(
-            source=source, destination=destination, web_port=first + j, dir=supervised_dir(spec)
+            source=source,
+            destinations=tuple(a for a in spec.agencies if a != source),
+            web_port=first + i,
+            dir=supervised_dir(spec),
         )
-        for j, (source, destination) in enumerate(itertools.permutations(spec.agencies, 2))
+        for i, source in enumerate(spec.agencies)
+    ]
+
+
+def correlators(spec: FederationSpec) -> list[SupervisedCorrelator]:
+    """One correlator per agency, its web port after the bridges'."""
+    n = len(spec.agencies)
+    first = spec.base_port + 2 * n * spec.brokers + n
+    return [
+        SupervisedCorrelator(agency=agency, web_port=first + i, dir=supervised_dir(spec))
+        for i, agency in enumerate(spec.agencies)
     ]
 
 
 def supervisor_port(spec: FederationSpec) -> int:
-    """The supervisor's own ``/metrics`` port, after the bridges' web ports."""
+    """The supervisor's own ``/metrics`` port, after the bridges' and correlators' web ports."""
     n = len(spec.agencies)
-    return spec.base_port + 2 * n * spec.brokers + n * (n - 1)
+    return spec.base_port + 2 * n * spec.brokers + 2 * n
 
 
 def prometheus_port(spec: FederationSpec) -> int:
@@ -175,7 +229,7 @@ def port_count(agencies: int, brokers: int = 1) -> int:
     """How many consecutive ports from ``base_port`` a federation of ``agencies`` uses, with
     ``brokers`` nodes per agency."""
     n, b = agencies, brokers
-    return 2 * n * b + n * (n - 1) + 3 + n * b
+    return 2 * n * b + 2 * n + 3 + n * b
 
 
 def service_urls(spec: FederationSpec) -> dict[str, str]:
@@ -200,9 +254,11 @@ def check_ports(spec: FederationSpec) -> None:
 
 def log_files(spec: FederationSpec) -> dict[str, Path]:
     """Every process's log by the name ``bus local logs`` takes: nodes (a lone node by its
-    agency's name), bridges, supervisor, prometheus, alertmanager."""
+    agency's name), bridges (``bridge.<source>``), correlators (``correlator.<agency>``),
+    supervisor, prometheus, alertmanager."""
     files = {node.name: node.log_file for node in spec.nodes()}
     files.update({bridge.name: bridge.log_file for bridge in bridges(spec)})
+    files.update({c.name: c.log_file for c in correlators(spec)})
     files["supervisor"] = supervisor_log(spec)
     files.update({name: _prometheus.log_file(spec.home, name) for name in SERVICES})
     return files
@@ -219,9 +275,22 @@ def bridge_process(bridge: SupervisedBridge, command: list[str]) -> SupervisedPr
         log_file=bridge.log_file,
         details=(
             ("source", bridge.source),
-            ("destination", bridge.destination),
+            ("directions", list(bridge.directions)),
             ("web_port", bridge.web_port),
         ),
+    )
+
+
+def correlator_process(correlator: SupervisedCorrelator, command: list[str]) -> SupervisedProcess:
+    """``correlator`` as the supervisor runs it, with ``command``."""
+    return SupervisedProcess(
+        name=correlator.name,
+        kind="correlator",
+        port=correlator.web_port,
+        command=tuple(command),
+        pid_file=correlator.pid_file,
+        log_file=correlator.log_file,
+        details=(("agency", correlator.agency), ("web_port", correlator.web_port)),
     )
 
 
@@ -251,11 +320,17 @@ def services(spec: FederationSpec) -> list[SupervisedProcess]:
 
 
 def supervisor_command(
-    spec: FederationSpec, *, with_bridges: bool = True, with_prometheus: bool = True
+    spec: FederationSpec,
+    *,
+    with_bridges: bool = True,
+    with_correlators: bool = True,
+    with_prometheus: bool = True,
 ) -> list[str]:
     command = [sys.executable, "-m", "bus", "local", "supervise", "--home", str(spec.home)]
     if not with_bridges:
         command.append("--no-bridges")
+    if not with_correlators:
+        command.append("--no-correlators")
     if not with_prometheus:
         command.append("--no-prometheus")
     return command
@@ -272,10 +347,27 @@ def bridge_command(spec: FederationSpec, bridge: SupervisedBridge) -> list[str]:
         str(spec.config_file),
         "--from",
         bridge.source,
-        "--to",
-        bridge.destination,
+        *(part for destination in bridge.destinations for part in ("--to", destination)),
         "--web-port",
         str(bridge.web_port),
+        "--loglevel",
+        "info",
+    ]
+
+
+def correlator_command(spec: FederationSpec, correlator: SupervisedCorrelator) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bus",
+        "correlate",
+        "run",
+        "--config",
+        str(spec.config_file),
+        "--agency",
+        correlator.agency,
+        "--web-port",
+        str(correlator.web_port),
         "--loglevel",
         "info",
     ]
@@ -293,6 +385,10 @@ def _has(args: list[str], option: str, value: str) -> bool:
     return any(a == option and b == value for a, b in itertools.pairwise(args))
 
 
+def _values(args: list[str], option: str) -> list[str]:
+    return [b for a, b in itertools.pairwise(args) if a == option]
+
+
 def is_supervisor_process(pid: int, spec: FederationSpec) -> bool:
     """Whether ``pid`` runs this federation's supervisor (its command line says so)."""
     args = _cmdline(pid)
@@ -306,7 +402,17 @@ def is_bridge_process(pid: int, spec: FederationSpec, bridge: SupervisedBridge) 
         "bridge" in args
         and _has(args, "--config", str(spec.config_file))
         and _has(args, "--from", bridge.source)
-        and _has(args, "--to", bridge.destination)
+        and _values(args, "--to") == list(bridge.destinations)
+    )
+
+
+def is_correlator_process(pid: int, spec: FederationSpec, correlator: SupervisedCorrelator) -> bool:
+    """Whether ``pid`` runs this federation's ``correlator`` (its command line says so)."""
+    args = _cmdline(pid)
+    return (
+        "correlate" in args
+        and _has(args, "--config", str(spec.config_file))
+        and _has(args, "--agency", correlator.agency)
     )
 
 

@@ -1,9 +1,11 @@
-"""The supervisor of the local federation's bridges, and how ``bus local`` starts and stops it.
+"""The supervisor of the local federation's bridges and correlators, and how ``bus local``
+starts and stops it.
 
 ``bus local up`` starts ``bus local supervise --home H`` detached (a session of its own, output
 to ``supervised/supervisor.log``, pid in ``supervised/supervisor.pid``) and returns once every
-bridge answers ``/healthz`` with partitions assigned. The supervisor runs one ``bus bridge run``
-per ordered pair of agencies as its child, and:
+bridge direction answers ``/healthz`` with partitions assigned and every correlator is healthy.
+The supervisor runs one ``bus bridge run`` per source agency (hosting its directions to every
+other agency) and one ``bus correlate run`` per agency as its children, and:
 
 - restarts a bridge that exits, after an exponential backoff (``_backoff``) that starts again
   once a bridge ran a stable while; each restart is logged and counted (``state.json``, and
@@ -46,13 +48,18 @@ from bus.local._spec import HOST, FederationSpec
 from bus.local._supervision import (
     SERVICES,
     SupervisedBridge,
+    SupervisedCorrelator,
     SupervisedProcess,
     alertmanager_port,
     bridge_command,
     bridge_process,
     bridges,
     check_ports,
+    correlator_command,
+    correlator_process,
+    correlators,
     is_bridge_process,
+    is_correlator_process,
     is_supervisor_process,
     jmx_ports,
     prometheus_port,
@@ -71,6 +78,7 @@ __all__ = [
     "BRIDGE_STOP_TIMEOUT_S",
     "Supervisor",
     "bridge_health",
+    "direction_health",
     "kafka_targets",
     "run_supervisor",
     "register_targets",
@@ -81,6 +89,7 @@ __all__ = [
     "stop_supervised",
     "supervisor_running",
     "wait_bridges",
+    "wait_correlators",
 ]
 
 BRIDGE_STOP_TIMEOUT_S: Final = 30.0
@@ -124,9 +133,11 @@ class Supervisor:
     """Keeps every bridge of ``spec``, and ``services``, running until stopped; see the module
     docs.
 
-    ``command`` makes a bridge's command line (default: ``bus bridge run`` for it);
-    ``with_bridges=False`` runs no bridge. ``services`` (Prometheus, Alertmanager:
-    ``_supervision.services``) are stopped once every bridge has exited.
+    ``command`` makes a bridge's command line (default: ``bus bridge run`` for it),
+    ``correlator_command`` a correlator's (default: ``bus correlate run``);
+    ``with_bridges=False`` runs no bridge, ``with_correlators=False`` no correlator.
+    ``services`` (Prometheus, Alertmanager: ``_supervision.services``) are stopped once every
+    bridge and correlator has exited.
     """
 
     def __init__(
@@ -136,16 +147,22 @@ class Supervisor:
         policy: BackoffPolicy | None = None,
         registry: CollectorRegistry | None = None,
         command: Callable[[SupervisedBridge], list[str]] | None = None,
+        correlator_command: Callable[[SupervisedCorrelator], list[str]] | None = None,
         stop_timeout_s: float = BRIDGE_STOP_TIMEOUT_S,
         with_bridges: bool = True,
+        with_correlators: bool = True,
         services: Sequence[SupervisedProcess] = (),
     ) -> None:
         self.spec = spec
         self.stop_timeout_s = stop_timeout_s
         make_command = command or functools.partial(bridge_command, spec)
+        make_correlator = correlator_command or functools.partial(_correlator_command, spec)
         self.policy = policy or BackoffPolicy()
         self.bridges = bridges(spec) if with_bridges else []
-        self.processes = [bridge_process(b, make_command(b)) for b in self.bridges]
+        self.correlators = correlators(spec) if with_correlators else []
+        self.processes = [bridge_process(b, make_command(b)) for b in self.bridges] + [
+            correlator_process(c, make_correlator(c)) for c in self.correlators
+        ]
         self.services = list(services)
         self.registry = registry or CollectorRegistry()
         self._restarts = Counter(
@@ -196,7 +213,7 @@ class Supervisor:
         async with asyncio.TaskGroup() as group:
             for service in self.services:
                 group.create_task(self._keep(service, self._bridges_stopped))
-            # Bridges first: Prometheus and Alertmanager see them go, and none outlives them.
+            # Bridges and correlators first: Prometheus and Alertmanager see them go.
             async with asyncio.TaskGroup() as first:
                 for process in self.processes:
                     first.create_task(self._keep(process, self._stopping))
@@ -298,12 +315,17 @@ class Supervisor:
 
 
 def run_supervisor(
-    spec: FederationSpec, *, with_bridges: bool = True, with_prometheus: bool = True
+    spec: FederationSpec,
+    *,
+    with_bridges: bool = True,
+    with_correlators: bool = True,
+    with_prometheus: bool = True,
 ) -> None:
     """The body of ``bus local supervise``: supervise until SIGTERM or SIGINT (blocking).
 
-    The bridges unless ``with_bridges`` is False; Prometheus and Alertmanager unless
-    ``with_prometheus`` is False (their files prepared by :func:`start_supervisor`).
+    The bridges unless ``with_bridges`` is False, the correlators unless ``with_correlators``
+    is False; Prometheus and Alertmanager unless ``with_prometheus`` is False (their files
+    prepared by :func:`start_supervisor`).
     """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
@@ -311,7 +333,10 @@ def run_supervisor(
     supervised_dir(spec).mkdir(parents=True, exist_ok=True)
     supervisor_pid_file(spec).write_text(f"{os.getpid()}\n", encoding="utf-8")
     supervisor = Supervisor(
-        spec, with_bridges=with_bridges, services=services(spec) if with_prometheus else ()
+        spec,
+        with_bridges=with_bridges,
+        with_correlators=with_correlators,
+        services=services(spec) if with_prometheus else (),
     )
     port = supervisor_port(spec)
     server = None
@@ -349,20 +374,37 @@ def supervisor_running(spec: FederationSpec) -> int | None:
     return pid if is_supervisor_process(pid, spec) else None
 
 
-def _wanted(spec: FederationSpec, *, with_bridges: bool, with_prometheus: bool) -> set[str]:
+def _correlator_command(spec: FederationSpec, correlator: SupervisedCorrelator) -> list[str]:
+    return correlator_command(spec, correlator)
+
+
+def _wanted(
+    spec: FederationSpec, *, with_bridges: bool, with_correlators: bool, with_prometheus: bool
+) -> set[str]:
     names = {bridge.name for bridge in bridges(spec)} if with_bridges else set()
+    names |= {c.name for c in correlators(spec)} if with_correlators else set()
     return names | (set(SERVICES) if with_prometheus else set())
 
 
 def start_supervisor(
-    spec: FederationSpec, *, log: Log, with_bridges: bool = True, with_prometheus: bool = True
+    spec: FederationSpec,
+    *,
+    log: Log,
+    with_bridges: bool = True,
+    with_correlators: bool = True,
+    with_prometheus: bool = True,
 ) -> int:
     """Start the supervisor detached unless it runs; its pid. The federation must be up.
 
     Prepares Prometheus' and Alertmanager's files and registers every process's scrape target
     (:func:`register_targets`) first.
     """
-    wanted = _wanted(spec, with_bridges=with_bridges, with_prometheus=with_prometheus)
+    switches = {
+        "with_bridges": with_bridges,
+        "with_correlators": with_correlators,
+        "with_prometheus": with_prometheus,
+    }
+    wanted = _wanted(spec, **switches)
     pid = supervisor_running(spec)
     if pid is not None:
         running = set(read_state(spec).get("processes", {}))
@@ -380,8 +422,8 @@ def start_supervisor(
         _prometheus.prepare_prometheus(spec.home)
         _prometheus.prepare_alertmanager(spec.home)
         services(spec)  # the binaries are installed: fail here, with what to do, not in the child
-    register_targets(spec, with_bridges=with_bridges, with_prometheus=with_prometheus)
-    command = supervisor_command(spec, with_bridges=with_bridges, with_prometheus=with_prometheus)
+    register_targets(spec, **switches)
+    command = supervisor_command(spec, **switches)
     with supervisor_log(spec).open("ab") as output:
         process = subprocess.Popen(
             command,
@@ -400,13 +442,20 @@ def start_supervisor(
 
 
 def register_targets(
-    spec: FederationSpec, *, with_bridges: bool = True, with_prometheus: bool = True
+    spec: FederationSpec,
+    *,
+    with_bridges: bool = True,
+    with_correlators: bool = True,
+    with_prometheus: bool = True,
 ) -> None:
     """Write every process's scrape target for Prometheus' file-based discovery.
 
-    Jobs: ``kafka`` (each node's JMX exporter, :func:`kafka_targets`), ``bridges`` (label
-    ``direction``), ``supervisor``, ``prometheus``, ``alertmanager``. What is off gets an empty
-    list, so that a Prometheus never waits for a process that was not started.
+    Jobs: ``kafka`` (each node's JMX exporter, :func:`kafka_targets`), ``bridges`` (one target
+    per worker, label ``worker``: ``bridge.<source>``; its metrics carry each direction's
+    ``source`` and ``destination``), ``correlators`` (label ``worker``:
+    ``correlator.<agency>``; its metrics carry ``agency``), ``supervisor``, ``prometheus``,
+    ``alertmanager``. What is off gets an empty list, so that a Prometheus never waits for a
+    process that was not started.
     """
     home = spec.home
 
@@ -415,8 +464,11 @@ def register_targets(
 
     jobs: dict[str, list[_prometheus.Target]] = {
         "kafka": kafka_targets(spec),
-        "bridges": [target(b.web_port, direction=b.name) for b in bridges(spec)]
+        "bridges": [target(b.web_port, worker=b.name) for b in bridges(spec)]
         if with_bridges
+        else [],
+        "correlators": [target(c.web_port, worker=c.name) for c in correlators(spec)]
+        if with_correlators
         else [],
         "supervisor": [target(supervisor_port(spec))],
         "prometheus": [target(prometheus_port(spec))] if with_prometheus else [],
@@ -471,8 +523,10 @@ def wait_services(spec: FederationSpec, *, log: Log, timeout_s: float = 60.0) ->
             time.sleep(0.3)
 
 
-def bridge_health(bridge: SupervisedBridge, timeout_s: float = 2.0) -> dict[str, Any] | None:
-    """The bridge's ``/healthz`` answer (also a 503's); None while it does not answer."""
+def bridge_health(
+    bridge: SupervisedBridge | SupervisedCorrelator, timeout_s: float = 2.0
+) -> dict[str, Any] | None:
+    """The worker's ``/healthz`` answer (also a 503's); None while it does not answer."""
     try:
         with urllib.request.urlopen(f"{bridge.url}/healthz", timeout=timeout_s) as response:
             body: dict[str, Any] = json.load(response)
@@ -484,6 +538,27 @@ def bridge_health(bridge: SupervisedBridge, timeout_s: float = 2.0) -> dict[str,
         return None
     except (OSError, ValueError):
         return None
+
+
+def direction_health(
+    bridge: SupervisedBridge, health: dict[str, Any] | None
+) -> dict[str, dict[str, Any] | None]:
+    """Each direction's own ``/healthz`` answer by its name (None where it has none): a worker of
+    one direction answers for it alone, one of several lists them under ``directions``."""
+    answers = health.get("directions", [health]) if health is not None else []
+    by_name = {
+        str(a.get("direction", "")).replace("->", "-"): a for a in answers if isinstance(a, dict)
+    }
+    return {name: by_name.get(name) for name in bridge.directions}
+
+
+def _replicating(spec: FederationSpec, answer: dict[str, Any] | None) -> bool:
+    # One worker a direction: it owns every partition of the events topic once ready.
+    return (
+        answer is not None
+        and bool(answer.get("healthy"))
+        and len(answer.get("partitions") or ()) >= spec.partitions
+    )
 
 
 def wait_bridges(spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES_TIMEOUT_S) -> float:
@@ -512,14 +587,12 @@ def wait_bridges(spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES_
                 "`bus local status`"
             )
         for bridge in list(pending):
-            health = bridge_health(bridge)
-            # One worker a direction: it owns every partition of the events topic once ready.
-            assigned = len(health.get("partitions") or ()) if health is not None else 0
-            if health is not None and health.get("healthy") and assigned >= spec.partitions:
+            answers = direction_health(bridge, bridge_health(bridge))
+            if all(_replicating(spec, answer) for answer in answers.values()):
                 pending.remove(bridge)
                 log(
-                    f"{bridge.name}: replicating {assigned} partitions "
-                    f"({time.monotonic() - started:.1f} s)"
+                    f"{bridge.name}: replicating {', '.join(answers)}, {spec.partitions} "
+                    f"partitions each ({time.monotonic() - started:.1f} s)"
                 )
         if pending and time.monotonic() - last_report >= 5:
             last_report = time.monotonic()
@@ -533,6 +606,34 @@ def wait_bridges(spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES_
     return time.monotonic() - started
 
 
+def wait_correlators(
+    spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES_TIMEOUT_S
+) -> None:
+    """Wait until every correlator answers ``/healthz`` healthy (blocking); like
+    :func:`wait_bridges`, ``LocalClusterError`` if the supervisor exits or on timeout."""
+    started = time.monotonic()
+    pending = correlators(spec)
+    while pending:
+        if supervisor_running(spec) is None:
+            raise LocalClusterError(
+                f"the supervisor exited while the correlators were starting; see its log "
+                f"({supervisor_log(spec)}): `bus local logs supervisor`"
+            )
+        if time.monotonic() - started > timeout_s:
+            raise LocalClusterError(
+                f"correlators not healthy after {timeout_s:.0f} s: "
+                f"{', '.join(c.name for c in pending)}. See why with `bus local logs "
+                f"{pending[0].name}`, then `bus local down` or wait and check `bus local status`"
+            )
+        for correlator in list(pending):
+            health = bridge_health(correlator)
+            if health is not None and health.get("healthy"):
+                pending.remove(correlator)
+                log(f"{correlator.name}: correlating ({time.monotonic() - started:.1f} s)")
+        if pending:
+            time.sleep(0.3)
+
+
 def start_bridges(spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES_TIMEOUT_S) -> None:
     """Start the supervisor of ``spec``'s bridges (unless it runs) and wait until they replicate.
 
@@ -540,7 +641,9 @@ def start_bridges(spec: FederationSpec, *, log: Log, timeout_s: float = _BRIDGES
     (``bus.local.up``). Blocking. On failure the supervisor keeps running, restarting the
     bridges: the error says which log to read.
     """
-    start_supervised(spec, log=log, with_prometheus=False, timeout_s=timeout_s)
+    start_supervised(
+        spec, log=log, with_correlators=False, with_prometheus=False, timeout_s=timeout_s
+    )
 
 
 def start_supervised(
@@ -548,25 +651,36 @@ def start_supervised(
     *,
     log: Log,
     with_bridges: bool = True,
+    with_correlators: bool = True,
     with_prometheus: bool = True,
     timeout_s: float = _BRIDGES_TIMEOUT_S,
 ) -> None:
     """Start the supervisor (unless it runs) and wait until what it runs is ready: the bridges
-    replicate, Prometheus and Alertmanager answer. Blocking; the clusters must be up."""
-    start_supervisor(spec, log=log, with_bridges=with_bridges, with_prometheus=with_prometheus)
+    replicate, the correlators are healthy, Prometheus and Alertmanager answer. Blocking; the
+    clusters must be up."""
+    start_supervisor(
+        spec,
+        log=log,
+        with_bridges=with_bridges,
+        with_correlators=with_correlators,
+        with_prometheus=with_prometheus,
+    )
     if with_prometheus:
         wait_services(spec, log=log)
     if with_bridges:
         took = wait_bridges(spec, log=log, timeout_s=timeout_s)
-        log(f"bridges: all {len(bridges(spec))} replicating ({took:.1f} s)")
+        count = sum(len(b.directions) for b in bridges(spec))
+        log(f"bridges: all {count} directions replicating ({took:.1f} s)")
+    if with_correlators:
+        wait_correlators(spec, log=log, timeout_s=timeout_s)
 
 
 def stop_supervised(spec: FederationSpec, *, log: Log) -> None:
-    """Stop the supervisor (which stops its bridges, then Prometheus and Alertmanager), then
-    any of them left over (blocking)."""
+    """Stop the supervisor (which stops its bridges and correlators, then Prometheus and
+    Alertmanager), then any of them left over (blocking)."""
     pid = supervisor_running(spec)
     if pid is not None:
-        log(f"supervisor: stopping the bridges (SIGTERM to pid {pid})")
+        log(f"supervisor: stopping the bridges and correlators (SIGTERM to pid {pid})")
         _terminate(pid, lambda: supervisor_running(spec) == pid, _SUPERVISOR_STOP_TIMEOUT_S, log)
         child = _launched.pop(pid, None)
         if child is not None:
@@ -583,6 +697,13 @@ def stop_supervised(spec: FederationSpec, *, log: Log) -> None:
             alive = functools.partial(is_bridge_process, bridge_pid, spec, bridge)
             _terminate(bridge_pid, alive, BRIDGE_STOP_TIMEOUT_S, log)
         bridge.pid_file.unlink(missing_ok=True)
+    for correlator in correlators(spec):
+        found = read_pid(correlator.pid_file)
+        if found is not None and is_correlator_process(found, spec, correlator):
+            log(f"{correlator.name}: still running without its supervisor; stopping pid {found}")
+            alive = functools.partial(is_correlator_process, found, spec, correlator)
+            _terminate(found, alive, BRIDGE_STOP_TIMEOUT_S, log)
+        correlator.pid_file.unlink(missing_ok=True)
     # The same for Prometheus and Alertmanager (their identity is checked there).
     for name, stop in (
         ("prometheus", _prometheus.stop_prometheus),

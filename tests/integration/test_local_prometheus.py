@@ -34,7 +34,14 @@ pytestmark = pytest.mark.integration
 
 AGENCIES = ("interpol", "europol")
 _CLI_TIMEOUT_S = 300
-_JOBS = {"kafka": 2, "bus-bridge": 2, "bus-local": 1, "prometheus": 1, "alertmanager": 1}
+_JOBS = {
+    "kafka": 2,
+    "bus-bridge": 2,
+    "bus-correlate": 2,
+    "bus-local": 1,
+    "prometheus": 1,
+    "alertmanager": 1,
+}
 """Every scrape job of the local federation and how many targets it has with two agencies."""
 
 _EMPTY_WHILE_HEALTHY = {
@@ -145,7 +152,38 @@ async def test_up_prints_where_to_look_and_every_target_is_up_with_the_brokers_j
     assert len(found) == sum(_JOBS.values())
     ports = {int(instance.rsplit(":", 1)[1]) for _, instance, _ in found}
     # Every target is a port of the federation's own block.
-    assert ports <= set(range(watched.spec.base_port, watched.spec.base_port + 11))
+    block = local.port_count(len(AGENCIES))
+    assert ports <= set(range(watched.spec.base_port, watched.spec.base_port + block))
+
+    # One target per bridge worker: each direction by its metrics' own source and destination.
+    def directions() -> set[tuple[str, str, str]] | None:
+        series = _query(
+            prometheus,
+            'count by (worker, source, destination) (bus_bridge_source_lag{job="bus-bridge"})',
+        )
+        found = {
+            (s["metric"]["worker"], s["metric"]["source"], s["metric"]["destination"])
+            for s in series
+        }
+        return found if len(found) == 2 else None
+
+    assert await _until("each direction's metrics", directions) == {
+        ("bridge.interpol", "interpol", "europol"),
+        ("bridge.europol", "europol", "interpol"),
+    }
+
+    def correlating() -> set[tuple[str, str]] | None:
+        series = _query(
+            prometheus,
+            'count by (worker, agency) (bus_correlate_table_entries{job="bus-correlate"})',
+        )
+        found = {(s["metric"]["worker"], s["metric"]["agency"]) for s in series}
+        return found if len(found) == 2 else None
+
+    assert await _until("each correlator's metrics", correlating) == {
+        ("correlator.interpol", "interpol"),
+        ("correlator.europol", "europol"),
+    }
 
     controllers = await asyncio.to_thread(
         _query, prometheus, "kafka_controller_kafkacontroller_activecontrollercount"

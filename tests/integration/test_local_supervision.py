@@ -1,4 +1,5 @@
-"""`bus local up` runs the whole federation: clusters and a supervised bridge per direction.
+"""`bus local up` runs the whole federation: clusters, a supervised bridge worker per source
+agency (each direction shown in `bus local status`) and a supervised correlator per agency.
 
 A federation of its own (home, free ports, two agencies, small heaps), started and stopped with
 the CLI as `make up` and `make down` do; the session's federation is not touched.
@@ -122,9 +123,11 @@ async def test_a_bridge_sigkilled_under_supervision_is_back_within_seconds_exact
     supervised: Supervised,
 ) -> None:
     origin, destination = AGENCIES
-    name = f"{origin}-{destination}"
-    before = (await asyncio.to_thread(supervised.status))[name]
-    assert before["health"] == "healthy", before
+    name, direction = f"bridge.{origin}", f"{origin}-{destination}"
+    status = await asyncio.to_thread(supervised.status)
+    before = status[name]
+    assert before["health"] == status[direction]["health"] == "healthy", status
+    assert status[direction]["pid"] == before["pid"]  # the direction runs in its worker
     publishing = asyncio.ensure_future(_publish(supervised, origin, destination, 400, rate=100))
     try:
         await asyncio.sleep(1.0)  # the kill lands while events are being published and moved
@@ -132,14 +135,19 @@ async def test_a_bridge_sigkilled_under_supervision_is_back_within_seconds_exact
         killed = time.monotonic()
         deadline = killed + 60
         while True:
-            now = (await asyncio.to_thread(supervised.status))[name]
-            if now["pid"] not in (None, before["pid"]) and now["health"] == "healthy":
+            status = await asyncio.to_thread(supervised.status)
+            now = status[name]
+            if (
+                now["pid"] not in (None, before["pid"])
+                and now["health"] == status[direction]["health"] == "healthy"
+            ):
                 break
             assert time.monotonic() < deadline, f"not back after 60 s: {now}"
             await asyncio.sleep(0.2)
         back_s = time.monotonic() - killed
         print(f"{name}: healthy again {back_s:.1f} s after SIGKILL")
         assert now["restarts"] == (before["restarts"] or 0) + 1
+        assert status[direction]["pid"] == now["pid"]
         assert back_s < 30
     finally:
         await publishing
@@ -171,16 +179,48 @@ def test_tail_until_end_prints_the_mirrored_feed_and_exits(supervised: Supervise
 
 def test_status_json_reports_every_process(supervised: Supervised) -> None:
     status = supervised.status()
-    bridges = [f"{a}-{b}" for a, b in (AGENCIES, AGENCIES[::-1])]
-    assert set(status) == {*AGENCIES, *bridges, "supervisor", "prometheus", "alertmanager"}
+    workers = [f"bridge.{a}" for a in AGENCIES]
+    directions = [f"{a}-{b}" for a, b in (AGENCIES, AGENCIES[::-1])]
+    correlators = [f"correlator.{a}" for a in AGENCIES]
+    assert set(status) == {
+        *AGENCIES,
+        *workers,
+        *directions,
+        *correlators,
+        "supervisor",
+        "prometheus",
+        "alertmanager",
+    }
     for process in status.values():
         assert process["state"] == "running", process
         assert process["ok"], process
         assert isinstance(process["pid"], int), process
-    for name in bridges:
+    for name in [*workers, *directions, *correlators]:
         assert status[name]["health"] == "healthy"
+    for name in [*workers, *directions]:
         assert isinstance(status[name]["lag"], int)
+    for worker, direction in zip(workers, directions, strict=True):
+        assert status[direction]["kind"] == "direction"
+        assert status[direction]["pid"] == status[worker]["pid"]
+        assert isinstance(status[worker]["restarts"], int)
     assert isinstance(status["supervisor"]["restarts"], int)
+
+
+async def test_a_correlator_sigkilled_under_supervision_is_restarted_and_healthy_again(
+    supervised: Supervised,
+) -> None:
+    name = f"correlator.{AGENCIES[1]}"
+    before = (await asyncio.to_thread(supervised.status))[name]
+    assert before["health"] == "healthy", before
+    os.kill(before["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while True:
+        now = (await asyncio.to_thread(supervised.status))[name]
+        if now["pid"] not in (None, before["pid"]) and now["health"] == "healthy":
+            break
+        assert time.monotonic() < deadline, f"not back after 90 s: {now}"
+        await asyncio.sleep(0.3)
+    assert now["restarts"] == (before["restarts"] or 0) + 1
 
 
 def _gone(pid: int) -> bool:

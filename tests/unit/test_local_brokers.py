@@ -19,7 +19,12 @@ from bus.errors import LocalClusterError
 from bus.local._federation import _check_layout
 from bus.local._node_files import cluster_id_for, cluster_id_of, server_properties
 from bus.local._spec import replication, save_spec
-from bus.local._supervision import bridges, check_ports, jmx_ports, supervisor_port
+from bus.local._supervision import (
+    bridges,
+    correlators,
+    jmx_ports,
+    supervisor_port,
+)
 from bus.local._supervisor import register_targets
 from bus.local._tls import ensure_certificates, tls_layout
 
@@ -92,23 +97,26 @@ def test_bridges_supervisor_and_one_jmx_exporter_per_node_take_the_ports_after_t
     tmp_path: Path,
 ) -> None:
     spec = _spec(tmp_path)
-    assert [(b.name, b.web_port) for b in bridges(spec)] == [
-        ("interpol-europol", 20012),
-        ("europol-interpol", 20013),
+    assert [(b.name, b.directions, b.web_port) for b in bridges(spec)] == [
+        ("bridge.interpol", ("interpol-europol",), 20012),
+        ("bridge.europol", ("europol-interpol",), 20013),
     ]
-    assert supervisor_port(spec) == 20014
+    assert [(c.name, c.web_port) for c in correlators(spec)] == [
+        ("correlator.interpol", 20014),
+        ("correlator.europol", 20015),
+    ]
+    assert supervisor_port(spec) == 20016
     assert jmx_ports(spec) == {
-        "interpol-1": 20017,
-        "interpol-2": 20018,
-        "interpol-3": 20019,
-        "europol-1": 20020,
-        "europol-2": 20021,
-        "europol-3": 20022,
+        "interpol-1": 20019,
+        "interpol-2": 20020,
+        "interpol-3": 20021,
+        "europol-1": 20022,
+        "europol-2": 20023,
+        "europol-3": 20024,
     }
-    assert spec.base_port + local.port_count(2, 3) - 1 == 20022
-    assert local.port_count(2) == local.port_count(2, 1) == 11
+    assert spec.base_port + local.port_count(2, 3) - 1 == 20024
+    assert local.port_count(2) == local.port_count(2, 1) == 13
     assert {"interpol-1", "europol-3"} <= set(local.log_files(spec))
-    check_ports(spec)
 
 
 def test_every_node_is_a_scrape_target_labelled_with_its_agency_and_its_name(
@@ -118,8 +126,8 @@ def test_every_node_is_a_scrape_target_labelled_with_its_agency_and_its_name(
     register_targets(spec)
     groups = json.loads((spec.home / "prometheus" / "targets" / "kafka.json").read_text())
     assert [(g["targets"], g["labels"]) for g in groups][:2] == [
-        (["127.0.0.1:20017"], {"agency": "interpol", "node": "interpol-1"}),
-        (["127.0.0.1:20018"], {"agency": "interpol", "node": "interpol-2"}),
+        (["127.0.0.1:20019"], {"agency": "interpol", "node": "interpol-1"}),
+        (["127.0.0.1:20020"], {"agency": "interpol", "node": "interpol-2"}),
     ]
     assert len(groups) == 6
 
