@@ -57,7 +57,15 @@ __all__ = [
 
 DEPLOY_PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
-JOBS = ("prometheus", "alertmanager", "bridges", "subscribers", "kafka", "supervisor")
+JOBS = (
+    "prometheus",
+    "alertmanager",
+    "bridges",
+    "correlators",
+    "subscribers",
+    "kafka",
+    "supervisor",
+)
 """The target files that deploy/prometheus/prometheus.yml reads (``targets/<job>.json``)."""
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:5001/alerts"
