@@ -37,7 +37,7 @@ from bus.local._processes import (
 )
 from bus.local._progress import reporting
 from bus.local._provisioning import ensure_keys, ensure_policy
-from bus.local._spec import HOST, FederationSpec, Node, NodeStatus, save_spec
+from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
 from bus.local._supervision import check_ports, jmx_ports
 from bus.local._supervisor import kafka_targets, stop_supervised
 from bus.local._tls import (
