@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bus import local
 from bus.config import Config, load_config
+from bus.local._prometheus import DEPLOY_PROMETHEUS
 from bus.signing import SigningKey
 from bus.testing import EventPlan, free_base_port, publish_plan, register
 
@@ -201,6 +203,35 @@ async def test_up_prints_where_to_look_and_every_target_is_up_with_the_brokers_j
     status = watched.status()
     for name in ("prometheus", "alertmanager"):
         assert (status[name]["state"], status[name]["health"]) == ("running", "healthy")
+
+
+_KAFKA_ALERT_METRICS = (
+    "kafka_server_replicamanager_underreplicatedpartitions",
+    "kafka_server_replicamanager_underminisrpartitioncount",
+    "kafka_controller_kafkacontroller_offlinepartitionscount",
+    "kafka_controller_kafkacontroller_activecontrollercount",
+    "kafka_controller_kafkacontroller_fencedbrokercount",
+    "kafka_server_raft_metrics_current_leader",
+)
+"""What the replication and quorum alerts (group bus-kafka of alerts.yml) read."""
+
+
+async def test_the_replication_alerts_read_real_metrics_and_stay_quiet_on_single_nodes(
+    watched: Watched,
+) -> None:
+    """One node per cluster, replication factor 1: no bus-kafka alert condition holds."""
+    prometheus = watched.urls["prometheus"]
+
+    def agencies(metric: str) -> set[str]:
+        return {s["metric"]["agency"] for s in _query(prometheus, metric)}
+
+    for metric in _KAFKA_ALERT_METRICS:  # every node scraped once at least
+        await _until(f"{metric} of every agency", lambda m=metric: agencies(m) == set(AGENCIES))
+    groups = yaml.safe_load((DEPLOY_PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))
+    (kafka,) = [g for g in groups["groups"] if g["name"] == "bus-kafka"]
+    assert len(kafka["rules"]) >= 5
+    for rule in kafka["rules"]:
+        assert await asyncio.to_thread(_query, prometheus, rule["expr"]) == [], rule["alert"]
 
 
 def _panels(dom: str) -> dict[str, str]:

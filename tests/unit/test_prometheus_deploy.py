@@ -60,6 +60,19 @@ def test_every_alert_the_issue_asks_for_exists_and_has_a_unit_test_that_fires_it
     assert sorted(tested) == sorted(alerts)
 
 
+def test_docs_operations_lists_every_alert_with_its_for_and_explains_the_new_ones() -> None:
+    """The table of docs/operations.md names each alert of alerts.yml with its ``for``."""
+    docs = (DEPLOY.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| `(Bus\w+)` \| .* \| (\w+) \|$", docs, re.M))
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))["groups"]
+    rules = {r["alert"]: r.get("for", "0") for g in groups for r in g["rules"]}
+    assert table == rules
+    for group in groups:
+        if group["name"] in ("bus-kafka", "bus-correlate"):
+            for rule in group["rules"]:
+                assert f"- **`{rule['alert']}`** ({rule['labels']['severity']})" in docs
+
+
 def test_the_alert_unit_tests_pass() -> None:
     files = sorted(p.name for p in (PROMETHEUS / "tests").glob("*.yml"))
     out = promtool("test", "rules", *files, cwd=PROMETHEUS / "tests")
