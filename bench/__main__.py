@@ -23,6 +23,11 @@ e2e        ``bench.bench_e2e``                   the bridge against MirrorMaker 
                                                  sent to the last committed (many minutes)
 profile    ``bench.bench_bridge --profile-only``  cProfile of an in-process replicator: own
                                                  time by category, wall time per batch stage
+scale      ``bench.bench_scale``                 one direction's bridge throughput against
+                                                 partitions (1, 3, 6, 12) and worker processes
+                                                 (1, 2, 3), each against 1 partition, 1 worker
+mesh       ``bench.bench_mesh``                  five agencies, every direction bridged: memory
+                                                 and CPU of the Kafka nodes and the bridges
 link       ``bench.bench_link``                  the bridge and MirrorMaker 2 across a long
                                                  link (0, 25, 100 ms round trips), each
                                                  against its own 0 ms figure (root only;
@@ -61,17 +66,33 @@ BENCHMARKS = {
     "pubsub": "bench.bench_pubsub",
     "e2e": "bench.bench_e2e",
     "profile": "bench.bench_bridge",
+    "scale": "bench.bench_scale",
+    "mesh": "bench.bench_mesh",
     "link": "bench.bench_link",
     "bridge": "bench.bench_bridge",
 }
-DEFAULT = ("core", "policy", "limits", "stages", "correlate", "profile", "pubsub", "e2e", "link")
+DEFAULT = (
+    "core",
+    "policy",
+    "limits",
+    "stages",
+    "correlate",
+    "profile",
+    "pubsub",
+    "e2e",
+    "scale",
+    "mesh",
+    "link",
+)
 _ROOT = Path(__file__).resolve().parent.parent
 
 
 def _arguments(name: str, quick: bool) -> list[str] | None:
     """The command line a module's ``main`` gets; None for modules whose ``main`` takes none."""
-    if name in ("pubsub", "e2e", "bridge", "correlate", "link"):
+    if name in ("pubsub", "e2e", "bridge", "correlate", "link", "scale"):
         return ["--quick"] if quick else []
+    if name == "mesh":
+        return ["--seconds", "10", "--modes", "per-source"] if quick else []
     if name == "profile":
         return ["--profile-only", *(["--quick"] if quick else [])]
     if name == "stages":
@@ -106,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             results[name] = figures
         print(flush=True)
     if not args.no_report and any(
-        k in results for k in ("stages", "profile", "pubsub", "e2e", "link")
+        k in results for k in ("stages", "profile", "pubsub", "e2e", "scale", "mesh", "link")
     ):
         out = _ROOT / "bench" / "results" / started.strftime("%Y%m%dT%H%M%SZ")
         report.write(results, out=out, doc=_ROOT / "docs" / "performance.md")

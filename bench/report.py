@@ -1,12 +1,13 @@
 """The benchmark report: every figure as JSON, plots as PNG, and ``docs/performance.md``.
 
 ``write(results, out=...)`` takes what ``python -m bench`` measured (``stages``, ``pubsub``,
-``e2e``: the dicts the modules' ``main`` functions return; any may be missing) and writes into
-``out`` (``bench/results/<UTC time>/``, gitignored): ``results.json``, ``throughput.png``
-(events/s against event size), ``latency.png`` (percentiles against offered rate),
-``pubsub.png`` (publisher and subscriber against raw clients) and ``stages.png`` (cost per event
-of each stage of the bridge's judge); then the markdown page. Every headline is a ratio within
-one repetition of one run (median and range), next to the load average it was measured under.
+``e2e``, ``scale``, ``mesh``, ``link``: the dicts the modules' ``main`` functions return; any
+may be missing) and writes into ``out`` (``bench/results/<UTC time>/``, gitignored):
+``results.json``, ``throughput.png`` (events/s against event size), ``latency.png``
+(percentiles against offered rate), ``pubsub.png`` (publisher and subscriber against raw
+clients) and ``stages.png`` (cost per event of each stage of the bridge's judge); then the
+markdown page. Every headline is a ratio within one repetition of one run (median and range),
+next to the load average it was measured under.
 """
 
 from __future__ import annotations
@@ -403,11 +404,75 @@ def _markdown(results: dict[str, Any], out: Path, plots: list[str]) -> str:
                 "clusters, whose brokers share the two cores with the bridge. That, not the "
                 "judge, is where most of a batch's time goes on this machine.",
             ]
+    lines += _scale(results.get("scale"))
+    lines += _mesh(results.get("mesh"))
     lines += _link(results.get("link"))
     if plots:
         lines += ["", "Plots of this run: " + ", ".join(f"`{p}`" for p in plots) + "."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _scale(scale: dict[str, Any] | None) -> list[str]:
+    """One direction's throughput by partitions and by workers, against 1 partition, 1 worker."""
+    if not scale:
+        return []
+    plan = scale["plan"]
+    runs = [r for r in scale["runs"] if "error" not in r and r.get("throughput")]
+    lines = [
+        "",
+        "## One direction: partitions and workers",
+        "",
+        f"`python -m bench.bench_scale`: interpol->europol through `bus bridge run` processes of "
+        f"the one direction (one consumer group), {plan['events']:,} events of {plan['size']} B "
+        f"as fast as the publisher could send, {plan['reps']} repetition(s), load average "
+        f"{_loads(runs)}; timed from the first record sent to the last committed. Each ratio "
+        "is against 1 partition and 1 worker in the same repetition.",
+        "",
+        "| configuration | events/s (median) | ratio [min-max] |",
+        "|---|---|---|",
+    ]
+    for key, r in scale["summary"].items():
+        ratio = (
+            f"{r['ratio']:.2f} [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]"
+            if r["ratio"] is not None
+            else "n/a"
+        )
+        lines.append(f"| {key} | {r['events_per_s']:,.0f} | {ratio} |")
+    failed = [r for r in scale["runs"] if "error" in r]
+    lines += [""] if failed else []
+    lines += [
+        f"- {r['partitions']} partitions, {r['workers']} worker(s), rep {r['rep']} failed: "
+        f"{r['error']}"
+        for r in failed
+    ]
+    return lines
+
+
+def _mesh(mesh: dict[str, Any] | None) -> list[str]:
+    """What a mesh of agencies costs in memory and CPU."""
+    if not mesh:
+        return []
+    lines = [
+        "",
+        f"## {mesh['agencies']} agencies on one machine",
+        "",
+        f"`python -m bench.bench_mesh`: {mesh['agencies']} agencies (single nodes, "
+        f"{mesh['heap_mb']} MiB heaps, mutual TLS), every ordered pair bridged; resident memory "
+        "with events flowing and CPU in % of one core (idle / events flowing).",
+        "",
+        "| mode | bridge processes | Kafka MB | bridges MB | MB per bridge process "
+        "| CPU % Kafka | CPU % bridges |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in mesh["results"]:
+        lines.append(
+            f"| {r['mode']} | {r['processes']} | {r['rss_mb_busy']['kafka']:,} | "
+            f"{r['rss_mb_busy']['bridges']:,} | {r['bridge_rss_mb_per_process']:,} | "
+            f"{r['cpu_pct_idle']['kafka']} / {r['cpu_pct_busy']['kafka']} | "
+            f"{r['cpu_pct_idle']['bridges']} / {r['cpu_pct_busy']['bridges']} |"
+        )
+    return lines
 
 
 def _link(link: dict[str, Any] | None) -> list[str]:
