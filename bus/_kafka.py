@@ -13,6 +13,7 @@ retry exactly ``RETRYABLE``.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,11 +28,13 @@ from bus.errors import ConfigError, TransportError
 
 __all__ = [
     "RETRYABLE",
+    "STOP_TIMEOUT_S",
     "client_options",
     "describe",
     "is_transient",
     "new_topic",
     "ssl_context",
+    "stop_within",
     "translated",
 ]
 
@@ -41,6 +44,24 @@ RETRYABLE: Final = (KafkaError, TransportError, TimeoutError, OSError)
 A ``TransportError`` is in it because the bus's own transport code (a checkpoint read that
 timed out, a ``TxFailed``) reports the same conditions with a message that says where.
 """
+
+STOP_TIMEOUT_S: Final = 5.0
+"""How long :func:`stop_within` waits for a client to stop by default."""
+
+
+async def stop_within(client: Any, seconds: float = STOP_TIMEOUT_S) -> bool:
+    """Stop an aiokafka consumer or producer, giving up after ``seconds``; True if it stopped.
+
+    ``stop()`` waits until every socket of the client is closed, and a socket with data still
+    to send to a cluster behind a partition may take as long as the kernel keeps retrying: a
+    worker that awaited it unbounded would sit there, silent. Its errors (``RETRYABLE``) are
+    swallowed too: a client being thrown away has nothing left to report.
+    """
+    try:
+        await asyncio.wait_for(client.stop(), seconds)
+    except RETRYABLE:
+        return False
+    return True
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:

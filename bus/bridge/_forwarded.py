@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus._fetch import fetch
-from bus._kafka import RETRYABLE, client_options
+from bus._kafka import RETRYABLE, client_options, stop_within
 from bus._revisions import RevisionIndex
 from bus.bridge._metrics import BridgeMetrics
 from bus.bridge._replays import forwarded_topic, read_entry
@@ -135,7 +135,7 @@ class Forwarded:
             await reader.seek_to_beginning(where)
             await self._read_to_end(reader, {where})
         finally:
-            await reader.stop()
+            await stop_within(reader)  # unbounded, it can wedge the lane behind a partition
 
     async def aclose(self) -> None:
         follower, self._follower = self._follower, None

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from bus._fetch import Unreadable, fetch
-from bus._kafka import RETRYABLE, client_options, describe
+from bus._kafka import RETRYABLE, client_options, describe, stop_within
 from bus.audit_chain import ChainHead
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._outgoing import Outgoing
@@ -171,7 +171,7 @@ class TxLog:
                         last = record
             return None if last is None else self._checkpoint_of(last)
         finally:
-            await reader.stop()
+            await stop_within(reader)  # unbounded, it can wedge the lane behind a partition
 
     def _checkpoint_of(self, record: Any) -> Checkpoint:
         """The checkpoint in the partition's last record; ``CheckpointError`` if it is none."""
