@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
@@ -36,6 +36,7 @@ __all__ = [
     "ssl_context",
     "stop_within",
     "translated",
+    "within",
 ]
 
 RETRYABLE: Final = (KafkaError, TransportError, TimeoutError, OSError)
@@ -44,6 +45,8 @@ RETRYABLE: Final = (KafkaError, TransportError, TimeoutError, OSError)
 A ``TransportError`` is in it because the bus's own transport code (a checkpoint read that
 timed out, a ``TxFailed``) reports the same conditions with a message that says where.
 """
+
+_T = TypeVar("_T")
 
 STOP_TIMEOUT_S: Final = 5.0
 """How long :func:`stop_within` waits for a client to stop by default."""
@@ -62,6 +65,21 @@ async def stop_within(client: Any, seconds: float = STOP_TIMEOUT_S) -> bool:
     except RETRYABLE:
         return False
     return True
+
+
+async def within(action: Awaitable[_T], seconds: float, what: str) -> _T:
+    """Await ``action`` for at most ``seconds``; then ``TransportError("<what>: no answer within
+    ...")``, which the bridge's retry loops retry (``RETRYABLE``).
+
+    For the aiokafka calls that wait with no limit of their own while a cluster is away:
+    ``position()`` after a seek waits for an offset reset, ``begin_transaction()`` for a
+    producer id, ``commit()`` for a group coordinator. A worker awaiting one of them behind a
+    partition would sit there for ever, alive, silent and moving nothing.
+    """
+    try:
+        return await asyncio.wait_for(action, seconds)
+    except TimeoutError as exc:
+        raise TransportError(f"{what}: no answer within {seconds:g} s") from exc
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:

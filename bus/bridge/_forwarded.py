@@ -17,7 +17,6 @@ log line naming where, and counted. See ``docs/decisions/0008-replays-and-revisi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus._fetch import fetch
-from bus._kafka import RETRYABLE, client_options, stop_within
+from bus._kafka import RETRYABLE, client_options, stop_within, within
 from bus._revisions import RevisionIndex
 from bus.bridge._metrics import BridgeMetrics
 from bus.bridge._replays import forwarded_topic, read_entry
@@ -129,19 +128,18 @@ class Forwarded:
         lane fenced the previous owner)."""
         where = TopicPartition(forwarded_topic(self.settings.source.name, topic), partition)
         reader = self._reader()
-        await asyncio.wait_for(reader.start(), self.settings.operation_timeout_s)
         try:
+            await asyncio.wait_for(reader.start(), self.settings.operation_timeout_s)
             reader.assign([where])
             await reader.seek_to_beginning(where)
             await self._read_to_end(reader, {where})
         finally:
-            await stop_within(reader)  # unbounded, it can wedge the lane behind a partition
+            await stop_within(reader)
 
     async def aclose(self) -> None:
         follower, self._follower = self._follower, None
         if follower is not None:
-            with contextlib.suppress(*RETRYABLE):
-                await asyncio.wait_for(follower.stop(), 5.0)
+            await stop_within(follower)
 
     @property
     def _name(self) -> str:
@@ -158,7 +156,12 @@ class Forwarded:
         timeout = self.settings.operation_timeout_s
         deadline = time.monotonic() + timeout
         while True:
-            behind = [tp for tp in wanted if await reader.position(tp) < ends[tp]]
+            reading = f"bridge {self._name}: reading the forwarded events"
+            behind = [
+                tp
+                for tp in wanted
+                if await within(reader.position(tp), timeout, f"{reading} ({tp.topic})") < ends[tp]
+            ]
             if not behind:
                 break
             if time.monotonic() > deadline:

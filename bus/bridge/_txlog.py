@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from bus._fetch import Unreadable, fetch
-from bus._kafka import RETRYABLE, client_options, describe, stop_within
+from bus._kafka import RETRYABLE, client_options, describe, stop_within, within
 from bus.audit_chain import ChainHead
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._outgoing import Outgoing
@@ -118,7 +118,8 @@ class TxLog:
             audit_head=audit_head,
         )
         try:
-            await producer.begin_transaction()
+            # It waits for a producer id with no limit of its own.
+            await within(producer.begin_transaction(), self._timeout_s, "beginning")
             for r in records:
                 await producer.send(
                     r.topic,
@@ -137,11 +138,15 @@ class TxLog:
             await asyncio.wait_for(producer.commit_transaction(), self._timeout_s)
         except ProducerFenced as exc:
             raise Fenced(f"{self.where}: fenced ({exc})") from exc
-        except (KafkaError, TimeoutError) as exc:
+        except (KafkaError, TimeoutError, TransportError) as exc:
             raise TxFailed(
                 f"transaction up to source offset {next_offset - 1} with checkpoint "
                 f"{self.where} failed or has an unknown outcome: {describe(exc)}"
             ) from exc
+
+    @property
+    def _reading(self) -> str:
+        return f"reading checkpoint {self.where}"
 
     async def _read_checkpoint(self) -> Checkpoint | None:
         where = TopicPartition(self.checkpoint_topic, self.partition)
@@ -153,8 +158,8 @@ class TxLog:
             request_timeout_ms=int(self._timeout_s * 1000),
             **client_options(self.cluster),
         )
-        await asyncio.wait_for(reader.start(), self._timeout_s)
         try:
+            await asyncio.wait_for(reader.start(), self._timeout_s)
             reader.assign([where])
             # The last stable offset: with every earlier writer fenced, nothing is pending.
             end = (await reader.end_offsets([where]))[where]
@@ -162,16 +167,16 @@ class TxLog:
             if end > 0:
                 await reader.seek_to_beginning(where)
                 deadline = time.monotonic() + self._timeout_s
-                while await reader.position(where) < end:
+                while await within(reader.position(where), self._timeout_s, self._reading) < end:
                     if time.monotonic() > deadline:
-                        raise TransportError(f"reading checkpoint {self.where} timed out")
+                        raise TransportError(f"{self._reading} timed out")
                     # fetch: a record the client cannot parse must not wedge the lane either.
                     batch = await fetch(reader, timeout_ms=500)
                     for record in batch.get(where, ()):
                         last = record
             return None if last is None else self._checkpoint_of(last)
         finally:
-            await stop_within(reader)  # unbounded, it can wedge the lane behind a partition
+            await stop_within(reader)
 
     def _checkpoint_of(self, record: Any) -> Checkpoint:
         """The checkpoint in the partition's last record; ``CheckpointError`` if it is none."""

@@ -55,7 +55,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from bus._fetch import fetch
-from bus._kafka import RETRYABLE, client_options
+from bus._kafka import RETRYABLE, client_options, within
 from bus._quote import bounded
 from bus.audit_chain import chain_id
 from bus.bridge._checkpoint import (
@@ -71,6 +71,7 @@ from bus.bridge._replays import screen
 from bus.bridge._topics import ensure_topics
 from bus.bridge._txlog import TxLog
 from bus.bridge._verdict import Outcome, Verdict, judge
+from bus.bridge._watchdog import Watchdog
 from bus.bridge.settings import BridgeSettings
 from bus.errors import TransportError
 from bus.policy import ReleasePolicy
@@ -122,13 +123,19 @@ class Replicator:
         self._forwarded = Forwarded(settings, metrics=self._metrics, clock=clock)
         """What the direction forwarded: replays and rollbacks are denied (``_replays``)."""
         self._lso = LastStableOffsets(self._metrics)
+        self._watchdog = Watchdog(
+            name=settings.name,
+            after_s=max(60.0, 4 * settings.operation_timeout_s),
+            on_tick=self._observe_checkpoint_ages,
+        )
         self.started = asyncio.Event()
 
     # --- status -------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """For ``/healthz``: healthy when started, no lane has failed for 30 s or more and no
-        lane is stopped by an untrusted checkpoint (``stopped`` names them, with the reason)."""
+        """For ``/healthz``: healthy when started, no lane has failed for 30 s or more, no lane
+        is stopped by an untrusted checkpoint (``stopped`` names them, with the reason) and the
+        fetch loop has not stalled (``stalled_for_s``: ``_watchdog``)."""
         now = time.monotonic()
         failing = {
             f"{tp.topic}/{tp.partition}": round(now - lane.failing_since, 1)
@@ -140,8 +147,12 @@ class Replicator:
             for tp, lane in self._stopped.items()
             if lane.stopped is not None
         }
+        stalled = self._watchdog.stalled_for()
         healthy = (
-            self.started.is_set() and not any(age >= 30 for age in failing.values()) and not stopped
+            self.started.is_set()
+            and not any(age >= 30 for age in failing.values())
+            and not stopped
+            and stalled is None
         )
         return {
             "healthy": healthy,
@@ -150,6 +161,7 @@ class Replicator:
             "partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in self._lanes),
             "failing_for_s": failing,
             "stopped": stopped,
+            "stalled_for_s": None if stalled is None else round(stalled, 1),
         }
 
     def stop(self) -> None:
@@ -180,10 +192,13 @@ class Replicator:
             log.info("bridge %s started as %s", s.name, s.bridge_id)
             async with asyncio.TaskGroup() as background:
                 following = background.create_task(self._forwarded.follow())
+                self._watchdog.beat()
+                watching = background.create_task(self._watchdog.run())
                 try:
                     await self._loop(self._consumer)
                 finally:
                     following.cancel()
+                    watching.cancel()
         finally:
             await self._shutdown()
 
@@ -213,6 +228,7 @@ class Replicator:
                 await asyncio.sleep(self.settings.backoff_s(failures))
                 continue
             failures = 0
+            self._watchdog.beat()
             if time.monotonic() - last_commit >= 1.0:
                 await self._commit_source_offsets(consumer)
                 last_commit = time.monotonic()
@@ -579,6 +595,12 @@ class Replicator:
                 if stable <= lane.next_offset:
                     lane.checkpointed_at = now  # nothing to move: the checkpoint is current
                 self._lso.observe(labels, stable=stable, high=consumer.highwater(tp), now=now)
+        self._observe_checkpoint_ages(now)
+
+    def _observe_checkpoint_ages(self, now: float) -> None:
+        """Also called by the watchdog: the ages grow while the loop is stopped."""
+        for tp, lane in self._lanes.items():
+            labels = (*self._labels, tp.topic, str(tp.partition))
             self._metrics.checkpoint_age.labels(*labels).set(now - lane.checkpointed_at)
 
     async def _commit_source_offsets(self, consumer: AIOKafkaConsumer) -> None:
@@ -586,7 +608,9 @@ class Replicator:
         offsets = {tp: lane.next_offset for tp, lane in self._lanes.items() if lane.next_offset}
         if offsets:
             with contextlib.suppress(*RETRYABLE):
-                await consumer.commit(offsets)
+                # Waits for the group coordinator with no limit of its own.
+                timeout = self.settings.operation_timeout_s
+                await within(consumer.commit(offsets), timeout, "committing the source offsets")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's base is untyped
