@@ -352,7 +352,7 @@ def check_release(verified: VerifiedEvent, *, mirrored_from: str, agency: str) -
         raise OriginMismatch(
             f"event {verified.event['event_id']} was signed by {origin}, but the topic is "
             f"{mirrored_from}'s mirrored feed (only {mirrored_from}'s bridge writes it); "
-            "open the subscriber with require_release=False to read onward-forwarded feeds"
+            "a reader of onward-forwarded feeds turns this check off with require_release=False"
         )
     if agency not in verified.event.get("releasable_to", ()):
         raise NotReleasable(
