@@ -359,32 +359,40 @@ class Replicator:
         self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
 
     async def _open_pending(self, consumer: AIOKafkaConsumer) -> None:
+        """Open every pending lane, all at once (each one's round trips to both clusters
+        overlap the others': on a long link that is most of a rebalance), and move none until
+        all are open: a lane's ``Forwarded.load`` must be known to every other lane's replay
+        screen before that lane moves a record (``_replays``)."""
         while self._pending and not self._stopping.is_set():
-            tp = min(self._pending, key=lambda t: (t.topic, t.partition))
-            lane = await self._open_lane(tp)
-            if lane is None:  # revoked or stopping while it opened
-                continue
-            async with self._lock:
-                if tp not in self._pending:
-                    await self._close_lane(lane)
-                    continue
-                self._pending.discard(tp)
-                if lane.stopped is not None:
-                    await self._park(lane)
-                    continue
-                self._stopped.pop(tp, None)
-                self._lanes[tp] = lane
-                consumer.seek(tp, lane.resume_from)
-                consumer.resume(tp)
-                self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
-            log.info(
-                "bridge %s: moving %s/%d from offset %d (audited until %d)",
-                self.settings.name,
-                tp.topic,
-                tp.partition,
-                lane.next_offset,
-                lane.audited_until,
-            )
+            pending = sorted(self._pending, key=lambda t: (t.topic, t.partition))
+            opened = await asyncio.gather(*(self._open_lane(tp) for tp in pending))
+            for tp, lane in zip(pending, opened, strict=True):
+                if lane is not None:  # None: revoked or stopping while it opened
+                    await self._install(consumer, tp, lane)
+
+    async def _install(self, consumer: AIOKafkaConsumer, tp: TopicPartition, lane: Lane) -> None:
+        """Make an opened lane move (or park it, stopped by an untrusted checkpoint)."""
+        async with self._lock:
+            if tp not in self._pending:  # revoked after it opened
+                await self._close_lane(lane)
+                return
+            self._pending.discard(tp)
+            if lane.stopped is not None:
+                await self._park(lane)
+                return
+            self._stopped.pop(tp, None)
+            self._lanes[tp] = lane
+            consumer.seek(tp, lane.resume_from)
+            consumer.resume(tp)
+            self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
+        log.info(
+            "bridge %s: moving %s/%d from offset %d (audited until %d)",
+            self.settings.name,
+            tp.topic,
+            tp.partition,
+            lane.next_offset,
+            lane.audited_until,
+        )
 
     def _new_lane(self, tp: TopicPartition) -> Lane:
         s = self.settings
