@@ -36,7 +36,7 @@ from aiokafka.errors import ProducerFenced
 from prometheus_client import CollectorRegistry
 
 from bus._fetch import fetch
-from bus._kafka import client_options, translated
+from bus._kafka import client_options, stop_within, translated, within
 from bus.batch import RootCache
 from bus.codec import SchemaStore, default_store
 from bus.config import AgencySettings, Config, correlator_identity
@@ -312,7 +312,8 @@ class Correlator:
         offsets: dict[TopicPartition, int] = {}
         counts: list[tuple[str, str]] = []
         hits: list[str] = []
-        await producer.begin_transaction()
+        # It waits for a producer id with no limit of its own (bus._kafka.within).
+        await within(producer.begin_transaction(), s.operation_timeout_s, "beginning a transaction")
         futures = [await self._send_state(producer, key, value) for key, value in expired]
         for record in records:
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
@@ -404,10 +405,12 @@ class Correlator:
                         for record in records:
                             self._load(index, record)
                     for tp in list(remaining):
-                        if await consumer.position(tp) >= ends[tp]:
+                        position = consumer.position(tp)
+                        what = f"reading {s.state_topic}"
+                        if await within(position, s.operation_timeout_s, what) >= ends[tp]:
                             remaining.discard(tp)
             finally:
-                await consumer.stop()
+                await stop_within(consumer)
         return index
 
     @staticmethod
