@@ -113,7 +113,10 @@ class Forwarded:
                 await asyncio.sleep(0.5)
                 continue
             try:
-                batches = await fetch(follower, timeout_ms=500)
+                # Bounded: before fetching, ``fetch`` awaits each partition's position.
+                following = fetch(follower, timeout_ms=500)
+                timeout = self.settings.operation_timeout_s
+                batches = await within(following, timeout, "following the forwarded events")
             except RETRYABLE as exc:
                 attempt += 1
                 log.warning("bridge %s: reading forwarded events failed (%s)", self._name, exc)

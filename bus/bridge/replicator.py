@@ -237,11 +237,13 @@ class Replicator:
         """Open the lanes due, fetch once and move what came, each lane at once."""
         self._recheck_stopped()
         await self._open_pending(consumer)
-        batches = await fetch(
+        fetching = fetch(
             consumer,
             timeout_ms=200,
             max_records=self.settings.max_batch * max(1, len(self._lanes)),
         )
+        # Bounded: before fetching, ``fetch`` awaits each partition's position.
+        batches = await within(fetching, self.settings.operation_timeout_s, "fetching")
         async with self._lock:
             # Lanes are independent (own producers, own checkpoints): move them at once, so
             # one lane's judging overlaps the others' round trips to the clusters.
