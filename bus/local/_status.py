@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bus._time import format_time
 from bus.local import _prometheus
+from bus.local._control import bridge_health, direction_health, supervisor_running
 from bus.local._federation import status as cluster_status
 from bus.local._spec import HOST, FederationSpec
 from bus.local._supervision import (
@@ -40,7 +41,6 @@ from bus.local._supervision import (
     read_state,
     supervisor_port,
 )
-from bus.local._supervisor import bridge_health, direction_health, supervisor_running
 
 __all__ = ["ProcessStatus", "collect", "render_table"]
 
