@@ -45,6 +45,7 @@ from bus.local._supervision import (
     supervisor_command,
     supervisor_log,
     supervisor_pid_file,
+    worker_pid,
 )
 from bus.local._targets import register_targets
 
@@ -340,8 +341,8 @@ def stop_supervised(spec: FederationSpec, *, log: Log) -> None:
     supervisor_pid_file(spec).unlink(missing_ok=True)
     workers: list[SupervisedWorker] = [*bridges(spec), *correlators(spec)]
     for worker in workers:
-        found = read_pid(worker.pid_file)
-        if found is not None and is_worker_process(found, spec, worker):
+        found = worker_pid(spec, worker)
+        if found is not None:
             # Only after a supervisor that was killed outright (its workers had SIGTERM).
             log(f"{worker.name}: still running without its supervisor; stopping pid {found}")
             alive = functools.partial(is_worker_process, found, spec, worker)

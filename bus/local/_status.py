@@ -34,12 +34,10 @@ from bus.local._supervision import (
     alertmanager_port,
     bridges,
     correlators,
-    is_bridge_process,
-    is_correlator_process,
     prometheus_port,
-    read_pid,
     read_state,
     supervisor_port,
+    worker_pid,
 )
 
 __all__ = ["ProcessStatus", "collect", "render_table"]
@@ -212,9 +210,7 @@ def _bridge_status(
     supervised: int | None,
 ) -> list[ProcessStatus]:
     """The worker's row, then one per direction it hosts."""
-    pid = read_pid(bridge.pid_file)
-    if pid is not None and not is_bridge_process(pid, spec, bridge):
-        pid = None
+    pid = worker_pid(spec, bridge)
     last_exit = recorded.get("last_exit")
     common: dict[str, Any] = {"pid": pid, "address": f"{HOST}:{bridge.web_port}"}
     names = ", ".join(bridge.directions)
@@ -300,9 +296,7 @@ def _correlator_status(
     *,
     supervised: int | None,
 ) -> ProcessStatus:
-    pid = read_pid(correlator.pid_file)
-    if pid is not None and not is_correlator_process(pid, spec, correlator):
-        pid = None
+    pid = worker_pid(spec, correlator)
     common: dict[str, Any] = {
         "name": correlator.name,
         "kind": "correlator",

@@ -56,7 +56,6 @@ __all__ = [
     "SupervisedProcess",
     "SupervisedWorker",
     "alertmanager_port",
-    "bridge_process",
     "jmx_ports",
     "port_count",
     "prometheus_port",
@@ -66,7 +65,6 @@ __all__ = [
     "bridges",
     "check_ports",
     "correlator_command",
-    "correlator_process",
     "correlators",
     "is_bridge_process",
     "is_correlator_process",
@@ -80,6 +78,7 @@ __all__ = [
     "supervisor_log",
     "supervisor_pid_file",
     "supervisor_port",
+    "worker_pid",
     "state_file",
 ]
 
@@ -302,16 +301,6 @@ def log_files(spec: FederationSpec) -> dict[str, Path]:
     return files
 
 
-def bridge_process(bridge: SupervisedBridge, command: list[str]) -> SupervisedProcess:
-    """``bridge`` as the supervisor runs it, with ``command``."""
-    return bridge.process(command)
-
-
-def correlator_process(correlator: SupervisedCorrelator, command: list[str]) -> SupervisedProcess:
-    """``correlator`` as the supervisor runs it, with ``command``."""
-    return correlator.process(command)
-
-
 def services(spec: FederationSpec) -> list[SupervisedProcess]:
     """Prometheus and Alertmanager as the supervisor runs them (their files prepared first:
     ``_prometheus.prepare_prometheus`` and ``prepare_alertmanager``)."""
@@ -429,6 +418,13 @@ def is_worker_process(pid: int, spec: FederationSpec, worker: SupervisedWorker) 
     if isinstance(worker, SupervisedBridge):
         return is_bridge_process(pid, spec, worker)
     return isinstance(worker, SupervisedCorrelator) and is_correlator_process(pid, spec, worker)
+
+
+def worker_pid(spec: FederationSpec, worker: SupervisedWorker) -> int | None:
+    """The pid recorded for ``worker``, if that process still runs as this federation's
+    ``worker``."""
+    pid = read_pid(worker.pid_file)
+    return pid if pid is not None and is_worker_process(pid, spec, worker) else None
 
 
 def read_pid(pid_file: Path) -> int | None:
