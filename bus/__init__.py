@@ -10,7 +10,8 @@ in ``pyproject.toml`` hold the code to this, and ``make check`` runs them):
 3. transport on aiokafka: ``_kafka`` (client options, error translation), ``metrics``,
    ``publisher``, ``subscriber``, ``verifier`` (how a record is judged), ``quarantine``; on
    top, ``streams`` (the gate of users' own aiokafka consumers) and ``faust_streams``
-   (verified events in users' Faust agents).
+   (verified events in users' Faust agents); beside it ``_worker``, the Faust worker
+   scaffolding of the bridge and the correlator (web server, ``/metrics``, ``/healthz``).
 4. ``bridge``: the Faust worker that replicates released events between clusters.
 5. ``local``: real Kafka nodes on this machine; ``cli``: the ``bus`` command.
 """

@@ -7,11 +7,8 @@ The replication hot path does not go through Faust streams: measured, a Faust ag
 order of magnitude fewer events than a plain aiokafka consume->produce loop (see
 docs/decisions/0005-bridge-hot-path.md), so the replicator owns its aiokafka clients.
 
-So Faust's own Kafka clients are not started at all (``_WebOnly``): no consumer, no producer,
-no consumer group. A Faust consumer joined a group that nothing used, and its stop waited in
-that group's JoinGroup for as long as a SIGKILLed predecessor's session lived (60 s by
-Faust's defaults), so a worker restarted after a kill did not exit on SIGTERM for up to a
-minute.
+So Faust's own Kafka clients are not started at all (``bus._worker``, the worker scaffolding
+the bridge shares with the correlator).
 
 Stopping is bounded: SIGTERM or SIGINT gives the replicator ``operation_timeout_s`` to finish
 (each step of its shutdown shares that deadline), and the process ends at the latest
@@ -28,22 +25,17 @@ them all (docs/decisions/0017-several-directions-per-worker.md).
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-import os
-import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
-import mode
-from faust.app.base import BootStrategy
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from bus import _transient_logs
 from bus._reloading import ReloadingTrustStore
+from bus._worker import BoundedWorker, HostedService, create_web_app, run_services
 from bus.bridge.replicator import Replicator
 from bus.bridge.settings import BridgeSettings
 
@@ -57,8 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("bus.bridge")
-
-_METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 EXIT_UNCLEAN_STOP = 75
 """Exit status of a worker whose shutdown did not finish cleanly in time (EX_TEMPFAIL): nothing
@@ -92,94 +82,17 @@ def health(replicators: Sequence[Replicator]) -> dict[str, Any]:
     }
 
 
-class _WebOnly(BootStrategy):
-    """Faust starts its web server and sensors, never its Kafka consumer or producer."""
+class ReplicatorService(HostedService):
+    """Runs a ``Replicator`` for the lifetime of the Faust worker; a replicator still starting
+    (retrying a cluster) has nothing in flight to finish, so a stop cancels it at once."""
 
-    enable_kafka = False
-
-
-class _BridgeApp(faust.App):
-    BootStrategy = _WebOnly
-
-
-class ReplicatorService(mode.Service):
-    """Runs a ``Replicator`` for the lifetime of the Faust worker."""
+    kind = "bridge"
+    logger = log
+    cancel_while_starting = True
 
     def __init__(self, replicator: Replicator, **kwargs: Any) -> None:
         self.replicator = replicator
-        self._task: asyncio.Task[None] | None = None
-        super().__init__(**kwargs)
-
-    async def on_start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-        self.add_future(self._task)
-
-    async def _run(self) -> None:
-        try:
-            await self.replicator.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Nothing is lost (the checkpoint is on the destination), but a worker that cannot
-            # replicate must not look alive: crash it so that its supervisor restarts it.
-            log.exception("bridge %s failed", self.replicator.settings.name)
-            await self.crash(exc)
-
-    async def on_stop(self) -> None:
-        task = self._task
-        if task is None:
-            return
-        if not self.replicator.started.is_set():
-            task.cancel()  # still starting (retrying a cluster): nothing in flight to finish
-        self.replicator.stop()
-        # The replicator's shutdown shares one deadline of operation_timeout_s; past it and a
-        # little more, it is cancelled (and the worker's watchdog ends the process anyway).
-        bound = self.replicator.settings.operation_timeout_s + 2.0
-        done, _ = await asyncio.wait({task}, timeout=bound)
-        if not done:
-            log.error(
-                "bridge %s: shutdown did not finish within %.0f s; cancelled",
-                self.replicator.settings.name,
-                bound,
-            )
-            self.replicator.stopped_cleanly = False
-            task.cancel()
-            await asyncio.wait({task}, timeout=2.0)
-
-
-class _Worker(faust.Worker):
-    """A Faust worker whose stop is bounded: a watchdog thread, armed when the stop begins
-    (signal or crash), ends the process ``stop_bound_s`` later if it is still running."""
-
-    def __init__(self, *args: Any, replicators: Sequence[Replicator], **kwargs: Any) -> None:
-        self._replicators = tuple(replicators)
-        self._watchdog: threading.Timer | None = None
-        super().__init__(*args, **kwargs)
-
-    @property
-    def _name(self) -> str:
-        return ",".join(r.settings.name for r in self._replicators)
-
-    async def stop(self) -> None:
-        if self._watchdog is None:
-            # The directions stop side by side, so the longest of their bounds.
-            bound = max(stop_bound_s(r.settings) for r in self._replicators)
-            self._watchdog = threading.Timer(bound, self._give_up, args=(bound,))
-            self._watchdog.daemon = True
-            self._watchdog.start()
-        await super().stop()
-
-    def _give_up(self, bound: float) -> None:
-        # A thread of its own: it fires even if the event loop is blocked.
-        log.error(
-            "bridge %s: still running %.0f s after the stop began; exiting with status %d",
-            self._name,
-            bound,
-            EXIT_UNCLEAN_STOP,
-        )
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(EXIT_UNCLEAN_STOP)
+        super().__init__(replicator, **kwargs)
 
 
 def create_app(
@@ -202,40 +115,16 @@ def create_app(
     applies without a restart even while no event arrives to look a key up.
     """
     hosted = _sequence(replicators)
-    # No broker: Faust's Kafka clients are never started (``_WebOnly``); the replicator owns
-    # every connection to the clusters.
-    app = _BridgeApp(
+    return create_web_app(
         settings.worker_app_id,
+        registry=registry,
+        health=lambda: health(hosted),
         web_host=web_host,
         web_port=web_port,
-        web_enabled=True,
-        autodiscover=False,
-        store="memory://",
-        topic_partitions=1,
-        topic_replication_factor=1,
+        datadir=datadir,
+        trust=trust,
         producer_acks=-1,
-        datadir=str(datadir),
     )
-
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        # Prometheus' text format; aiohttp wants the charset outside the content type.
-        return web.bytes(generate_latest(registry), content_type=_METRICS_CONTENT_TYPE)
-
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        status = health(hosted)
-        return web.json(status, status=200 if status["healthy"] else 503)
-
-    if trust is not None:
-        reloading = trust
-
-        @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # Faust is untyped
-        async def follow_trust_store() -> None:
-            # A stat, and a load only after a change: off the loop, it touches the disk.
-            await asyncio.to_thread(reloading.refresh)
-
-    return app
 
 
 def run_worker(
@@ -245,12 +134,16 @@ def run_worker(
     0 after a clean shutdown of every one, ``EXIT_UNCLEAN_STOP`` otherwise, within
     ``stop_bound_s``)."""
     hosted = _sequence(replicators)
-    # A peer cluster restarting or a coordinator not yet elected: one WARNING, not a flood.
-    _transient_logs.install()
-    services = [ReplicatorService(r) for r in hosted]
-    worker = _Worker(app, *services, replicators=hosted, loglevel=loglevel, quiet=True)
+    # The directions stop side by side, so the longest of their bounds.
+    worker = functools.partial(
+        BoundedWorker,
+        name="bridge " + ",".join(r.settings.name for r in hosted),
+        log=log,
+        bound_s=max(stop_bound_s(r.settings) for r in hosted),
+        exit_status=EXIT_UNCLEAN_STOP,
+    )
     try:
-        worker.execute_from_commandline()
+        run_services(app, [ReplicatorService(r) for r in hosted], loglevel=loglevel, worker=worker)
     except SystemExit as exit_:
         if exit_.code in (0, None) and not all(r.stopped_cleanly for r in hosted):
             raise SystemExit(EXIT_UNCLEAN_STOP) from None

@@ -47,9 +47,10 @@ The modules, each importing only those above it::
     _jmx            the JMX exporter agent of a node: its jar and its -javaagent argument
     _prometheus     Prometheus and Alertmanager beside the federation, file-based discovery
     _supervision    what is supervised (bridges, correlators, Prometheus, Alertmanager): the
-                    port plan,
-                    files, commands, pid checks
-    _supervisor     the supervisor process; starting, waiting for and stopping it; targets
+                    port plan, files, commands, pid checks
+    _targets        every process as a scrape target of Prometheus' file-based discovery
+    _supervisor     the supervisor process (``bus local supervise``)
+    _control        starting the supervisor, waiting until what it runs is ready, stopping it
     _federation     up, down, status, reset: topics and bus.toml
     _status         every process's status for ``bus local status``, table and JSON
     _wire, _link    a long link for tests and benchmarks: a node in a network namespace of
@@ -63,7 +64,7 @@ starts the clusters only (each node with the Prometheus JMX exporter agent) and
 :func:`start_supervised` the supervisor (``bus local up`` does both, unless ``--no-bridges``,
 ``--no-correlators`` and ``--no-prometheus``); ``down`` stops the supervisor first (the bridges
 and correlators, then Prometheus and Alertmanager), then the nodes. Every process is a scrape
-target of Prometheus' file-based discovery (``_supervisor.register_targets``). Layout, ports
+target of Prometheus' file-based discovery (``_targets.register_targets``). Layout, ports
 and files: ``_supervision``; the design: docs/decisions/0011-local-supervision.md and
 0012-local-prometheus.md.
 """
@@ -78,6 +79,8 @@ from bus.local._acls import (
     correlator_acls,
     kafka_acls_commands,
 )
+from bus.local._control import start_bridges, start_supervised
+from bus.local._control import stop_supervised as stop_bridges
 from bus.local._federation import (
     admin_settings,
     cluster_admin,
@@ -108,8 +111,6 @@ from bus.local._supervision import (
     port_count,
     service_urls,
 )
-from bus.local._supervisor import start_bridges, start_supervised
-from bus.local._supervisor import stop_supervised as stop_bridges
 
 __all__ = [
     "Acl",

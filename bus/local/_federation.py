@@ -22,6 +22,7 @@ from bus.config import AgencySettings, Config, render_toml
 from bus.errors import LocalClusterError
 from bus.local import _prometheus
 from bus.local._acls import apply_acls, cluster_acls
+from bus.local._control import stop_supervised
 from bus.local._install import ensure_jars, find_java
 from bus.local._jmx import ensure_agent, javaagent_argument
 from bus.local._node_files import cluster_id_for, prepare_node
@@ -39,7 +40,7 @@ from bus.local._progress import reporting
 from bus.local._provisioning import ensure_keys, ensure_policy
 from bus.local._spec import FederationSpec, Node, NodeStatus, save_spec
 from bus.local._supervision import check_ports, jmx_ports
-from bus.local._supervisor import kafka_targets, stop_supervised
+from bus.local._targets import kafka_targets
 from bus.local._tls import (
     admin_principal,
     app_principal,

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bus._time import format_time
 from bus.local import _prometheus
+from bus.local._control import bridge_health, direction_health, supervisor_running
 from bus.local._federation import status as cluster_status
 from bus.local._spec import HOST, FederationSpec
 from bus.local._supervision import (
@@ -33,14 +34,11 @@ from bus.local._supervision import (
     alertmanager_port,
     bridges,
     correlators,
-    is_bridge_process,
-    is_correlator_process,
     prometheus_port,
-    read_pid,
     read_state,
     supervisor_port,
+    worker_pid,
 )
-from bus.local._supervisor import bridge_health, direction_health, supervisor_running
 
 __all__ = ["ProcessStatus", "collect", "render_table"]
 
@@ -212,9 +210,7 @@ def _bridge_status(
     supervised: int | None,
 ) -> list[ProcessStatus]:
     """The worker's row, then one per direction it hosts."""
-    pid = read_pid(bridge.pid_file)
-    if pid is not None and not is_bridge_process(pid, spec, bridge):
-        pid = None
+    pid = worker_pid(spec, bridge)
     last_exit = recorded.get("last_exit")
     common: dict[str, Any] = {"pid": pid, "address": f"{HOST}:{bridge.web_port}"}
     names = ", ".join(bridge.directions)
@@ -300,9 +296,7 @@ def _correlator_status(
     *,
     supervised: int | None,
 ) -> ProcessStatus:
-    pid = read_pid(correlator.pid_file)
-    if pid is not None and not is_correlator_process(pid, spec, correlator):
-        pid = None
+    pid = worker_pid(spec, correlator)
     common: dict[str, Any] = {
         "name": correlator.name,
         "kind": "correlator",

@@ -3,9 +3,9 @@
 The supervisor keeps three kinds of process running: a bridge worker per source agency, hosting
 every direction from it (``bus bridge run --from A --to B --to C``, decision 0017), a correlator
 per agency (``bus correlate run``), and the services beside the federation, Prometheus and
-Alertmanager (``_prometheus``). Pure
-description plus the checks that tell a recorded pid still is the process it was recorded for;
-the running supervisor is ``_supervisor``. Under the federation's home::
+Alertmanager (``_prometheus``). Pure description plus the checks that tell a recorded pid still
+is the process it was recorded for; the running supervisor is ``_supervisor``, started and
+stopped by ``_control``. Under the federation's home::
 
     supervised/supervisor.pid      the supervisor's pid
     supervised/supervisor.log      what it did: starts, exits, restarts, stops
@@ -36,24 +36,26 @@ supervisor 19100, Prometheus 19101, Alertmanager 19102, JMX exporters 19103 (int
 
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Final
 
 from bus.errors import LocalClusterError
 from bus.local import _prometheus
 from bus.local._spec import HOST, FederationSpec
 
 __all__ = [
+    "BRIDGE_STOP_TIMEOUT_S",
     "SERVICES",
     "SupervisedBridge",
     "SupervisedCorrelator",
     "SupervisedProcess",
+    "SupervisedWorker",
     "alertmanager_port",
-    "bridge_process",
     "jmx_ports",
     "port_count",
     "prometheus_port",
@@ -63,11 +65,11 @@ __all__ = [
     "bridges",
     "check_ports",
     "correlator_command",
-    "correlator_process",
     "correlators",
     "is_bridge_process",
     "is_correlator_process",
     "is_supervisor_process",
+    "is_worker_process",
     "log_files",
     "read_pid",
     "read_state",
@@ -76,18 +78,62 @@ __all__ = [
     "supervisor_log",
     "supervisor_pid_file",
     "supervisor_port",
+    "worker_pid",
     "state_file",
 ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SupervisedBridge:
-    """One bridge worker that the supervisor keeps running: every direction from ``source``."""
+class SupervisedWorker(abc.ABC):
+    """A worker that the supervisor keeps running (a bridge's or a correlator's): its web port
+    (``/metrics``, ``/healthz``) and its files in ``dir``."""
 
-    source: str
-    destinations: tuple[str, ...]
+    kind: ClassVar[str]
     web_port: int
     dir: Path
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """``<kind>.<agency>``: what ``bus local status`` and ``logs`` call it."""
+
+    @property
+    @abc.abstractmethod
+    def details(self) -> tuple[tuple[str, Any], ...]:
+        """What ``state.json`` records of it besides its name, kind, port and files."""
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.web_port}"
+
+    def process(self, command: list[str]) -> SupervisedProcess:
+        """It as the supervisor runs it, with ``command``."""
+        return SupervisedProcess(
+            name=self.name,
+            kind=self.kind,
+            port=self.web_port,
+            command=tuple(command),
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            details=self.details,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisedBridge(SupervisedWorker):
+    """One bridge worker that the supervisor keeps running: every direction from ``source``."""
+
+    kind: ClassVar[str] = "bridge"
+    source: str
+    destinations: tuple[str, ...]
 
     @property
     def name(self) -> str:
@@ -99,42 +145,33 @@ class SupervisedBridge:
         return tuple(f"{self.source}-{d}" for d in self.destinations)
 
     @property
-    def pid_file(self) -> Path:
-        return self.dir / f"{self.name}.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / f"{self.name}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.web_port}"
+    def details(self) -> tuple[tuple[str, Any], ...]:
+        return (
+            ("source", self.source),
+            ("directions", list(self.directions)),
+            ("web_port", self.web_port),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SupervisedCorrelator:
+class SupervisedCorrelator(SupervisedWorker):
     """The correlator of one agency (``bus correlate run --agency``)."""
 
+    kind: ClassVar[str] = "correlator"
     agency: str
-    web_port: int
-    dir: Path
 
     @property
     def name(self) -> str:
         return f"correlator.{self.agency}"
 
     @property
-    def pid_file(self) -> Path:
-        return self.dir / f"{self.name}.pid"
+    def details(self) -> tuple[tuple[str, Any], ...]:
+        return (("agency", self.agency), ("web_port", self.web_port))
 
-    @property
-    def log_file(self) -> Path:
-        return self.dir / f"{self.name}.log"
 
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.web_port}"
-
+BRIDGE_STOP_TIMEOUT_S: Final = 30.0
+"""How long a bridge (or a correlator) may take to stop cleanly after SIGTERM before it is
+killed."""
 
 SERVICES = ("prometheus", "alertmanager")
 """The services beside the federation, by the names ``bus local status`` and ``logs`` use."""
@@ -264,36 +301,6 @@ def log_files(spec: FederationSpec) -> dict[str, Path]:
     return files
 
 
-def bridge_process(bridge: SupervisedBridge, command: list[str]) -> SupervisedProcess:
-    """``bridge`` as the supervisor runs it, with ``command``."""
-    return SupervisedProcess(
-        name=bridge.name,
-        kind="bridge",
-        port=bridge.web_port,
-        command=tuple(command),
-        pid_file=bridge.pid_file,
-        log_file=bridge.log_file,
-        details=(
-            ("source", bridge.source),
-            ("directions", list(bridge.directions)),
-            ("web_port", bridge.web_port),
-        ),
-    )
-
-
-def correlator_process(correlator: SupervisedCorrelator, command: list[str]) -> SupervisedProcess:
-    """``correlator`` as the supervisor runs it, with ``command``."""
-    return SupervisedProcess(
-        name=correlator.name,
-        kind="correlator",
-        port=correlator.web_port,
-        command=tuple(command),
-        pid_file=correlator.pid_file,
-        log_file=correlator.log_file,
-        details=(("agency", correlator.agency), ("web_port", correlator.web_port)),
-    )
-
-
 def services(spec: FederationSpec) -> list[SupervisedProcess]:
     """Prometheus and Alertmanager as the supervisor runs them (their files prepared first:
     ``_prometheus.prepare_prometheus`` and ``prepare_alertmanager``)."""
@@ -337,37 +344,27 @@ def supervisor_command(
 
 
 def bridge_command(spec: FederationSpec, bridge: SupervisedBridge) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bus",
-        "bridge",
-        "run",
-        "--config",
-        str(spec.config_file),
-        "--from",
-        bridge.source,
-        *(part for destination in bridge.destinations for part in ("--to", destination)),
-        "--web-port",
-        str(bridge.web_port),
-        "--loglevel",
-        "info",
-    ]
+    to = [part for destination in bridge.destinations for part in ("--to", destination)]
+    return _worker_command(spec, bridge, ["bridge", "run"], ["--from", bridge.source, *to])
 
 
 def correlator_command(spec: FederationSpec, correlator: SupervisedCorrelator) -> list[str]:
+    return _worker_command(spec, correlator, ["correlate", "run"], ["--agency", correlator.agency])
+
+
+def _worker_command(
+    spec: FederationSpec, worker: SupervisedWorker, command: list[str], options: list[str]
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "bus",
-        "correlate",
-        "run",
+        *command,
         "--config",
         str(spec.config_file),
-        "--agency",
-        correlator.agency,
+        *options,
         "--web-port",
-        str(correlator.web_port),
+        str(worker.web_port),
         "--loglevel",
         "info",
     ]
@@ -414,6 +411,20 @@ def is_correlator_process(pid: int, spec: FederationSpec, correlator: Supervised
         and _has(args, "--config", str(spec.config_file))
         and _has(args, "--agency", correlator.agency)
     )
+
+
+def is_worker_process(pid: int, spec: FederationSpec, worker: SupervisedWorker) -> bool:
+    """Whether ``pid`` runs this federation's ``worker``, a bridge or a correlator."""
+    if isinstance(worker, SupervisedBridge):
+        return is_bridge_process(pid, spec, worker)
+    return isinstance(worker, SupervisedCorrelator) and is_correlator_process(pid, spec, worker)
+
+
+def worker_pid(spec: FederationSpec, worker: SupervisedWorker) -> int | None:
+    """The pid recorded for ``worker``, if that process still runs as this federation's
+    ``worker``."""
+    pid = read_pid(worker.pid_file)
+    return pid if pid is not None and is_worker_process(pid, spec, worker) else None
 
 
 def read_pid(pid_file: Path) -> int | None:

@@ -11,9 +11,6 @@ independent ``read_committed`` reader.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -37,7 +34,8 @@ from bus.testing import (
     produce,
     unique_topic,
 )
-from tests.bridge import BridgeProcess, stop_all
+from tests.bridge import BridgeProcess
+from tests.worker import WorkerProcess, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -45,33 +43,27 @@ A, B = "interpol", "europol"
 HIT = "bus.correlate.CorrelationHit"
 
 
-class CorrelatorProcess(BridgeProcess):
+class CorrelatorProcess(WorkerProcess):
     """One ``bus correlate run`` worker in a process of its own (killable with SIGKILL)."""
 
     def __init__(
         self, federated: Federated, *, agency: str, topic: str, output: str, log_dir: Path
     ):
-        super().__init__(
-            federated, source=agency, destination=agency, topics=[topic], log_dir=log_dir
-        )
-        self.name = f"correlator-{agency}"
+        super().__init__(federated, log_dir=log_dir, name=f"correlator-{agency}")
+        self.agency = agency
+        self.topic = topic
         self.output = output
 
-    def start(self) -> None:
-        self.starts += 1
-        log = self.log_dir / f"{self.name}.{self.starts}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "bus",
+    def arguments(self) -> list[str]:
+        return [
             "correlate",
             "run",
             "--config",
             str(self.federated.path),
             "--agency",
-            self.source,
+            self.agency,
             "--topic",
-            self.topics[0],
+            self.topic,
             "--output",
             self.output,
             "--web-port",
@@ -79,32 +71,16 @@ class CorrelatorProcess(BridgeProcess):
             "--loglevel",
             "warn",
         ]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONWARNINGS": "ignore"},
-            )
 
     async def wait_healthy(self, timeout_s: float = 90.0) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"correlator exited: {self.tail()}")
-            status = await self.health()
-            if status and status.get("healthy"):
-                return status
-            await asyncio.sleep(0.3)
-        raise AssertionError(f"correlator never became healthy: {self.tail()}")
+        return await self.wait_health(
+            lambda status: status.get("healthy"), what="became healthy", timeout_s=timeout_s
+        )
 
 
 @pytest.fixture
-def processes() -> Iterator[list[BridgeProcess]]:
-    started: list[BridgeProcess] = []
+def processes() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
     yield started
     stop_all(started)
 
@@ -159,7 +135,7 @@ def _pair(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 
 async def test_shared_identifiers_in_other_forms_hit_once_per_pair_across_a_kill(
-    federation: Federation, tmp_path: Path, processes: list[BridgeProcess]
+    federation: Federation, tmp_path: Path, processes: list[WorkerProcess]
 ) -> None:
     """Equal identifiers in other forms give exactly one hit per pair of events of different
     origins that Europol received; a SIGKILLed and restarted correlator neither loses nor
@@ -277,7 +253,7 @@ async def test_shared_identifiers_in_other_forms_hit_once_per_pair_across_a_kill
     assert all(count == 1 for count in found.values()), found
 
 
-async def _wait_for(process: BridgeProcess, name: str, value: float, **labels: str) -> None:
+async def _wait_for(process: WorkerProcess, name: str, value: float, **labels: str) -> None:
     """Until the process's metric ``name`` (summed over ``labels``) reaches ``value``."""
     async with asyncio.timeout(60):
         while True:

@@ -25,7 +25,7 @@ from bus.local._supervision import (
     jmx_ports,
     supervisor_port,
 )
-from bus.local._supervisor import register_targets
+from bus.local._targets import register_targets
 from bus.local._tls import ensure_certificates, tls_layout
 
 

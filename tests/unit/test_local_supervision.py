@@ -23,6 +23,7 @@ from bus import local
 from bus.cli import main
 from bus.errors import LocalClusterError
 from bus.local._backoff import BackoffPolicy
+from bus.local._control import direction_health, stop_supervised
 from bus.local._spec import save_spec
 from bus.local._status import ProcessStatus, lag_of, render_table
 from bus.local._supervision import (
@@ -41,12 +42,8 @@ from bus.local._supervision import (
     read_state,
     supervisor_port,
 )
-from bus.local._supervisor import (
-    Supervisor,
-    direction_health,
-    register_targets,
-    stop_supervised,
-)
+from bus.local._supervisor import Supervisor
+from bus.local._targets import register_targets
 from bus.testing import free_base_port
 
 _QUICK = BackoffPolicy(initial_s=0.05, factor=2, maximum_s=0.2, stable_s=60)
