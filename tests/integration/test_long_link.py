@@ -147,9 +147,11 @@ async def test_delay_jitter_and_loss_change_no_count(
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known, not fixed: in about half the runs, after a partition early in the bridge's "
-    "life, nothing reaches the mirror within 180 s of the heal (the bridge alive and silent, or "
-    "the link not carrying after the heal; not yet told apart)",
+    reason="failed in about half the runs of an earlier tree: after a partition early in the "
+    "bridge's life, the bridge sat alive and silent and nothing reached the mirror. A task dump "
+    "showed a lane opening, stuck in an aiokafka wait with no limit; every such wait is now "
+    "bounded and a watchdog logs where the tasks wait should a stall remain (docs/bridge.md). "
+    "Not reproduced since in 20 targeted runs; kept non-strict until CI runs confirm it",
 )
 async def test_a_partition_then_heal_changes_no_count(
     far: Federation,
