@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+from prometheus_client import CollectorRegistry
 
+from bus._reloading import ReloadingTrustStore
 from bus._time import parse_time
-from bus.config import Config, load_config
-from bus.errors import BusError
+from bus.config import Config, default_home, load_config
+from bus.errors import BusError, ConfigError
+from bus.metrics import TrustMetrics
 
 __all__ = [
     "config_option",
@@ -98,3 +101,26 @@ def rfc3339_time(ctx: click.Context, param: click.Parameter, value: str | None) 
         return parse_time(value)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} {exc}") from None
+
+
+def worker_trust(
+    config: Config, agency: str, trust_path: Path | None
+) -> tuple[Path, CollectorRegistry, ReloadingTrustStore]:
+    """A worker's trust store (``--trust``, else ``agency``'s ``trust_store``), followed so
+    that a rotation or a revocation applies without a restart, and the metrics registry it
+    counts its reloads in (the worker's ``/metrics``)."""
+    trust_file = trust_path or config.agency(agency).trust_store
+    if trust_file is None:
+        raise ConfigError(
+            f"{config.path}: agencies.{agency}.trust_store is not set; pass --trust FILE"
+        )
+    registry = CollectorRegistry()
+    trust = ReloadingTrustStore(trust_file, on_reload=TrustMetrics.on(registry).count_reload)
+    return Path(trust_file), registry, trust
+
+
+def worker_datadir(config: Config, name: str) -> Path:
+    """The folder Faust wants even without tables: beside the configuration, not the cwd."""
+    datadir = (config.path.parent if config.path else default_home()) / name
+    datadir.mkdir(parents=True, exist_ok=True)
+    return datadir

@@ -6,9 +6,7 @@ import logging
 from pathlib import Path
 
 import click
-from prometheus_client import CollectorRegistry
 
-from bus._reloading import ReloadingTrustStore
 from bus.bridge import BridgeSettings, Replicator
 from bus.cli._common import (
     config_option,
@@ -16,11 +14,11 @@ from bus.cli._common import (
     load_cli_config,
     policy_option,
     trust_option,
+    worker_datadir,
+    worker_trust,
 )
-from bus.config import default_home
 from bus.errors import ConfigError
 from bus.keyring import bridge_key_path
-from bus.metrics import TrustMetrics
 from bus.policy import load_policy
 from bus.signing import SigningKey
 from bus.trust import DEFAULT_GRACE, DEFAULT_MAX_SKEW
@@ -159,23 +157,16 @@ def run(
     policy_file = policy_path or config.policy_file
     if policy_file is None:
         raise ConfigError(f"{config.path}: no [policy] file configured; pass --policy FILE")
-    trust_file = trust_path or settings.source.trust_store
-    if trust_file is None:
-        raise ConfigError(
-            f"{config.path}: agencies.{source}.trust_store is not set; pass --trust FILE"
-        )
+    trust_file, registry, trust = worker_trust(config, source, trust_path)
     # Loaded before the worker starts, so that a bad file fails here with its name.
     policy = load_policy(policy_file)
-    registry = CollectorRegistry()
-    # Follows the file: a rotation or a revocation applies without a restart.
-    trust = ReloadingTrustStore(trust_file, on_reload=TrustMetrics.on(registry).count_reload)
     replicators = [
         Replicator(
             direction,
             trust=trust,
             policy=policy,
             registry=registry,
-            audit_signer=_audit_signer(direction, audit_key_path, Path(trust_file).parent),
+            audit_signer=_audit_signer(direction, audit_key_path, trust_file.parent),
         )
         for direction in directions
     ]
@@ -183,9 +174,7 @@ def run(
     # Faust is imported only here: the rest of the CLI stays quick to start.
     from bus.bridge.app import create_app, run_worker
 
-    # Faust wants a data folder even without tables: beside the configuration, not in the cwd.
-    datadir = (config.path.parent if config.path else default_home()) / "bridge"
-    datadir.mkdir(parents=True, exist_ok=True)
+    datadir = worker_datadir(config, "bridge")
     app = create_app(
         settings,
         replicators,

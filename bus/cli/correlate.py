@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from prometheus_client import CollectorRegistry
 
-from bus._reloading import ReloadingTrustStore
-from bus.cli._common import config_option, fail_on_bus_error, load_cli_config, trust_option
-from bus.config import default_home
+from bus.cli._common import (
+    config_option,
+    fail_on_bus_error,
+    load_cli_config,
+    trust_option,
+    worker_datadir,
+    worker_trust,
+)
 from bus.correlate.processor import Correlator, CorrelatorSettings
-from bus.errors import ConfigError
-from bus.metrics import TrustMetrics
 
 __all__ = ["correlate"]
 
@@ -78,20 +80,13 @@ def run(
         max_batch=max_batch,
         operation_timeout_s=operation_timeout,
     )
-    trust_file = trust_path or config.agency(agency).trust_store
-    if trust_file is None:
-        raise ConfigError(
-            f"{config.path}: agencies.{agency}.trust_store is not set; pass --trust FILE"
-        )
-    registry = CollectorRegistry()
-    trust = ReloadingTrustStore(trust_file, on_reload=TrustMetrics.on(registry).count_reload)
+    _, registry, trust = worker_trust(config, agency, trust_path)
     correlator = Correlator(settings, trust=trust, registry=registry)
 
     # Faust is imported only here: the rest of the CLI stays quick to start.
     from bus.correlate.app import create_app, run_worker
 
-    datadir = (config.path.parent if config.path else default_home()) / "correlate"
-    datadir.mkdir(parents=True, exist_ok=True)
+    datadir = worker_datadir(config, "correlate")
     app = create_app(
         correlator,
         registry=registry,
