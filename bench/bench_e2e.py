@@ -30,6 +30,11 @@ Rounds are interleaved (each repetition runs every contender in turn), so a busy
 slows them alike; every headline figure is a ratio within one repetition. The load average is
 recorded beside every run. Figures are printed and returned (``bench.report`` writes them),
 never asserted.
+
+The pieces the Kafka benchmarks share are in ``bench._clusters`` (the federation),
+``bench._passthrough`` and ``bench._contenders`` (the contenders) and ``bench._timing`` (the
+events, the publisher and the clock); here are ``Contender``, which ``bench.bench_link`` runs
+too, and this benchmark's plan and ratios.
 """
 
 from __future__ import annotations
