@@ -142,17 +142,14 @@ def passthrough_child(
     mirror: str,
     ready: Any,
     stop: Any,
-    transactional: bool = False,
-    concurrent: bool = False,
+    **options: bool,
 ) -> None:
-    """A pass-through (``PassThrough``'s options) in a process; sets ``ready`` once it reads,
-    runs until ``stop``."""
+    """A pass-through with ``PassThrough``'s ``options`` in a process; sets ``ready`` once it
+    reads, runs until ``stop``."""
     quiet()
 
     async def work() -> None:
-        loop = PassThrough(
-            source, destination, topic, mirror, transactional=transactional, concurrent=concurrent
-        )
+        loop = PassThrough(source, destination, topic, mirror, **options)
         task = asyncio.ensure_future(loop.run())
         await loop.ready.wait()
         ready.set()
