@@ -83,14 +83,7 @@ class PassThrough:
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
                 if not self.transactional:
                     futures = [
-                        await shared.send(
-                            self.mirror,
-                            r.value,
-                            key=r.key,
-                            partition=tp.partition,
-                            timestamp_ms=r.timestamp,
-                            headers=list(r.headers),
-                        )
+                        await self._forward(shared, tp, r)
                         for tp, records in batches.items()
                         for r in records
                     ]
@@ -111,19 +104,23 @@ class PassThrough:
                 with contextlib.suppress(Exception):
                     await client.stop()
 
+    def _forward(self, producer: AIOKafkaProducer, tp: TopicPartition, r: Any) -> Any:
+        """``send`` of ``r`` to the mirror's partition of the same number (await it)."""
+        return producer.send(
+            self.mirror,
+            r.value,
+            key=r.key,
+            partition=tp.partition,
+            timestamp_ms=r.timestamp,
+            headers=list(r.headers),
+        )
+
     async def _transaction(
         self, producer: AIOKafkaProducer, tp: TopicPartition, records: Sequence[Any]
     ) -> None:
         await producer.begin_transaction()
         for r in records:
-            await producer.send(
-                self.mirror,
-                r.value,
-                key=r.key,
-                partition=tp.partition,
-                timestamp_ms=r.timestamp,
-                headers=list(r.headers),
-            )
+            await self._forward(producer, tp, r)
         # A checkpoint in the same transaction, as the replicator writes one.
         await producer.send(
             f"{self.mirror}.checkpoints",
