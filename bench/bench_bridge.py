@@ -37,16 +37,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
-import logging
 import multiprocessing
 import os
 import platform
 import pstats
 import re
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,42 +52,19 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client import CollectorRegistry
 
-from bus.bridge import BridgeSettings, Replicator
-from bus.config import Config, java_home, load_config
+from bench import _contenders
+from bench._clusters import DESTINATION, PARTITIONS, SOURCE, quiet, two_agencies
+from bench._passthrough import PassThrough, passthrough_child
+from bench.bench_stages import PAD
+from bus.bridge import Replicator
+from bus.config import Config
 from bus.envelope import peek, seal_batch
-from bus.local._install import find_java, kafka_version
-from bus.policy import load_policy
+from bus.local._install import kafka_version
 from bus.signing import SigningKey
-from bus.testing import (
-    EventPlan,
-    connect,
-    create_topic,
-    federated_config,
-    produce_keyed,
-    running_federation,
-)
-from bus.trust import TrustStore
+from bus.testing import EventPlan, connect, create_topic, produce_keyed
 
 __all__ = ["main"]
-
-SOURCE = "interpol"
-DESTINATION = "europol"
-PARTITIONS = 6
-_PAD = (
-    " Corroborated by two liaison officers; travel pattern matches earlier transits through the "
-    "same hub, with tickets bought in cash a day before departure and a different name on each "
-    "booking. Request: discreet check at the border, no arrest without prior consultation of the "
-    "originating unit, and report of any accompanying persons, luggage and onward connections. "
-    "Handling as marked; do not forward outside the receiving agency without written consent of "
-    "the originator. Further details on request through the usual liaison channel."
-)
-_PROCESSED = {
-    "bus_bridge_forwarded_total",
-    "bus_bridge_denied_total",
-    "bus_bridge_quarantined_total",
-}
 
 
 # --- events ------------------------------------------------------------------------------
@@ -111,7 +84,7 @@ def _sealed(
     events = []
     for i in range(count):
         event = plan.event(i)
-        event["summary"] += _PAD
+        event["summary"] += PAD
         if created_at is not None:
             event["created_at"] = created_at(i)
             event["expires_at"] = event["created_at"] + timedelta(days=1)
@@ -162,182 +135,7 @@ async def _rate(
     return rate
 
 
-def _processed(registry: CollectorRegistry) -> int:
-    """Source records the replicator has finished with (forwarded, denied or quarantined)."""
-    return int(
-        sum(
-            sample.value
-            for metric in registry.collect()
-            for sample in metric.samples
-            if sample.name in _PROCESSED
-        )
-    )
-
-
-# --- the raw pass-through ----------------------------------------------------------------
-
-
-class PassThrough:
-    """A plain consume -> produce loop between the clusters: no verification, no policy."""
-
-    def __init__(
-        self,
-        source: str,
-        destination: str,
-        topic: str,
-        mirror: str,
-        *,
-        transactional: bool = False,
-        concurrent: bool = False,
-    ) -> None:
-        self.source, self.destination = source, destination
-        self.topic, self.mirror = topic, mirror
-        self.transactional, self.concurrent = transactional, concurrent
-        self.done = 0
-        self.ready = asyncio.Event()
-        self.stopping = asyncio.Event()
-
-    def _producer(self, partition: int | None) -> AIOKafkaProducer:
-        options: dict[str, Any] = {}
-        if partition is not None:
-            options["transactional_id"] = f"bench.{self.mirror}.{partition}"
-        return AIOKafkaProducer(
-            **connect(self.destination),
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
-            max_batch_size=512 * 1024,
-            **options,
-        )
-
-    async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **connect(self.source),
-            group_id=None,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
-        if self.transactional:
-            producers = {p: self._producer(p) for p in range(PARTITIONS)}
-        else:
-            shared = self._producer(None)
-            producers = dict.fromkeys(range(PARTITIONS), shared)
-        started: list[Any] = []
-        try:
-            for client in (consumer, *set(producers.values())):
-                await client.start()
-                started.append(client)
-            consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])
-            self.ready.set()
-            while not self.stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                if not self.transactional:
-                    futures = [
-                        await shared.send(
-                            self.mirror,
-                            r.value,
-                            key=r.key,
-                            partition=tp.partition,
-                            timestamp_ms=r.timestamp,
-                            headers=list(r.headers),
-                        )
-                        for tp, records in batches.items()
-                        for r in records
-                    ]
-                    await asyncio.gather(*futures)
-                    self.done += len(futures)
-                elif self.concurrent:
-                    await asyncio.gather(
-                        *(
-                            self._transaction(producers[tp.partition], tp, rs)
-                            for tp, rs in batches.items()
-                        )
-                    )
-                else:
-                    for tp, records in batches.items():
-                        await self._transaction(producers[tp.partition], tp, records)
-        finally:
-            for client in reversed(started):
-                with contextlib.suppress(Exception):
-                    await client.stop()
-
-    async def _transaction(
-        self, producer: AIOKafkaProducer, tp: TopicPartition, records: Sequence[Any]
-    ) -> None:
-        await producer.begin_transaction()
-        for r in records:
-            await producer.send(
-                self.mirror,
-                r.value,
-                key=r.key,
-                partition=tp.partition,
-                timestamp_ms=r.timestamp,
-                headers=list(r.headers),
-            )
-        # A checkpoint in the same transaction, as the replicator writes one.
-        await producer.send(
-            f"{self.mirror}.checkpoints",
-            f'{{"next_offset":{records[-1].offset + 1}}}'.encode(),
-            key=f"{tp.topic}/{tp.partition}".encode(),
-            partition=tp.partition,
-        )
-        await producer.commit_transaction()
-        self.done += len(records)
-
-
-# --- child processes (spawned: each has its own interpreter and event loop) --------------
-
-
-def _quiet() -> None:
-    """aiokafka's retry warnings (a new topic's leader, a group settling) are noise here."""
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-
-
-def _replicator_child(
-    config_path: str,
-    topic: str,
-    bridge_id: str,
-    verify_threads: int,
-    progress: Any,
-    assigned: Any,
-    stop: Any,
-) -> None:
-    """One replicator worker; reports progress and assigned partitions until ``stop``."""
-    _quiet()
-
-    async def work() -> None:
-        config = load_config(Path(config_path))
-        replicator, registry = _replicator(config, topic, bridge_id, verify_threads)
-        task = asyncio.ensure_future(replicator.run())
-        while not stop.is_set() and not task.done():
-            progress.value = _processed(registry)
-            assigned.value = len(replicator.health()["partitions"])
-            await asyncio.sleep(0.02)
-        replicator.stop()
-        await asyncio.wait_for(task, 60)
-
-    asyncio.run(work())
-
-
-def _passthrough_child(
-    source: str, destination: str, topic: str, mirror: str, ready: Any, stop: Any
-) -> None:
-    """The raw pass-through until ``stop``."""
-    _quiet()
-
-    async def work() -> None:
-        passthrough = PassThrough(source, destination, topic, mirror)
-        task = asyncio.ensure_future(passthrough.run())
-        await passthrough.ready.wait()
-        ready.set()
-        while not stop.is_set() and not task.done():  # noqa: ASYNC110  # a process's event
-            await asyncio.sleep(0.05)
-        passthrough.stopping.set()
-        await asyncio.wait_for(task, 60)
-
-    asyncio.run(work())
+# --- the latency publisher (a spawned process) -------------------------------------------
 
 
 def _publisher_child(bootstrap: str, topic: str, key_path: str, rate: float, count: int) -> None:
@@ -374,31 +172,6 @@ def _publisher_child(bootstrap: str, topic: str, key_path: str, rate: float, cou
 
 
 # --- the bench ---------------------------------------------------------------------------
-
-
-def _replicator(
-    config: Config, topic: str, bridge_id: str, verify_threads: int
-) -> tuple[Replicator, CollectorRegistry]:
-    settings = BridgeSettings.from_config(
-        config,
-        source=SOURCE,
-        destination=DESTINATION,
-        topics=(topic,),
-        bridge_id=bridge_id,
-        verify_threads=verify_threads,
-        max_batch=500,
-    )
-    trust_file = settings.source.trust_store
-    assert trust_file is not None
-    assert config.policy_file is not None
-    registry = CollectorRegistry()
-    replicator = Replicator(
-        settings,
-        trust=TrustStore.load(trust_file),
-        policy=load_policy(config.policy_file),
-        registry=registry,
-    )
-    return replicator, registry
 
 
 @dataclass(slots=True, kw_only=True)
@@ -451,7 +224,7 @@ class Bench:
     # 1c
     async def replicator(self, name: str, verify_threads: int) -> float:
         topic = await self.topic(name)
-        replicator, registry = _replicator(
+        replicator, registry = _contenders.replicator(
             self.config, topic, f"bench-{_slug(name)}", verify_threads
         )
         task = asyncio.ensure_future(replicator.run())
@@ -459,7 +232,7 @@ class Bench:
         async def count() -> int:
             if task.done():
                 task.result()
-            return _processed(registry)
+            return _contenders.processed(registry)
 
         try:
             return await _rate(name, count, self.events, timeout_s=300)
@@ -476,7 +249,7 @@ class Bench:
         assigned = [ctx.Value("q", 0) for _ in range(count)]
         children = [
             ctx.Process(
-                target=_replicator_child,
+                target=_contenders.replicator_child,
                 args=(
                     str(self.config_path),
                     topic,
@@ -514,35 +287,14 @@ class Bench:
         finally:
             stop.set()
             for child in children:
-                await asyncio.to_thread(child.join, 60)
-                if child.is_alive():
-                    child.terminate()
-                    await asyncio.to_thread(child.join, 10)
+                await _contenders.join(child)
 
     # 1e
     async def mirrormaker(self, name: str) -> float:
         topic = await self.topic(name)
-        folder = self.home / "mm2"
-        folder.mkdir(exist_ok=True)
-        properties = folder / "mm2.properties"
-        properties.write_text(_mm2_properties(self.src, self.dst, topic), encoding="utf-8")
-        log4j = folder / "log4j2.properties"
-        log4j.write_text(_MM2_LOG4J.format(log=folder / "mm2.log"), encoding="utf-8")
-        java = await asyncio.to_thread(find_java, java_home())
-        command = [
-            str(java),
-            "-Xmx512m",
-            "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={log4j}",
-            "-cp",
-            f"{self.jars}/*",
-            "org.apache.kafka.connect.mirror.MirrorMaker",
-            str(properties),
-        ]
-        with (folder / "console.log").open("wb") as console:
-            process = subprocess.Popen(  # noqa: ASYNC220  # returns at once
-                command, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
+        process = await asyncio.to_thread(
+            _contenders.start_mirrormaker, self.home / "mm2", self.src, self.dst, topic, self.jars
+        )
         consumer = AIOKafkaConsumer(**connect(self.dst), group_id=None)
         await consumer.start()
         started = time.monotonic()
@@ -558,12 +310,7 @@ class Bench:
             return rate
         finally:
             await consumer.stop()
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, 30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await asyncio.to_thread(process.wait, 10)
+            await _contenders.stop(process)
 
     # 2
     async def latency(self, name: str, rate: float, *, replicator: bool) -> None:
@@ -575,7 +322,7 @@ class Bench:
         if replicator:
             assigned, progress = ctx.Value("q", 0), ctx.Value("q", 0)
             child = ctx.Process(
-                target=_replicator_child,
+                target=_contenders.replicator_child,
                 args=(
                     str(self.config_path),
                     topic,
@@ -590,7 +337,7 @@ class Bench:
         else:
             await create_topic(self.dst, mirror, PARTITIONS)
             child = ctx.Process(
-                target=_passthrough_child, args=(self.src, self.dst, topic, mirror, ready, stop)
+                target=passthrough_child, args=(self.src, self.dst, topic, mirror, ready, stop)
             )
             expected = count
         child.start()
@@ -631,10 +378,7 @@ class Bench:
             stop.set()
             for process in (publisher, child):
                 if process is not None:
-                    await asyncio.to_thread(process.join, 60)
-                    if process.is_alive():
-                        process.terminate()
-                        await asyncio.to_thread(process.join, 10)
+                    await _contenders.join(process)
         latencies.sort()
         if not latencies:
             print(f"  {name:20} {rate:>6,.0f}/s  no event arrived")
@@ -649,7 +393,7 @@ class Bench:
     # 3
     async def profile(self, events: int) -> dict[str, Any]:
         topic = await self.topic("profile")
-        replicator, registry = _replicator(self.config, topic, "bench-profile", 0)
+        replicator, registry = _contenders.replicator(self.config, topic, "bench-profile", 0)
         stages = _time_stages(replicator)
         task = asyncio.ensure_future(replicator.run())
         profiler = cProfile.Profile()
@@ -657,7 +401,7 @@ class Bench:
             await replicator.started.wait()
             profiler.enable()
             started = time.monotonic()
-            while _processed(registry) < events:
+            while _contenders.processed(registry) < events:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.02)
@@ -779,45 +523,6 @@ def _time_stages(replicator: Replicator) -> dict[str, list[float]]:
     return stages
 
 
-# --- MirrorMaker 2 -----------------------------------------------------------------------
-
-_MM2_LOG4J = """\
-status = error
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = {log}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.file.ref = FILE
-"""
-
-
-def _mm2_properties(source: str, destination: str, topic: str) -> str:
-    return f"""\
-clusters = {SOURCE}, {DESTINATION}
-{SOURCE}.bootstrap.servers = {source}
-{DESTINATION}.bootstrap.servers = {destination}
-{SOURCE}->{DESTINATION}.enabled = true
-{SOURCE}->{DESTINATION}.topics = {topic}
-{DESTINATION}->{SOURCE}.enabled = false
-replication.factor = 1
-checkpoints.topic.replication.factor = 1
-heartbeats.topic.replication.factor = 1
-offset-syncs.topic.replication.factor = 1
-offset.storage.replication.factor = 1
-status.storage.replication.factor = 1
-config.storage.replication.factor = 1
-sync.topic.acls.enabled = false
-sync.topic.configs.enabled = false
-sync.group.offsets.enabled = false
-emit.checkpoints.enabled = false
-emit.heartbeats.enabled = false
-refresh.topics.interval.seconds = 5
-refresh.groups.enabled = false
-"""
-
-
 # --- main --------------------------------------------------------------------------------
 
 
@@ -866,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-mm2", action="store_true", help="leave MirrorMaker 2 out")
     parser.add_argument("--profile-only", action="store_true", help="only the profile (3.)")
     args = parser.parse_args(argv)
-    _quiet()
+    quiet()
     events = args.events or (6000 if args.quick else 20000)
     if args.profile_only:
         events = args.events or (4000 if args.quick else 10000)
@@ -875,47 +580,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"python {platform.python_version()}, {os.cpu_count()} cores; "
         f"Apache Kafka {kafka_version()} (KRaft, one node per agency, loopback)"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
-        home = Path(tmp)
+    # The figures compare with earlier plaintext runs: the nodes and every client here
+    # (connect() gives plain options for them) speak plaintext.
+    with two_agencies("bench-bridge-") as setup:
+        print(f"federation up in {setup.up_s:.1f} s")
         t = time.monotonic()
-        # The figures compare with earlier plaintext runs: the nodes and every client here
-        # (connect() gives plain options for them) speak plaintext.
-        with running_federation(
-            home / "federation",
-            (SOURCE, DESTINATION),
-            partitions=PARTITIONS,
-            insecure_plaintext=True,
-        ) as federation:
-            assert federation.spec is not None
-            print(f"federation up in {time.monotonic() - t:.1f} s")
-            federated = federated_config(federation, home / "signed")
-            key_path = federated.config.agency(SOURCE).signing_key
-            assert key_path is not None
-            t = time.monotonic()
-            values = _sealed(events, federated.keys[SOURCE])
-            print(
-                f"sealed {events} events in {time.monotonic() - t:.1f} s, "
-                f"value {len(values[0][1])} bytes, "
-                f"{sum(1 for i in range(events) if EventPlan.is_released(i))} to be released"
+        values = _sealed(events, setup.federated.keys[SOURCE])
+        print(
+            f"sealed {events} events in {time.monotonic() - t:.1f} s, "
+            f"value {len(values[0][1])} bytes, "
+            f"{sum(1 for i in range(events) if EventPlan.is_released(i))} to be released"
+        )
+        bench = Bench(
+            config=setup.federated.config,
+            config_path=setup.config_path,
+            key_path=setup.key_path,
+            jars=setup.jars,
+            home=setup.home,
+            events=events,
+            seconds=seconds,
+            values=values,
+        )
+        return asyncio.run(
+            _run(
+                bench,
+                skip_mm2=args.skip_mm2,
+                profile_events=min(events, 10000),
+                profile_only=args.profile_only,
             )
-            bench = Bench(
-                config=federated.config,
-                config_path=federated.path,
-                key_path=key_path,
-                jars=federation.spec.jar_dir,
-                home=home,
-                events=events,
-                seconds=seconds,
-                values=values,
-            )
-            return asyncio.run(
-                _run(
-                    bench,
-                    skip_mm2=args.skip_mm2,
-                    profile_events=min(events, 10000),
-                    profile_only=args.profile_only,
-                )
-            )
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ Rounds are interleaved (each repetition runs every contender in turn), so a busy
 slows them alike; every headline figure is a ratio within one repetition. The load average is
 recorded beside every run. Figures are printed and returned (``bench.report`` writes them),
 never asserted.
+
+The pieces the Kafka benchmarks share are in ``bench._clusters`` (the federation),
+``bench._passthrough`` and ``bench._contenders`` (the contenders) and ``bench._timing`` (the
+events, the publisher and the clock); here are ``Contender``, which ``bench.bench_link`` runs
+too, and this benchmark's plan and ratios.
 """
 
 from __future__ import annotations
@@ -39,189 +44,48 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import os
-import platform
-import statistics
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer
 
-from bench.bench_bridge import (
-    _MM2_LOG4J,
-    DESTINATION,
+from bench._clusters import (
     PARTITIONS,
     SOURCE,
-    PassThrough,
-    _mm2_properties,
-    _passthrough_child,
-    _quiet,
-    _replicator_child,
+    Setup,
+    announce,
+    delete_topics,
+    machine,
+    peak_rss_mib,
+    print_ratios,
+    spread,
+    two_agencies,
 )
-from bus.codec import INTELLIGENCE_EVENT, default_store
-from bus.config import java_home
-from bus.envelope import seal_batch
-from bus.headers import CE_TIME, event_headers
-from bus.local._install import find_java, kafka_version
-from bus.signing import SigningKey
-from bus.testing import EventPlan, create_topic, federated_config, running_federation
+from bench._contenders import join, replicator_child, start_mirrormaker, stop
+from bench._passthrough import passthrough_child
+from bench._timing import SIGN_BATCH, timed, warm_up
+from bus.headers import CE_TIME
+from bus.local._install import kafka_version
+from bus.testing import EventPlan, create_topic
 
-__all__ = ["CONTENDERS", "main", "measure"]
+__all__ = ["CONTENDERS", "Contender", "main", "measure"]
 
 CONTENDERS = ("raw", "txn", "bridge", "mm2")
-SIGN_BATCH = 256
-_FILLER = "Observed at the border crossing; details through the liaison channel. "
-
-
-# --- events ------------------------------------------------------------------------------
-
-
-def sized_event(i: int, size: int) -> dict[str, Any]:
-    """Event ``i`` of ``EventPlan`` (released or not as it says), trimmed or padded so that
-    its Avro encoding is about ``size`` bytes (never below the smallest valid event)."""
-    event = EventPlan(origin=SOURCE, destination=DESTINATION, count=1).event(i)
-    event["subjects"] = event["subjects"][:1]
-    event["references"] = []
-    event["payload"] = None
-    event["summary"] = ""
-    event["title"] = event["title"][:40]
-    missing = max(0, size - len(default_store().encode(INTELLIGENCE_EVENT, event)) - 2)
-    event["summary"] = (_FILLER * (missing // len(_FILLER) + 1))[:missing]
-    return event
-
-
-def sealed(
-    count: int, size: int, key: SigningKey, start: float, rate: float | None
-) -> list[tuple[int, bytes, bytes, list[tuple[str, bytes]]]]:
-    """(partition, key, value, headers) of ``count`` events, batch-signed by ``key``;
-    ``created_at`` is each event's due send time (``start + i / rate``; all ``start`` at
-    ``max``)."""
-    events = []
-    for i in range(count):
-        event = sized_event(i, size)
-        due = start + (i / rate if rate else 0.0)
-        event["created_at"] = datetime.fromtimestamp(due, UTC)
-        event["expires_at"] = event["created_at"] + timedelta(days=1)
-        events.append(event)
-    out = []
-    for first in range(0, count, SIGN_BATCH):
-        chunk = events[first : first + SIGN_BATCH]
-        for offset, (event, value) in enumerate(zip(chunk, seal_batch(chunk, key), strict=True)):
-            i = first + offset
-            out.append(
-                (i % PARTITIONS, event["correlation_id"].encode(), value, event_headers(event))
-            )
-    return out
-
-
-def _publisher_child(
-    bootstrap: str,
-    topic: str,
-    key_path: str,
-    rate: float,
-    count: int,
-    size: int,
-    first_sent: Any,
-    sealed_at: Any,
-) -> None:
-    """Send ``count`` events at ``rate``/s (0: as fast as the producer can); note when the
-    first was sent. Events are sealed before the clock starts, stamped with their due times."""
-    _quiet()
-    key = SigningKey.load(Path(key_path))
-    probe = time.perf_counter()
-    sealed(64, size, key, time.time(), None)
-    per_event = (time.perf_counter() - probe) / 64
-    start = time.time() + per_event * count * 1.5 + 1.0
-    records = sealed(count, size, key, start, rate or None)
-    sealed_at.value = time.time()
-
-    async def send() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5 if not rate else 1,
-            max_batch_size=256 * 1024,
-            max_request_size=4 * 1024 * 1024,
-        )
-        await producer.start()
-        try:
-            pending = []
-            await asyncio.sleep(max(0.0, start - time.time()))
-            first_sent.value = time.time()
-            for i, (partition, k, v, headers) in enumerate(records):
-                if rate:
-                    ahead = start + i / rate - time.time()
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)
-                pending.append(
-                    await producer.send(topic, v, key=k, partition=partition, headers=headers)
-                )
-                if len(pending) >= 5000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            await asyncio.gather(*pending)
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
-
-
-def _transactional_child(
-    source: str, destination: str, topic: str, mirror: str, ready: Any, stop: Any
-) -> None:
-    """The transactional pass-through (partitions committed concurrently) until ``stop``."""
-    _quiet()
-
-    async def work() -> None:
-        loop = PassThrough(source, destination, topic, mirror, transactional=True, concurrent=True)
-        task = asyncio.ensure_future(loop.run())
-        await loop.ready.wait()
-        ready.set()
-        while not stop.is_set() and not task.done():  # noqa: ASYNC110  # a process's event
-            await asyncio.sleep(0.05)
-        loop.stopping.set()
-        await asyncio.wait_for(task, 60)
-
-    asyncio.run(work())
-
-
-def peak_rss_mib(pid: int) -> float | None:
-    """Peak resident set of process ``pid`` (``VmHWM``), MiB; None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return None
 
 
 # --- one contender -----------------------------------------------------------------------
 
 
-@dataclass(slots=True, kw_only=True)
-class Setup:
-    src: str
-    dst: str
-    config_path: Path
-    key_path: Path
-    jars: Path
-    home: Path
-
-
 @dataclass(slots=True)
 class Contender:
-    """A running contender: its process, the topics, the destination reader."""
+    """A running contender (``raw``, ``txn``, ``bridge`` or ``mm2``, in a process of its
+    own): its process, the topics, the destination reader."""
 
     name: str
     setup: Setup
@@ -232,11 +96,10 @@ class Contender:
     _stop: Any = None
     _process: Any = None
     _reader: AIOKafkaConsumer | None = None
-    _log: Any = None
     _shared: list[Any] = field(default_factory=list)
-    _warm: list[tuple[int, bytes, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
 
     async def start(self) -> None:
+        """Start the contender on a topic of its own and warm it up."""
         s = self.setup
         self.topic = f"bench.e2e.{self.name}.{self.size}.{uuid.uuid4().hex[:6]}"
         self.mirror = f"{SOURCE}.{self.topic}"
@@ -245,20 +108,21 @@ class Contender:
         self._stop, ready = ctx.Event(), ctx.Event()
         if self.name in ("raw", "txn"):
             await create_topic(s.dst, self.mirror, PARTITIONS)
-            if self.name == "txn":
+            transactional = self.name == "txn"
+            if transactional:
                 await create_topic(s.dst, f"{self.mirror}.checkpoints", PARTITIONS)
-            target = _passthrough_child if self.name == "raw" else _transactional_child
             self._process = ctx.Process(
-                target=target, args=(s.src, s.dst, self.topic, self.mirror, ready, self._stop)
+                target=passthrough_child,
+                args=(s.src, s.dst, self.topic, self.mirror, ready, self._stop),
+                kwargs={"transactional": transactional, "concurrent": transactional},
             )
             self._process.start()
-            self.pid = self._process.pid
         elif self.name == "bridge":
             assigned, progress = ctx.Value("q", 0), ctx.Value("q", 0)
             # Kept while the child writes them: a freed Value's memory is handed out again.
             self._shared = [assigned, progress]
             self._process = ctx.Process(
-                target=_replicator_child,
+                target=replicator_child,
                 args=(
                     str(s.config_path),
                     self.topic,
@@ -270,44 +134,22 @@ class Contender:
                 ),
             )
             self._process.start()
-            self.pid = self._process.pid
         else:
-            await self._start_mm2()
-        # Warm-up: one released event per partition, through, before anything is timed.
-        key = SigningKey.load(s.key_path)
-        released = [i for i in range(1, 200) if EventPlan.is_released(i)]
-        warm = sealed(released[PARTITIONS] + 1, self.size, key, time.time(), None)
-        self._warm = [
-            (p, k, v, h) for p, (_, k, v, h) in enumerate(warm[i] for i in released[:PARTITIONS])
-        ]
+            self._process = await asyncio.to_thread(
+                start_mirrormaker, s.home / f"mm2-{self.topic}", s.src, s.dst, self.topic, s.jars
+            )
+        self.pid = self._process.pid
         deadline = time.monotonic() + 180
-        producer = AIOKafkaProducer(bootstrap_servers=s.src, acks="all", enable_idempotence=True)
-        await producer.start()
-        try:
-            for p, k, v, h in self._warm:
-                await producer.send_and_wait(self.topic, v, key=k, partition=p, headers=h)
-        finally:
-            await producer.stop()
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=s.dst,
-            group_id=None,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+        self._reader = await warm_up(
+            s.src,
+            s.dst,
+            self.topic,
+            self.mirror,
+            partitions=PARTITIONS,
+            key_path=s.key_path,
+            size=self.size,
+            alive=lambda: self._alive(deadline),
         )
-        await reader.start()
-        self._reader = reader
-        while self.mirror not in await reader.topics():
-            self._alive(deadline)
-            await asyncio.sleep(0.2)
-        reader.assign([TopicPartition(self.mirror, p) for p in range(PARTITIONS)])
-        seen = 0
-        while seen < PARTITIONS:
-            self._alive(deadline)
-            batches = await reader.getmany(timeout_ms=200)
-            seen += sum(len(rs) for rs in batches.values())
 
     def _alive(self, deadline: float) -> None:
         if time.monotonic() > deadline:
@@ -318,78 +160,31 @@ class Contender:
         elif self._process is not None and not self._process.is_alive():
             raise RuntimeError(f"{self.name}: the contender's process died")
 
-    async def _start_mm2(self) -> None:
-        s = self.setup
-        folder = s.home / f"mm2-{self.topic}"
-        folder.mkdir()
-        properties = folder / "mm2.properties"
-        properties.write_text(_mm2_properties(s.src, s.dst, self.topic), encoding="utf-8")
-        log4j = folder / "log4j2.properties"
-        log4j.write_text(_MM2_LOG4J.format(log=folder / "mm2.log"), encoding="utf-8")
-        java = await asyncio.to_thread(find_java, java_home())
-        command = [
-            str(java),
-            "-Xmx512m",
-            "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={log4j}",
-            "-cp",
-            f"{s.jars}/*",
-            "org.apache.kafka.connect.mirror.MirrorMaker",
-            str(properties),
-        ]
-        self._log = (folder / "console.log").open("wb")
-        self._process = subprocess.Popen(  # noqa: ASYNC220  # returns at once
-            command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        self.pid = self._process.pid
-
     async def run(self, rate: float, count: int) -> dict[str, Any]:
         """Publish ``count`` events at ``rate`` (0: max); time them to the destination."""
         assert self._reader is not None
-        reader = self._reader
         s = self.setup
         expected = (
             sum(1 for i in range(count) if EventPlan.is_released(i))
             if self.name == "bridge"
             else count
         )
-        ctx = multiprocessing.get_context("spawn")
-        first_sent, sealed_at = ctx.Value("d", 0.0), ctx.Value("d", 0.0)
-        publisher = ctx.Process(
-            target=_publisher_child,
-            args=(
-                s.src,
-                self.topic,
-                str(s.key_path),
-                rate,
-                count,
-                self.size,
-                first_sent,
-                sealed_at,
-            ),
-        )
-        load_before = os.getloadavg()[0]
-        publisher.start()
         latencies: list[float] = []
-        last = 0.0
-        budget = count / (rate or 1000) * 3 + 180
-        until = time.monotonic() + budget
-        try:
-            while len(latencies) < expected and time.monotonic() < until:
-                self._alive(float("inf"))
-                batches = await reader.getmany(timeout_ms=100)
-                arrived = time.time()
-                for records in batches.values():
-                    for r in records:
-                        due = _due(r.headers)
-                        latencies.append(arrived - due)
-                        last = arrived
-        finally:
-            await asyncio.to_thread(publisher.join, 120)
-            if publisher.is_alive():
-                publisher.terminate()
-        started = first_sent.value
-        elapsed = last - started if latencies and started else float("nan")
+        arrivals = await timed(
+            self._reader,
+            src=s.src,
+            topic=self.topic,
+            key_path=s.key_path,
+            rate=rate,
+            count=count,
+            size=self.size,
+            partitions=PARTITIONS,
+            expected=expected,
+            budget_s=count / (rate or 1000) * 3 + 180,
+            alive=lambda: self._alive(float("inf")),
+            each=lambda arrived, r: latencies.append(arrived - _due(r.headers)),
+        )
+        elapsed = arrivals.seconds
         latencies.sort()
         result: dict[str, Any] = {
             "contender": self.name,
@@ -397,10 +192,10 @@ class Contender:
             "rate": rate or "max",
             "events": count,
             "expected": expected,
-            "arrived": len(latencies),
+            "arrived": arrivals.arrived,
             "seconds": elapsed,
             "throughput": count / elapsed if elapsed and elapsed > 0 else None,
-            "load_average": [load_before, os.getloadavg()[0]],
+            "load_average": arrivals.load_average,
             "peak_rss_mib": peak_rss_mib(self.pid),
         }
         if latencies and rate:
@@ -415,26 +210,17 @@ class Contender:
         return result
 
     async def stop(self) -> None:
+        """Stop the reader and the contender; delete the run's topics."""
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 await self._reader.stop()
         if isinstance(self._process, subprocess.Popen):
-            self._process.terminate()
-            try:
-                await asyncio.to_thread(self._process.wait, 30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                await asyncio.to_thread(self._process.wait, 10)
-            if self._log is not None:
-                self._log.close()
+            await stop(self._process)
         elif self._process is not None:
             self._stop.set()
-            await asyncio.to_thread(self._process.join, 60)
-            if self._process.is_alive():
-                self._process.terminate()
-                await asyncio.to_thread(self._process.join, 10)
-        await _delete_topics(self.setup.src, self.topic)
-        await _delete_topics(self.setup.dst, self.topic)
+            await join(self._process)
+        await delete_topics(self.setup.src, self.topic)
+        await delete_topics(self.setup.dst, self.topic)
 
 
 def _due(headers: Sequence[tuple[str, bytes]]) -> float:
@@ -442,20 +228,6 @@ def _due(headers: Sequence[tuple[str, bytes]]) -> float:
         if name == CE_TIME:
             return datetime.fromisoformat(value.decode()).timestamp()
     raise RuntimeError("a mirrored record without its ce_time header")
-
-
-async def _delete_topics(bootstrap: str, topic: str) -> None:
-    """Delete every topic whose name holds ``topic`` (the run's own, its mirror, checkpoints
-    and forwarded-events state; never a shared one): 16 KB runs would fill the disk otherwise."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        doomed = [n for n in await admin.list_topics() if topic in n]
-        if doomed:
-            with contextlib.suppress(Exception):
-                await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
 
 
 # --- the plan ----------------------------------------------------------------------------
@@ -548,39 +320,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             elif "p99_ms" in r and "p99_ms" in other:
                 key = f"p99 {size} B {rate:.0f}/s: bridge / {base}"
                 ratios.setdefault(key, []).append(r["p99_ms"] / other["p99_ms"])
-    return {
-        key: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
-        for key, v in sorted(ratios.items())
-    }
+    return spread(ratios)
 
 
 def measure(plan: Plan) -> dict[str, Any]:
     """Start a federation, run ``plan``, stop it; return every run and the ratios."""
-    _quiet()
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        home = Path(tmp)
-        # Plaintext, as the other benchmarks and the earlier figures: every contender (and
-        # MirrorMaker 2, configured without TLS) reaches the nodes the same way.
-        with running_federation(
-            home / "federation",
-            (SOURCE, DESTINATION),
-            partitions=PARTITIONS,
-            insecure_plaintext=True,
-        ) as federation:
-            assert federation.spec is not None
-            federated = federated_config(federation, home / "signed")
-            key_path = federated.config.agency(SOURCE).signing_key
-            assert key_path is not None
-            setup = Setup(
-                src=federation.bootstrap(SOURCE),
-                dst=federation.bootstrap(DESTINATION),
-                config_path=federated.path,
-                key_path=key_path,
-                jars=federation.spec.jar_dir,
-                home=home,
-            )
-            started = time.time()
-            runs = asyncio.run(_measure(setup, plan))
+    with two_agencies("bench-e2e-") as setup:
+        started = time.time()
+        runs = asyncio.run(_measure(setup, plan))
     return {
         "machine": machine(),
         "kafka": kafka_version(),
@@ -596,27 +343,6 @@ def measure(plan: Plan) -> dict[str, Any]:
         "started": datetime.fromtimestamp(started, UTC).isoformat(),
         "runs": runs,
         "ratios": summarise(runs),
-    }
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").split("\n"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = ""
-    with contextlib.suppress(OSError):
-        memory = Path("/proc/meminfo").read_text(encoding="ascii").split("\n")[0]
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "memory": " ".join(memory.split()[1:]),
-        "load_average": list(os.getloadavg()),
     }
 
 
@@ -637,16 +363,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         plan = replace(plan, sizes=tuple(int(x) for x in args.sizes.split(",")))
     if args.rates:
         plan = replace(plan, rates=tuple(float(x) for x in args.rates.split(",")))
-    print(
-        f"python {platform.python_version()}, {os.cpu_count()} cores; Apache Kafka "
-        f"{kafka_version()}; {plan.reps} repetitions of {plan.events} events; "
-        f"load average {os.getloadavg()[0]:.1f}",
-        flush=True,
-    )
+    announce(f"{plan.reps} repetitions of {plan.events} events")
     result = measure(plan)
-    print("  ratios within a repetition (median [min-max]):")
-    for key, r in result["ratios"].items():
-        print(f"    {key:44} {r['median']:5.2f} [{r['min']:.2f}-{r['max']:.2f}]")
+    print_ratios(result["ratios"], 44)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result

@@ -39,10 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -53,12 +50,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench.bench_bridge import DESTINATION, PARTITIONS, SOURCE, _quiet
-from bench.bench_e2e import Contender, Setup, machine
+from bench._clusters import (
+    DESTINATION,
+    PARTITIONS,
+    Setup,
+    announce,
+    machine,
+    print_ratios,
+    spread,
+    two_agencies,
+)
+from bench.bench_e2e import Contender
 from bus import local
 from bus.local._install import kafka_version
 from bus.local._link import unavailable
-from bus.testing import connect, create_topic, federated_config, running_federation
+from bus.testing import connect, create_topic
 
 __all__ = ["main", "measure"]
 
@@ -211,40 +217,16 @@ def summarise(runs: list[dict[str, Any]], baseline: float) -> dict[str, Any]:
         mm2 = ok.get((rep, "mm2", rtt))
         if name == "bridge" and mm2:
             ratios.setdefault(f"bridge / mm2 at {rtt:g} ms", []).append(value / mm2)
-    return {
-        key: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
-        for key, v in sorted(ratios.items())
-    }
+    return spread(ratios)
 
 
 def measure(plan: Plan) -> dict[str, Any]:
     """Start the federation (destination behind a link), run ``plan``, stop it all."""
-    _quiet()
-    with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
-        home = Path(tmp)
-        with running_federation(
-            home / "federation",
-            (SOURCE, DESTINATION),
-            partitions=PARTITIONS,
-            insecure_plaintext=True,
-            remote=(DESTINATION,),
-        ) as federation:
-            assert federation.spec is not None
-            federated = federated_config(federation, home / "signed")
-            key_path = federated.config.agency(SOURCE).signing_key
-            assert key_path is not None
-            setup = Setup(
-                src=federation.bootstrap(SOURCE),
-                dst=federation.bootstrap(DESTINATION),
-                config_path=federated.path,
-                key_path=key_path,
-                jars=federation.spec.jar_dir,
-                home=home,
-            )
-            started = time.time()
-            link = federation.links[DESTINATION]
-            commits = asyncio.run(_commits(setup, link, plan)) if plan.commits else []
-            runs = asyncio.run(_measure(setup, link, plan))
+    with two_agencies("bench-link-", remote=(DESTINATION,)) as setup:
+        started = time.time()
+        link = setup.federation.links[DESTINATION]
+        commits = asyncio.run(_commits(setup, link, plan)) if plan.commits else []
+        runs = asyncio.run(_measure(setup, link, plan))
     return {
         "machine": machine(),
         "kafka": kafka_version(),
@@ -295,17 +277,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         plan = replace(plan, rtts=tuple(float(x) for x in args.rtts.split(",")))
     if args.only:
         plan = replace(plan, contenders=tuple(args.only.split(",")))
-    print(
-        f"python {platform.python_version()}, {os.cpu_count()} cores; Apache Kafka "
-        f"{kafka_version()}; {plan.reps} repetitions of {plan.events} events of {SIZE} B; "
-        f"round trips {', '.join(f'{r:g}' for r in plan.rtts)} ms; "
-        f"load average {os.getloadavg()[0]:.1f}",
-        flush=True,
+    announce(
+        f"{plan.reps} repetitions of {plan.events} events of {SIZE} B; "
+        f"round trips {', '.join(f'{r:g}' for r in plan.rtts)} ms"
     )
     result = measure(plan)
-    print("  ratios within a repetition (median [min-max]):")
-    for key, r in result["ratios"].items():
-        print(f"    {key:32} {r['median']:5.2f} [{r['min']:.2f}-{r['max']:.2f}]")
+    print_ratios(result["ratios"], 32)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result

@@ -10,7 +10,8 @@ mutual TLS), and bridges every ordered pair, N x (N - 1) directions, two ways in
 For each it measures, from ``/proc``, the resident memory (RSS) of the Kafka nodes and of the
 bridge processes, and their CPU time over an idle window and over a window with events flowing
 (each agency publishing ``--rate`` events per second, each releasable to every peer). Figures
-are printed as a table and returned; nothing is asserted.
+are printed as a table and returned; nothing is asserted. The nodes, the bridges and the
+temporary folder they write in are gone at the end, also after an error, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,12 +22,8 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,10 +32,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from bench._contenders import Bridge, health, start_bridge, stop
 from bus import local
 from bus.envelope import seal
 from bus.events import template
-from bus.testing import Federated, connect, federated_config, free_base_port, running_federation
+from bus.testing import Federated, connect, federated_config, running_federation
 
 NAMES = ("interpol", "europol", "ameripol", "afripol", "aseanapol", "gccpol", "aripo", "sica")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -56,51 +54,16 @@ def _cpu_s(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / _TICKS
 
 
-def _health(port: int) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            body: dict[str, Any] = json.load(r)
-            return body
-    except urllib.error.HTTPError as exc:
-        unhealthy: dict[str, Any] = json.load(exc)
-        return unhealthy
-    except (OSError, ValueError):
-        return None
-
-
-def _start(federated: Federated, source: str, destinations: Sequence[str], log: Path) -> Any:
-    port = free_base_port(1)
-    command = [
-        sys.executable,
-        "-m",
-        "bus",
-        "bridge",
-        "run",
-        "--config",
-        str(federated.path),
-        "--from",
-        source,
-        "--web-port",
-        str(port),
-        "--loglevel",
-        "warn",
-        *(arg for d in destinations for arg in ("--to", d)),
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    return process, port, len(destinations)
-
-
-async def _wait_ready(workers: Sequence[Any], timeout_s: float = 600.0) -> float:
+async def _wait_ready(workers: Sequence[Bridge], timeout_s: float = 600.0) -> float:
     """Seconds until every direction of every worker has partitions."""
     started = time.monotonic()
-    for process, port, directions in workers:
+    for worker in workers:
         while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"a bridge worker exited with {process.returncode}")
-            status = await asyncio.to_thread(_health, port) or {}
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"a bridge worker exited with {worker.process.returncode}")
+            status = await asyncio.to_thread(health, worker.port) or {}
             answers = status.get("directions", [status] if status else [])
-            if len(answers) == directions and all(a.get("partitions") for a in answers):
+            if len(answers) == worker.directions and all(a.get("partitions") for a in answers):
                 break
             if time.monotonic() - started > timeout_s:
                 raise RuntimeError("bridge workers not ready in time")
@@ -151,27 +114,18 @@ async def _measure(
     agencies = federation.agencies
     assert federation.spec is not None
     jvms = [pid for _, pid in local.iter_node_pids(federation.spec)]
-    workers = []
+    # (source, destinations, name in the log file's name) of each worker
     if mode == "per-direction":
-        for source, destination in itertools.permutations(agencies, 2):
-            workers.append(
-                _start(
-                    federated, source, [destination], work / f"{mode}-{source}-{destination}.log"
-                )
-            )
+        plan = [(s, [d], f"{s}-{d}") for s, d in itertools.permutations(agencies, 2)]
     else:
-        for source in agencies:
-            workers.append(
-                _start(
-                    federated,
-                    source,
-                    [a for a in agencies if a != source],
-                    work / f"{mode}-{source}.log",
-                )
-            )
+        plan = [(s, [a for a in agencies if a != s], s) for s in agencies]
+    workers: list[Bridge] = []
     try:
+        for source, destinations, name in plan:
+            log = work / f"{mode}-{name}.log"
+            workers.append(start_bridge(federated.path, source, destinations, log))
         ready_s = await _wait_ready(workers)
-        pids = {"kafka": jvms, "bridges": [w[0].pid for w in workers]}
+        pids = {"kafka": jvms, "bridges": [w.process.pid for w in workers]}
         await asyncio.sleep(5)
         since = _cpu_now(pids)
         await asyncio.sleep(seconds)
@@ -207,14 +161,7 @@ async def _measure(
             "offered_per_s": rate * len(agencies),
         }
     finally:
-        for process, _, _ in workers:
-            process.send_signal(signal.SIGTERM)
-        for process, _, _ in workers:
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
+        await stop(*(w.process for w in workers), wait_s=60, kill_s=30)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -226,18 +173,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--modes", default="per-source,per-direction")
     args = parser.parse_args(argv)
     agencies = NAMES[: args.agencies]
-    work = Path(tempfile.mkdtemp(prefix="exchange-bus-bench-mesh-"))
     results: list[dict[str, Any]] = []
-    with running_federation(
-        work / "federation", agencies, heap_mb=args.heap_mb, partitions=2
-    ) as federation:
-        federated = federated_config(federation, work / "config")
-        for mode in args.modes.split(","):
-            result = asyncio.run(
-                _measure(federation, federated, mode, work, args.rate, args.seconds)
-            )
-            results.append(result)
-            print(json.dumps(result), flush=True)
+    # SIGTERM unwinds as Ctrl-C does: the bridges and the nodes stop, the folder goes.
+    terminate = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with (
+            tempfile.TemporaryDirectory(
+                prefix="exchange-bus-bench-mesh-", ignore_cleanup_errors=True
+            ) as tmp,
+            running_federation(
+                Path(tmp) / "federation", agencies, heap_mb=args.heap_mb, partitions=2
+            ) as federation,
+        ):
+            work = Path(tmp)
+            federated = federated_config(federation, work / "config")
+            for mode in args.modes.split(","):
+                result = asyncio.run(
+                    _measure(federation, federated, mode, work, args.rate, args.seconds)
+                )
+                results.append(result)
+                print(json.dumps(result), flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, terminate)
     print(f"\n{len(agencies)} agencies, {args.heap_mb} MiB heaps, {args.rate:g} events/s each")
     print(
         f"{'mode':<14}{'procs':>6}{'ready s':>9}{'kafka MB':>10}{'bridges MB':>12}"

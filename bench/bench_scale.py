@@ -29,14 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
-import os
-import platform
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -44,20 +37,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from bench.bench_bridge import DESTINATION, SOURCE, _quiet
-from bench.bench_e2e import _delete_topics, machine, peak_rss_mib, sealed
-from bench.bench_mesh import _health
-from bus.local._install import kafka_version
-from bus.signing import SigningKey
-from bus.testing import (
-    EventPlan,
-    create_topic,
-    federated_config,
-    free_base_port,
-    running_federation,
+from bench._clusters import (
+    DESTINATION,
+    SOURCE,
+    Setup,
+    announce,
+    delete_topics,
+    machine,
+    peak_rss_mib,
+    two_agencies,
 )
+from bench._contenders import Bridge, health, start_bridge, stop
+from bench._timing import timed, warm_up
+from bus.local._install import kafka_version
+from bus.testing import EventPlan, create_topic
 
 __all__ = ["main", "measure"]
 
@@ -90,54 +85,6 @@ def plan_for(*, quick: bool, reps: int | None, events: int | None) -> Plan:
     return Plan(reps=reps or 2, events=events or 20000, partitions=(1, 3, 6, 12), workers=(1, 2, 3))
 
 
-def _publisher_child(
-    bootstrap: str, topic: str, key_path: str, count: int, partitions: int, first_sent: Any
-) -> None:
-    """Send ``count`` ~1 KB events round-robin over ``partitions`` as fast as the producer can;
-    note when the first was sent. Events are sealed before the clock starts."""
-    _quiet()
-    key = SigningKey.load(Path(key_path))
-    records = [
-        (i % partitions, k, v, h)
-        for i, (_, k, v, h) in enumerate(sealed(count, SIZE, key, time.time(), None))
-    ]
-
-    async def send() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_batch_size=256 * 1024,
-            max_request_size=4 * 1024 * 1024,
-        )
-        await producer.start()
-        try:
-            pending = []
-            first_sent.value = time.time()
-            for partition, k, v, headers in records:
-                pending.append(
-                    await producer.send(topic, v, key=k, partition=partition, headers=headers)
-                )
-                if len(pending) >= 5000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            await asyncio.gather(*pending)
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
-
-
-@dataclass(slots=True, kw_only=True)
-class Setup:
-    src: str
-    dst: str
-    config_path: Path
-    key_path: Path
-    home: Path
-
-
 class Configuration:
     """``workers`` ``bus bridge run`` processes of interpol->europol on a topic of its own."""
 
@@ -145,121 +92,72 @@ class Configuration:
         self.setup, self.partitions, self.workers = setup, partitions, workers
         self.topic = f"bench.scale.p{partitions}w{workers}.{uuid.uuid4().hex[:6]}"
         self.mirror = f"{SOURCE}.{self.topic}"
-        self.processes: list[tuple[subprocess.Popen[bytes], int]] = []
+        self.bridges: list[Bridge] = []
         self.reader: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
+        """Start the workers, wait until they share every partition, and warm them up."""
         s = self.setup
         await create_topic(s.src, self.topic, self.partitions)
         for n in range(self.workers):
-            port = free_base_port(1)
-            log = s.home / f"{self.topic}-{n}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(  # noqa: ASYNC220  # returns at once
-                    [
-                        sys.executable,
-                        "-m",
-                        "bus",
-                        "bridge",
-                        "run",
-                        "--config",
-                        str(s.config_path),
-                        "--from",
-                        SOURCE,
-                        "--to",
-                        DESTINATION,
-                        "--topic",
-                        self.topic,
-                        "--bridge-id",
-                        f"bench-scale-{n}",
-                        "--web-port",
-                        str(port),
-                        "--loglevel",
-                        "warn",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
+            self.bridges.append(
+                start_bridge(
+                    s.config_path,
+                    SOURCE,
+                    [DESTINATION],
+                    s.home / f"{self.topic}-{n}.log",
+                    topic=self.topic,
+                    bridge_id=f"bench-scale-{n}",
                 )
-            self.processes.append((process, port))
+            )
         deadline = time.monotonic() + 600
         while True:
             self._alive(deadline)
             assigned = 0
-            for _, port in self.processes:
-                status = await asyncio.to_thread(_health, port) or {}
+            for bridge in self.bridges:
+                status = await asyncio.to_thread(health, bridge.port) or {}
                 assigned += len(status.get("partitions") or ())
             if assigned >= self.partitions:
                 break
             await asyncio.sleep(0.5)
-        # Warm-up: one released event per partition, through, before anything is timed.
-        key = SigningKey.load(s.key_path)
-        released = [i for i in range(1, 400) if EventPlan.is_released(i)][: self.partitions]
-        warm = sealed(released[-1] + 1, SIZE, key, time.time(), None)
-        producer = AIOKafkaProducer(bootstrap_servers=s.src, acks="all", enable_idempotence=True)
-        await producer.start()
-        try:
-            for p, i in enumerate(released):
-                _, k, v, h = warm[i]
-                await producer.send_and_wait(self.topic, v, key=k, partition=p, headers=h)
-        finally:
-            await producer.stop()
-        self.reader = AIOKafkaConsumer(
-            bootstrap_servers=s.dst,
-            group_id=None,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+        self.reader = await warm_up(
+            s.src,
+            s.dst,
+            self.topic,
+            self.mirror,
+            partitions=self.partitions,
+            key_path=s.key_path,
+            size=SIZE,
+            alive=lambda: self._alive(deadline),
         )
-        await self.reader.start()
-        while self.mirror not in await self.reader.topics():
-            self._alive(deadline)
-            await asyncio.sleep(0.2)
-        self.reader.assign([TopicPartition(self.mirror, p) for p in range(self.partitions)])
-        seen = 0
-        while seen < self.partitions:
-            self._alive(deadline)
-            batches = await self.reader.getmany(timeout_ms=200)
-            seen += sum(len(rs) for rs in batches.values())
 
     def _alive(self, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"p{self.partitions} w{self.workers}: not ready in time")
-        for process, _ in self.processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"a bridge worker exited with {process.returncode}")
+        for bridge in self.bridges:
+            if bridge.process.poll() is not None:
+                raise RuntimeError(f"a bridge worker exited with {bridge.process.returncode}")
 
     async def run(self, count: int) -> dict[str, Any]:
+        """Publish ``count`` events as fast as possible; time them to the destination."""
         assert self.reader is not None
         s = self.setup
         expected = sum(1 for i in range(count) if EventPlan.is_released(i))
-        ctx = multiprocessing.get_context("spawn")
-        first_sent = ctx.Value("d", 0.0)
-        publisher = ctx.Process(
-            target=_publisher_child,
-            args=(s.src, self.topic, str(s.key_path), count, self.partitions, first_sent),
+        arrivals = await timed(
+            self.reader,
+            src=s.src,
+            topic=self.topic,
+            key_path=s.key_path,
+            rate=0.0,
+            count=count,
+            size=SIZE,
+            partitions=self.partitions,
+            expected=expected,
+            budget_s=count / 100 + 300,
+            alive=lambda: self._alive(float("inf")),
         )
-        load_before = os.getloadavg()[0]
-        publisher.start()
-        arrived, last = 0, 0.0
-        until = time.monotonic() + count / 100 + 300
-        try:
-            while arrived < expected and time.monotonic() < until:
-                self._alive(float("inf"))
-                batches = await self.reader.getmany(timeout_ms=100)
-                got = sum(len(rs) for rs in batches.values())
-                if got:
-                    arrived += got
-                    last = time.time()
-        finally:
-            await asyncio.to_thread(publisher.join, 120)
-            if publisher.is_alive():
-                publisher.terminate()
-        started = first_sent.value
-        elapsed = last - started if arrived and started else float("nan")
-        rss = [peak_rss_mib(p.pid) for p, _ in self.processes]
+        arrived, elapsed = arrivals.arrived, arrivals.seconds
+        rss = [peak_rss_mib(b.process.pid) for b in self.bridges]
         return {
             "partitions": self.partitions,
             "workers": self.workers,
@@ -268,25 +166,18 @@ class Configuration:
             "arrived": arrived,
             "seconds": elapsed,
             "throughput": count / elapsed if arrived >= expected and elapsed > 0 else None,
-            "load_average": [load_before, os.getloadavg()[0]],
+            "load_average": arrivals.load_average,
             "peak_rss_mib": [r for r in rss if r is not None],
         }
 
     async def stop(self) -> None:
+        """Stop the reader and the workers; delete the configuration's topics."""
         if self.reader is not None:
             with contextlib.suppress(Exception):
                 await self.reader.stop()
-        for process, _ in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process, _ in self.processes:
-            try:
-                await asyncio.to_thread(process.wait, 60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await asyncio.to_thread(process.wait, 30)
-        await _delete_topics(self.setup.src, self.topic)
-        await _delete_topics(self.setup.dst, self.topic)
+        await stop(*(b.process for b in self.bridges), wait_s=60, kill_s=30)
+        await delete_topics(self.setup.src, self.topic)
+        await delete_topics(self.setup.dst, self.topic)
 
 
 async def _measure(setup: Setup, plan: Plan) -> list[dict[str, Any]]:
@@ -356,23 +247,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def measure(plan: Plan) -> dict[str, Any]:
     """Start a federation, run ``plan``, stop it; return every run and the ratios."""
-    _quiet()
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        home = Path(tmp)
-        with running_federation(
-            home / "federation", (SOURCE, DESTINATION), insecure_plaintext=True
-        ) as federation:
-            federated = federated_config(federation, home / "signed")
-            key_path = federated.config.agency(SOURCE).signing_key
-            assert key_path is not None
-            setup = Setup(
-                src=federation.bootstrap(SOURCE),
-                dst=federation.bootstrap(DESTINATION),
-                config_path=federated.path,
-                key_path=key_path,
-                home=home,
-            )
-            runs = asyncio.run(_measure(setup, plan))
+    with two_agencies("bench-scale-", partitions=None) as setup:
+        runs = asyncio.run(_measure(setup, plan))
     return {
         "machine": machine(),
         "kafka": kafka_version(),
@@ -410,12 +286,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if args.workers
             else plan.workers,
         )
-    print(
-        f"python {platform.python_version()}, {os.cpu_count()} cores; Apache Kafka "
-        f"{kafka_version()}; {plan.reps} repetition(s) of {plan.events} events of {SIZE} B; "
-        f"load average {os.getloadavg()[0]:.1f}",
-        flush=True,
-    )
+    announce(f"{plan.reps} repetition(s) of {plan.events} events of {SIZE} B")
     result = measure(plan)
     print("  events/s and ratio to 1 partition, 1 worker (median [min-max]):")
     for key, r in result["summary"].items():
