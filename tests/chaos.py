@@ -39,6 +39,7 @@ import itertools
 import logging
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -479,7 +480,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed = asyncio.run(soak(federation, seeds, work))
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 1 if failed else 0
+    if failed:
+        print(f"chaos: state and logs of the failed runs kept in {work}")
+        return 1
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)  # nothing to look into: every run passed
+    return 0
 
 
 if __name__ == "__main__":
