@@ -54,7 +54,7 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
     times: dict[str, dict[str, float]] = {}
     txs: list[dict[str, Any]] = []
     steps: list[float] = []
-    original_fetch = replicator.fetch
+    original_fetch = replicator.fetch  # type: ignore[attr-defined]
 
     async def fetch(consumer: Any, **kw: Any) -> Any:
         asked = time.time()
@@ -67,7 +67,7 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
                     times[key] = {"fetched": now, "fetch_wait": now - asked}
         return batches
 
-    replicator.fetch = fetch  # type: ignore[assignment]
+    replicator.fetch = fetch  # type: ignore[attr-defined]
 
     original_judge = replicator.Replicator._judge_all
 
@@ -119,7 +119,7 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
         requests.setdefault(name, []).append(time.perf_counter() - asked)
         return response
 
-    AIOKafkaClient.send = client_send  # type: ignore[method-assign]
+    AIOKafkaClient.send = client_send
     lags: list[float] = []
 
     async def loop_lag() -> None:
@@ -161,7 +161,7 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
         rep, _ = _replicator(config, topic, f"probe-{uuid.uuid4().hex[:6]}", 0)
         task = asyncio.ensure_future(rep.run())
         lagging = asyncio.ensure_future(loop_lag())
-        while len(rep.health()["partitions"]) < PARTITIONS:
+        while len(rep.health()["partitions"]) < PARTITIONS:  # noqa: ASYNC110  # polled
             await asyncio.sleep(0.05)
         ready.set()
         while not stop.is_set() and not task.done():  # noqa: ASYNC110  # a process's event
@@ -207,7 +207,7 @@ async def _probe(src: str, dst: str, config: Path, key: Path, rate: float, count
     )
     await reader.start()
     publisher.start()
-    while mirror not in await reader.topics():
+    while mirror not in await reader.topics():  # noqa: ASYNC110  # polled
         await asyncio.sleep(0.1)
     reader.assign([TopicPartition(mirror, p) for p in range(PARTITIONS)])
     expected = sum(1 for i in range(count) if EventPlan.is_released(i))
@@ -218,10 +218,10 @@ async def _probe(src: str, dst: str, config: Path, key: Path, rate: float, count
         for records in (await reader.getmany(timeout_ms=100)).values():
             now = time.time()
             for r in records:
-                key = _id(r)
-                assert key is not None
-                read[key] = now
-                due[key] = _due(r.headers)
+                got = _id(r)
+                assert got is not None
+                read[got] = now
+                due[got] = _due(r.headers)
     await reader.stop()
     await asyncio.to_thread(publisher.join, 60)
     stop.set()
