@@ -23,6 +23,9 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -54,6 +57,7 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
     times: dict[str, dict[str, float]] = {}
     txs: list[dict[str, Any]] = []
     steps: list[float] = []
+    cpu: dict[str, float] = {}
     original_fetch = replicator.fetch  # type: ignore[attr-defined]
 
     async def fetch(consumer: Any, **kw: Any) -> Any:
@@ -164,8 +168,10 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
         while len(rep.health()["partitions"]) < PARTITIONS:  # noqa: ASYNC110  # polled
             await asyncio.sleep(0.05)
         ready.set()
+        cpu["start"] = time.process_time()
         while not stop.is_set() and not task.done():  # noqa: ASYNC110  # a process's event
             await asyncio.sleep(0.05)
+        cpu["end"] = time.process_time()
         rep.stop()
         lagging.cancel()
         await asyncio.wait_for(task, 60)
@@ -173,7 +179,14 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
     asyncio.run(work())
     Path(trace).write_text(
         json.dumps(
-            {"times": times, "txs": txs, "steps": steps, "requests": requests, "lags": lags}
+            {
+                "times": times,
+                "txs": txs,
+                "steps": steps,
+                "requests": requests,
+                "lags": lags,
+                "cpu_s": cpu["end"] - cpu["start"],
+            }
         ),
         encoding="utf-8",
     )
@@ -184,15 +197,51 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q / 100))] if values else float("nan")
 
 
-async def _probe(src: str, dst: str, config: Path, key: Path, rate: float, count: int) -> None:
+class _Flag:
+    """A file as an event between processes that share no ``multiprocessing`` context."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def set(self) -> None:
+        self.path.touch()
+
+    def is_set(self) -> bool:
+        return self.path.exists()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.is_set()
+
+
+async def _probe(
+    src: str, dst: str, config: Path, key: Path, rate: float, count: int, code: Path | None
+) -> dict[str, float]:
     topic = f"probe.{uuid.uuid4().hex[:6]}"
     mirror = f"{SOURCE}.{topic}"
     await create_topic(src, topic, PARTITIONS)
     ctx = multiprocessing.get_context("spawn")
-    ready, stop = ctx.Event(), ctx.Event()
-    trace = Path(tempfile.mkdtemp(prefix="probe-")) / "trace.json"
-    bridge = ctx.Process(target=_bridge_child, args=(str(config), topic, str(trace), ready, stop))
-    bridge.start()
+    folder = Path(tempfile.mkdtemp(prefix="probe-"))
+    trace = folder / "trace.json"
+    bridge: Any
+    ready: Any
+    stop: Any
+    if code is None:
+        ready, stop = ctx.Event(), ctx.Event()
+        bridge = ctx.Process(
+            target=_bridge_child, args=(str(config), topic, str(trace), ready, stop)
+        )
+        bridge.start()
+    else:
+        # The bridge of another source tree (its own ``bench.probe_latency``), for A/B runs on
+        # one federation.
+        ready, stop = _Flag(folder / "ready"), _Flag(folder / "stop")
+        command = [sys.executable, "-m", "bench.probe_latency", "--child", str(config), topic]
+        command += [str(trace), str(folder / "ready"), str(folder / "stop")]
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        bridge = subprocess.Popen(command, cwd=code, env=env)  # noqa: ASYNC220  # returns at once
     await asyncio.to_thread(ready.wait, 180)
     first_sent, sealed_at = ctx.Value("d", 0.0), ctx.Value("d", 0.0)
     publisher = ctx.Process(
@@ -225,14 +274,17 @@ async def _probe(src: str, dst: str, config: Path, key: Path, rate: float, count
     await reader.stop()
     await asyncio.to_thread(publisher.join, 60)
     stop.set()
-    await asyncio.to_thread(bridge.join, 90)
+    if code is None:
+        await asyncio.to_thread(bridge.join, 90)
+    else:
+        await asyncio.to_thread(bridge.wait, 90)
     data = json.loads(trace.read_text(encoding="utf-8"))
-    report(data, read, due, rate)
+    return report(data, read, due, rate)
 
 
 def report(
     data: dict[str, Any], read: dict[str, float], due: dict[str, float], rate: float
-) -> None:
+) -> dict[str, float]:
     times = data["times"]
     stages: dict[str, list[float]] = {
         k: []
@@ -268,6 +320,12 @@ def report(
                 f"{_pct(v, 99) * 1e3:8.1f}"
             )
     _requests(data)
+    summary = {f"{name.strip()} p50": _pct(v, 50) * 1e3 for name, v in stages.items() if v}
+    total = stages["total (due->read)"]
+    summary.update(p90=_pct(total, 90) * 1e3, p99=_pct(total, 99) * 1e3)
+    # Process time of the bridge from its partitions assigned to its stop, per source event.
+    summary["cpu_us_per_event"] = data["cpu_s"] / max(1, len(times)) * 1e6
+    print(f"  bridge CPU per source event: {summary['cpu_us_per_event']:.0f} us")
     for which in ("audit", "mirror"):
         txs = [t for t in data["txs"] if t["log"] == which]
         if txs:
@@ -278,6 +336,7 @@ def report(
                 f"  commit p50 {_pct([t['commit_s'] for t in txs], 50) * 1e3:6.1f}"
                 f" p99 {_pct([t['commit_s'] for t in txs], 99) * 1e3:6.1f} ms"
             )
+    return summary
 
 
 def _requests(data: dict[str, Any]) -> None:
@@ -298,8 +357,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.probe_latency", description=__doc__)
     parser.add_argument("--rate", type=float, action="append", help="events/s (repeatable)")
     parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument(
+        "--code",
+        type=Path,
+        action="append",
+        help="a source tree whose bridge to probe (repeatable: A/B runs on one federation, "
+        "alternated); default this one, in process",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repetitions (alternated)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     _quiet()
+    if args.child:
+        config, topic, trace, ready, stop = args.child
+        _bridge_child(config, topic, trace, _Flag(Path(ready)), _Flag(Path(stop)))
+        return
+    codes: list[Path | None] = list(args.code or [None])
+    rows: list[tuple[str, int, float, float, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="probe-latency-") as tmp:
         home = Path(tmp)
         with running_federation(
@@ -311,17 +385,28 @@ def main() -> None:
             federated = federated_config(federation, home / "signed")
             key = federated.config.agency(SOURCE).signing_key
             assert key is not None
-            for rate in args.rate or [500.0, 2000.0]:
-                asyncio.run(
-                    _probe(
-                        federation.bootstrap(SOURCE),
-                        federation.bootstrap(DESTINATION),
-                        federated.path,
-                        key,
-                        rate,
-                        args.events,
-                    )
-                )
+            for round_ in range(args.rounds):
+                for rate in args.rate or [500.0, 2000.0]:
+                    for code in codes if round_ % 2 == 0 else codes[::-1]:
+                        label = code.name if code is not None else "this tree"
+                        print(f"--- round {round_} {label}", flush=True)
+                        load = os.getloadavg()[0]
+                        summary = asyncio.run(
+                            _probe(
+                                federation.bootstrap(SOURCE),
+                                federation.bootstrap(DESTINATION),
+                                federated.path,
+                                key,
+                                rate,
+                                args.events,
+                                code,
+                            )
+                        )
+                        rows.append((label, round_, rate, load, summary))
+    print("summary (ms): code, round, rate, load, p50 of each stage, total p90 / p99")
+    for label, round_, rate, load, summary in rows:
+        stages = "  ".join(f"{k.removesuffix(' p50')} {v:.0f}" for k, v in summary.items())
+        print(f"  {label:12} {round_} {rate:6.0f}/s load {load:5.1f}  {stages}", flush=True)
 
 
 if __name__ == "__main__":
