@@ -176,7 +176,18 @@ def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: An
         lagging.cancel()
         await asyncio.wait_for(task, 60)
 
-    asyncio.run(work())
+    profile = os.environ.get("PROBE_PROFILE")
+    if profile:
+        # cProfile of the whole worker (slows Python code, not the brokers): where its CPU goes.
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        asyncio.run(work())
+        profiler.disable()
+        profiler.dump_stats(f"{profile}.{os.getpid()}")
+    else:
+        asyncio.run(work())
     Path(trace).write_text(
         json.dumps(
             {
