@@ -1,20 +1,26 @@
 """Where one event's latency goes through the bridge, stage by stage.
 
-Run ``python -m bench.probe_latency [--rate R] [--events N]``. Starts a fresh two-agency
-federation (plaintext, one KRaft node per agency), a bridge worker in a process of its own with
-wall-clock probes patched in (nothing of the bridge's code changes), a publisher process sending
-pre-signed events at a fixed rate (``bench.bench_e2e``'s), and a ``read_committed`` reader on
-the mirror. For each released event it joins, on the record key:
+Run ``python -m bench.probe_latency [--rate R ...] [--events N] [--code TREE ...] [--rounds
+K]``. Starts a fresh two-agency federation (plaintext, one KRaft node per agency), a bridge
+worker in a process of its own with wall-clock probes patched in (nothing of the bridge's code
+changes), a publisher process sending pre-signed events at a fixed rate (``bench.bench_e2e``'s),
+and a ``read_committed`` reader on the mirror. For each released event it joins, on its
+``ce_id`` header:
 
-- ``due``: when the publisher was due to send it (its ``created_at``);
-- ``fetched``: when the bridge's ``fetch`` returned it, and how long that fetch had waited;
+- ``due``: when the publisher was due to send it (its ``ce_time``);
+- ``fetched``: when the bridge's ``fetch`` returned it, and how long that fetch call waited;
 - ``judged``: when its batch was judged;
 - ``committed``: when its lane's two transactions had both committed (``Lane.commit``);
-- ``step``: when the fetch loop's step that moved it ended (every lane of the fetch done);
+- ``step end``: when the fetch loop's step after that ended;
 - ``read``: when the reader on the mirror got it.
 
-and prints the median, p90 and p99 of each stage's share, and of each transaction's phases
-(``begin_transaction`` + sends, ``commit_transaction``) per log. Figures are printed only.
+It prints the median, p90 and p99 of each stage, the round trips by request type (a refused
+AddPartitionsToTxn counted apart), the event loop's lag, each log's transaction phases
+(``begin_transaction`` + sends, ``commit_transaction``) and the worker's CPU time per source
+event. ``--code`` runs the worker of another source tree (its own copy of this module, in a
+process of its own; repeatable, the order alternated over ``--rounds``): A/B runs on one
+federation. ``PROBE_PROFILE=<file>`` writes a cProfile of each worker to ``<file>.<pid>``.
+Figures are printed only, never asserted.
 """
 
 from __future__ import annotations
