@@ -36,11 +36,10 @@ class BridgeSettings:
     """Names this worker in audit records, hop headers and quarantine headers."""
     max_batch: int = 500
     """Most records of one fetch; one destination transaction per partition per fetch."""
-    fetch_max_wait_ms: int = 20
+    fetch_max_wait_ms: int = 100
     """Longest the source broker holds the worker's fetch while no new record is there.
-    aiokafka keeps one fetch per broker in flight and a fetch's records wait for it, so this
-    bounds a record's wait to be fetched; an idle worker sends 1000 / this fetches a second
-    (decision 0022: 100 ms measured worse than 5 ms; 20 ms is the compromise)."""
+    aiokafka keeps one fetch per broker in flight: a partition resumed or sought waits for it,
+    so this bounds that wait (and the idle worker's fetches per second); decision 0022."""
     max_record_size: int = DEFAULT_MAX_SIZE
     retry_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
