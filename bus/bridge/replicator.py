@@ -189,7 +189,7 @@ class Replicator:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             # One fetch per node is in flight at a time: a partition resumed (its lane took its
             # batch) or sought waits for it, so it must not idle at the broker for long.
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_max_wait_ms=100,
             **client_options(s.source),
         )
         try:

@@ -36,10 +36,6 @@ class BridgeSettings:
     """Names this worker in audit records, hop headers and quarantine headers."""
     max_batch: int = 500
     """Most records of one fetch; one destination transaction per partition per fetch."""
-    fetch_max_wait_ms: int = 100
-    """Longest the source broker holds the worker's fetch while no new record is there.
-    aiokafka keeps one fetch per broker in flight: a partition resumed or sought waits for it,
-    so this bounds that wait (and the idle worker's fetches per second); decision 0022."""
     max_record_size: int = DEFAULT_MAX_SIZE
     retry_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
@@ -70,8 +66,6 @@ class BridgeSettings:
             raise ConfigError(f"bridge {self.name}: no source topic to move")
         if self.max_batch < 1:
             raise ConfigError(f"bridge {self.name}: max_batch must be at least 1")
-        if not 1 <= self.fetch_max_wait_ms <= 60_000:
-            raise ConfigError(f"bridge {self.name}: fetch_max_wait_ms must be between 1 and 60,000")
         if self.replay_capacity < 1 or self.replay_window_s <= 0:
             raise ConfigError(
                 f"bridge {self.name}: replay_capacity must be at least 1 and replay_window_s "

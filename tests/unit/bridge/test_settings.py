@@ -82,15 +82,3 @@ def test_the_backoff_doubles_up_to_its_maximum() -> None:
         _config(), source="interpol", destination="europol", retry_backoff_s=0.5, max_backoff_s=3
     )
     assert [settings.backoff_s(attempt) for attempt in (1, 2, 3, 40)] == [1.0, 2.0, 3.0, 3.0]
-
-
-def test_the_fetch_wait_is_bounded() -> None:
-    settings = BridgeSettings.from_config(
-        _config(), source="interpol", destination="europol", fetch_max_wait_ms=20
-    )
-    assert settings.fetch_max_wait_ms == 20
-    for wrong in (0, 60_001):
-        with pytest.raises(ConfigError, match="fetch_max_wait_ms"):
-            BridgeSettings.from_config(
-                _config(), source="interpol", destination="europol", fetch_max_wait_ms=wrong
-            )
