@@ -11,21 +11,12 @@ new owner fences any zombie of the old one:
   same partition of ``<source>.<topic>`` on the destination, with the checkpoint
   ``next_offset`` in the same transaction.
 
-For every batch of a lane: judge each record (verify the bytes, decode, decide:
+For every fetched batch of a lane: judge each record (verify the bytes, decode, decide:
 ``_verdict.judge``), then commit, concurrently, the source log for the records not yet audited
 and the destination log for the records not yet mirrored (``_lane``; what each log writes:
-``_outgoing``).
-
-Lanes move independently: the fetch loop hands what each fetch brought to the partition's
-``_inbox.Inbox`` and fetches again at once, and each lane has a task of its own that takes all
-that waits in its inbox (up to ``max_batch``) as soon as its previous batch is committed. So the
-next batch of a lane is fetched while the previous one commits, no lane waits for the slowest,
-batches grow with the load and stay small at low rates. A partition whose inbox holds a whole
-batch is paused until its lane has taken it.
-
-A lane reads from the lower of its two checkpoints, audits only above the source's and mirrors
-only above the destination's, so both the mirror and the audit trail hold each record exactly
-once.
+``_outgoing``). A lane reads from the lower of its two checkpoints, audits only above the
+source's and mirrors only above the destination's, so both the mirror and the audit trail hold
+each record exactly once.
 
 Errors never escape a lane: a failed or unknown commit reopens that log (never an abort after a
 commit timed out), whose re-read checkpoint tells whether the commit landed, then retries with
@@ -74,7 +65,6 @@ from bus.bridge._checkpoint import (
     transactional_id,
 )
 from bus.bridge._forwarded import Forwarded
-from bus.bridge._inbox import Inbox
 from bus.bridge._lane import Lane
 from bus.bridge._metrics import BridgeMetrics, LastStableOffsets
 from bus.bridge._replays import screen
@@ -117,14 +107,6 @@ class Replicator:
         self._registry = registry
         self._labels = (settings.source.name, settings.destination.name)
         self._lanes: dict[TopicPartition, Lane] = {}
-        self._inboxes: dict[TopicPartition, Inbox] = {}
-        """What was fetched for each moving lane and waits for its task."""
-        self._drivers: dict[TopicPartition, asyncio.Task[None]] = {}
-        """Each moving lane's task (``_drive``)."""
-        self._held: set[TopicPartition] = set()
-        """Partitions paused because their inbox holds a whole batch."""
-        self._tasks: asyncio.TaskGroup | None = None
-        self._committing: asyncio.Task[None] | None = None
         self._pending: set[TopicPartition] = set()
         self._stopped: dict[TopicPartition, Lane] = {}
         """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
@@ -187,9 +169,6 @@ class Replicator:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            # One fetch per node is in flight at a time: a partition resumed (its lane took its
-            # batch) or sought waits for it, so it must not idle at the broker for long.
-            fetch_max_wait_ms=100,
             **client_options(s.source),
         )
         try:
@@ -200,17 +179,12 @@ class Replicator:
             self.started.set()
             log.info("bridge %s started as %s", s.name, s.bridge_id)
             async with asyncio.TaskGroup() as background:
-                self._tasks = background
                 following = background.create_task(self._forwarded.follow())
                 try:
                     await self._loop(self._consumer)
                 finally:
                     following.cancel()
-                    # Each lane finishes the batch in flight, then its task ends.
-                    for inbox in self._inboxes.values():
-                        inbox.close()
         finally:
-            self._tasks = None
             await self._shutdown()
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
@@ -239,78 +213,34 @@ class Replicator:
                 await asyncio.sleep(self.settings.backoff_s(failures))
                 continue
             failures = 0
-            committing = self._committing
-            if time.monotonic() - last_commit >= 1.0 and (committing is None or committing.done()):
-                # In the background: a round trip to the group coordinator must not hold up
-                # the next fetch.
-                if self._tasks is not None:
-                    self._committing = self._tasks.create_task(self._commit_offsets_aside(consumer))
+            if time.monotonic() - last_commit >= 1.0:
+                await self._commit_source_offsets(consumer)
                 last_commit = time.monotonic()
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
-        """Open the lanes due, fetch once and hand what came to the lanes' inboxes."""
+        """Open the lanes due, fetch once and move what came, each lane at once."""
         self._recheck_stopped()
         await self._open_pending(consumer)
-        generations = {tp: inbox.generation for tp, inbox in self._inboxes.items()}
         batches = await fetch(
             consumer,
             timeout_ms=200,
             max_records=self.settings.max_batch * max(1, len(self._lanes)),
         )
-        # No await from the fetch to here: no lane can seek in between, so what came is where
-        # each partition's position was.
-        for tp, records in batches.items():
-            inbox = self._inboxes.get(tp)
-            if inbox is None or inbox.closed or self._stopping.is_set():
-                continue  # its lane is gone: the next owner reads from the checkpoints
-            if inbox.generation != generations.get(tp):
-                # The lane started over while this fetch was under way: what came may be from
-                # before its seek. Read again from where the lane needs.
-                self._rewind(tp)
-                continue
-            if inbox.put(records) and tp not in self._held:
-                self._held.add(tp)
-                consumer.pause(tp)
-        self._observe_lag(consumer)
+        async with self._lock:
+            # Lanes are independent (own producers, own checkpoints): move them at once, so
+            # one lane's judging overlaps the others' round trips to the clusters.
+            async with asyncio.TaskGroup() as lanes:
+                for tp, records in batches.items():
+                    lane = self._lanes.get(tp)
+                    if lane is not None and not self._stopping.is_set():
+                        lanes.create_task(self._move(lane, records))
+            for lane in [lane for lane in self._lanes.values() if lane.stopped is not None]:
+                await self._park(lane)
+            self._observe_lag(consumer)
 
     def _rewind_lanes(self) -> None:
         for tp, lane in self._lanes.items():
             self._seek(tp, lane.resume_from)
-
-    def _rewind(self, tp: TopicPartition) -> None:
-        lane = self._lanes.get(tp)
-        if lane is not None:
-            self._seek(tp, lane.resume_from)
-
-    async def _drive(self, lane: Lane, inbox: Inbox) -> None:
-        """A lane's task: move each batch its inbox holds until the inbox closes (the lane is
-        revoked, parked or the worker stops) or the lane stops on an untrusted checkpoint."""
-        while (records := await inbox.take()) is not None:
-            try:
-                self._relieve(lane.tp, inbox)
-                await self._move(lane, records)  # never raises but cancellation
-                if lane.stopped is not None and self._lanes.get(lane.tp) is lane:
-                    await self._park(lane)
-                    return
-            except Exception:
-                # A bug: never let it end the worker (its task group would stop every lane).
-                self._metrics.errors.labels(*self._labels, "batch").inc()
-                log.exception(
-                    "bridge %s: unexpected error in the lane of %s/%d; starting it over",
-                    self.settings.name,
-                    lane.tp.topic,
-                    lane.tp.partition,
-                )
-                self._seek(lane.tp, lane.resume_from)
-                await asyncio.sleep(self.settings.max_backoff_s)
-
-    def _relieve(self, tp: TopicPartition, inbox: Inbox) -> None:
-        """Fetch a held partition again once its inbox has room for a batch."""
-        consumer = self._consumer
-        if tp in self._held and not inbox.full:
-            self._held.discard(tp)
-            if consumer is not None and tp in self._lanes and tp in consumer.assignment():
-                consumer.resume(tp)
 
     async def _shutdown(self) -> None:
         """Commit, close the lanes, the consumer and the forwarded state: every step within one
@@ -324,12 +254,9 @@ class Replicator:
 
         async def close_lanes() -> None:
             async with self._lock:
-                for tp in list(self._lanes):
-                    lane, driver = self._retire(tp)
-                    if driver is not None:
-                        await asyncio.wait([driver])  # never raises what the task raised
-                    if lane is not None:
-                        await self._close_lane(lane)
+                for lane in list(self._lanes.values()):
+                    await self._close_lane(lane)
+                self._lanes.clear()
 
         await self._within(deadline, "closing the lanes", close_lanes())
         if consumer is not None:
@@ -390,29 +317,12 @@ class Replicator:
             async with self._lock:
                 for tp in partitions:
                     self._pending.discard(tp)
-                    lane, driver = self._retire(tp)
-                    lane = lane or self._stopped.pop(tp, None)
-                    if driver is not None:
-                        # The batch in flight ends (committed or given up); never raises.
-                        await asyncio.wait([driver])
+                    lane = self._lanes.pop(tp, None) or self._stopped.pop(tp, None)
                     if lane is not None:
                         await self._close_lane(lane)
                 self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
         finally:
             self._revoking = False
-
-    def _retire(self, tp: TopicPartition) -> tuple[Lane | None, asyncio.Task[None] | None]:
-        """Take ``tp``'s lane out of the moving ones: its inbox closes, so its task ends after
-        the batch in flight; the lane and that task, for the caller to await and close."""
-        lane = self._lanes.pop(tp, None)
-        inbox = self._inboxes.pop(tp, None)
-        if inbox is not None:
-            inbox.close()
-        self._held.discard(tp)
-        driver = self._drivers.pop(tp, None)
-        if driver is asyncio.current_task():
-            driver = None  # a lane's own task parking it: it ends by itself
-        return lane, driver
 
     def _recheck_stopped(self) -> None:
         """Stopped lanes due for a re-check are opened again (``_open_pending``)."""
@@ -425,12 +335,12 @@ class Replicator:
         """Take a lane stopped by an untrusted checkpoint out of the moving ones: its partition
         stays paused (nothing of it is fetched) until a re-check finds the checkpoint sane."""
         tp = lane.tp
-        self._retire(tp)
+        self._lanes.pop(tp, None)
+        await lane.close()
         self._stopped[tp] = lane
         if self._consumer is not None and tp in self._consumer.assignment():
             self._consumer.pause(tp)
         self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
-        await lane.close()
 
     async def _open_pending(self, consumer: AIOKafkaConsumer) -> None:
         while self._pending and not self._stopping.is_set():
@@ -448,11 +358,6 @@ class Replicator:
                     continue
                 self._stopped.pop(tp, None)
                 self._lanes[tp] = lane
-                inbox = self._inboxes[tp] = Inbox(batch=self.settings.max_batch)
-                if self._tasks is None:  # stopping: the lane never moves here
-                    inbox.close()
-                else:
-                    self._drivers[tp] = self._tasks.create_task(self._drive(lane, inbox))
                 consumer.seek(tp, lane.resume_from)
                 consumer.resume(tp)
                 self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
@@ -522,12 +427,7 @@ class Replicator:
         return self._revoking or self._stopping.is_set()
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
-        """Read ``tp`` again from ``offset``: what waits in its inbox is forgotten."""
-        inbox = self._inboxes.get(tp)
-        if inbox is not None:
-            inbox.clear()
-            self._relieve(tp, inbox)
-        if self._consumer is not None and tp in self._consumer.assignment():
+        if self._consumer is not None:
             self._consumer.seek(tp, offset)
 
     async def _open_lane(self, tp: TopicPartition) -> Lane | None:
@@ -680,14 +580,6 @@ class Replicator:
                     lane.checkpointed_at = now  # nothing to move: the checkpoint is current
                 self._lso.observe(labels, stable=stable, high=consumer.highwater(tp), now=now)
             self._metrics.checkpoint_age.labels(*labels).set(now - lane.checkpointed_at)
-
-    async def _commit_offsets_aside(self, consumer: AIOKafkaConsumer) -> None:
-        """``_commit_source_offsets`` in a task of its own: nothing it raises ends the worker."""
-        try:
-            await self._commit_source_offsets(consumer)
-        except Exception:
-            self._metrics.errors.labels(*self._labels, "loop").inc()
-            log.exception("bridge %s: committing the group's offsets failed", self.settings.name)
 
     async def _commit_source_offsets(self, consumer: AIOKafkaConsumer) -> None:
         """For operators' lag tools only: the checkpoint on the destination is the truth."""
