@@ -653,10 +653,10 @@ def _reading(
         "arrives mid-cycle waits for the rest of it, then a whole cycle of its own. Its "
         "latency is of the order of the transactional pass-through's (the same loop without "
         "the judge and the audit transaction), not of MirrorMaker 2's, whose producer is not "
-        "transactional. The lever left is in `bus/bridge/replicator.py` (being reworked for "
-        "hostile input while this was measured): fetch and judge the next batch while the "
-        "previous one's transactions commit, and commit as soon as a batch is judged rather "
-        "than after the slowest lane.",
+        "transactional. Lanes that move independently (fetching the next batch while the "
+        "previous one commits) were tried and measured no better on a loaded 2-core host, "
+        "at more CPU per event: decision 0022 has the stage-by-stage breakdown "
+        "(`python -m bench.probe_latency`) and the levers left.",
         f"- Subscriber: `open_` alone costs {best('open_ (the four above)'):.0f} us per event "
         f"here (verification and a full decode, which a subscriber must do){raw_consumer}: "
         "a subscriber that verifies and decodes every event on one thread cannot reach 0.4x "
