@@ -40,8 +40,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.bench_bridge import DESTINATION, PARTITIONS, SOURCE, _quiet
-from bench.bench_e2e import _due, _publisher_child
+from bench._clusters import DESTINATION, PARTITIONS, SOURCE, quiet
+from bench._timing import _publisher_child
+from bench.bench_e2e import _due
 from bus.headers import CE_ID
 from bus.testing import EventPlan, create_topic, federated_config, running_federation
 
@@ -55,8 +56,8 @@ def _id(record: Any) -> str | None:
 
 def _bridge_child(config_path: str, topic: str, trace: str, ready: Any, stop: Any) -> None:
     """A replicator with probes: per record key, when each stage saw it."""
-    _quiet()
-    from bench.bench_bridge import _replicator
+    quiet()
+    from bench._contenders import replicator as _replicator
     from bus.bridge import _lane, _txlog, replicator
     from bus.config import load_config
 
@@ -260,10 +261,10 @@ async def _probe(
         env = {**os.environ, "PYTHONPATH": str(code)}
         bridge = subprocess.Popen(command, cwd=code, env=env)  # noqa: ASYNC220  # returns at once
     await asyncio.to_thread(ready.wait, 180)
-    first_sent, sealed_at = ctx.Value("d", 0.0), ctx.Value("d", 0.0)
+    first_sent = ctx.Value("d", 0.0)
     publisher = ctx.Process(
         target=_publisher_child,
-        args=(src, topic, str(key), rate, count, 1024, first_sent, sealed_at),
+        args=(src, topic, str(key), rate, count, 1024, PARTITIONS, first_sent),
     )
     reader = AIOKafkaConsumer(
         bootstrap_servers=dst,
@@ -384,7 +385,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repetitions (alternated)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    _quiet()
+    quiet()
     if args.child:
         config, topic, trace, ready, stop = args.child
         _bridge_child(config, topic, trace, _Flag(Path(ready)), _Flag(Path(stop)))
