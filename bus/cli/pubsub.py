@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -364,10 +365,44 @@ async def _reached(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
     return True
 
 
+_RECANCEL_S = 5.0
+"""After Ctrl-C, how often the command is cancelled again until it has ended."""
+
+
+async def _interruptible(main: Coroutine[Any, Any, None]) -> None:
+    """``main``, cancelled at SIGINT, and again every ``_RECANCEL_S`` until it has ended.
+
+    One cancellation is not enough: Python 3.11's ``asyncio.wait_for`` drops a cancellation
+    that arrives as the call it awaits completes (fixed in 3.12), and a client's clean-up (a
+    group's last commit, leaving the group) can wait long on a cluster that is away. Either
+    would leave ``bus tail`` running after Ctrl-C.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(main)
+    interrupted = False
+
+    def cancel() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if not task.done():
+            task.cancel()
+            loop.call_later(_RECANCEL_S, cancel)
+
+    loop.add_signal_handler(signal.SIGINT, cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main``; Ctrl-C ends it cleanly (context managers close) with status 130."""
     try:
-        asyncio.run(main)
+        asyncio.run(_interruptible(main))
     except KeyboardInterrupt:
         sys.exit(_EXIT_INTERRUPTED)
     except BrokenPipeError:

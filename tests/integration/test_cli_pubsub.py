@@ -234,5 +234,11 @@ def test_tail_of_a_group_serves_its_counts_on_its_metrics_port_while_it_runs(
             assert "process_cpu_seconds_total" in text
         finally:
             tail.send_signal(signal.SIGINT)
-            assert tail.wait(30) == 130
+            try:
+                code = tail.wait(30)
+            except subprocess.TimeoutExpired:
+                tail.kill()  # not left running into the next tests
+                tail.wait()
+                raise
+    assert code == 130, (tmp_path / "tail.out").read_text()
     assert _scrape(port) is None, "the metrics port outlived the command"

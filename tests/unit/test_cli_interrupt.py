@@ -1,0 +1,56 @@
+"""Ctrl-C ends a `bus publish`/`bus tail` command with status 130, even when the command did
+not take the first cancellation (Python 3.11's ``asyncio.wait_for`` can drop one)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from bus.cli import pubsub
+
+
+def test_ctrl_c_ends_a_command_with_status_130() -> None:
+    cleaned_up = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleaned_up.append(True)  # context managers close
+
+    with pytest.raises(SystemExit) as ended:
+        pubsub._run(main())
+    assert ended.value.code == 130
+    assert cleaned_up == [True]
+
+
+def test_ctrl_c_ends_a_command_that_dropped_the_first_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pubsub, "_RECANCEL_S", 0.05)
+    dropped = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            dropped.append(True)  # as wait_for may, when the call completes at that moment
+        await asyncio.sleep(10)  # goes on as if nothing happened
+
+    with pytest.raises(SystemExit) as ended:
+        pubsub._run(main())
+    assert ended.value.code == 130
+    assert dropped == [True]
+
+
+def test_a_command_that_ends_by_itself_leaves_sigint_as_it_was() -> None:
+    async def main() -> None:
+        await asyncio.sleep(0)
+
+    pubsub._run(main())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
