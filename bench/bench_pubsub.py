@@ -1,6 +1,6 @@
 """Publisher and subscriber throughput against raw aiokafka clients, on real Kafka.
 
-Run ``python -m bench.bench_pubsub [--quick] [--events N] [--rounds R]``. Starts its own
+Run ``python -m bench.bench_pubsub [--quick] [--events N] [--rounds R] [--profile]``. Starts its own
 one-node Kafka (KRaft) federation in a temporary folder on free ports, then measures, for
 realistic ~1 KB events:
 
@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import platform
+import pstats
 import statistics
 import tempfile
 import time
@@ -176,6 +178,43 @@ async def _bench(config: Config, count: int, rounds: int, window: int) -> dict[s
     return {"events": count, "rounds": rounds, "rates": per_round, "ratios": ratios}
 
 
+async def _profile(config: Config, count: int, window: int) -> dict[str, Any]:
+    """cProfile of the publisher and of each subscriber over ``count`` events: own time per
+    event of the costliest functions (cProfile slows Python code, not the broker)."""
+    bootstrap = ",".join(config.agency(AGENCY).bootstrap_servers)
+    topic = "bench.profile"
+    await create_topic(bootstrap, topic, PARTITIONS)
+    batch = _events(count)
+    result: dict[str, Any] = {"events": count}
+    runs: list[tuple[str, Any]] = [
+        ("publisher", lambda: _publish(config, topic, batch, window)),
+        ("subscriber, no group", lambda: _subscribe(config, topic, count, group=False)),
+        ("subscriber, group", lambda: _subscribe(config, topic, count, group=True)),
+    ]
+    for name, run in runs:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        rate = await run()
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        rows = sorted(
+            ((tt, nc, func) for func, (_, nc, tt, _, _) in stats.stats.items()),  # type: ignore[attr-defined]
+            reverse=True,
+        )
+        total = sum(tt for tt, _, _ in rows)
+        print(
+            f"{name}: {rate:,.0f} events/s under cProfile, own time {total / count * 1e6:.1f} "
+            "us per event; the costliest functions (own time, us per event, calls per event):"
+        )
+        top = []
+        for tt, nc, (path, line, func) in rows[:25]:
+            where = f"{Path(path).name}:{line}({func})" if line else func
+            print(f"  {tt / count * 1e6:8.2f}  {nc / count:7.2f}  {where}")
+            top.append({"function": where, "us_per_event": tt / count * 1e6, "calls": nc / count})
+        result[name] = {"rate": rate, "us_per_event": total / count * 1e6, "top": top}
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Start a federation, measure, print, stop."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_pubsub", description=__doc__)
@@ -183,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--events", type=int, help="events per run")
     parser.add_argument("--rounds", type=int, help="rounds (best of)")
     parser.add_argument("--window", type=int, default=10_000, help="max events in flight")
+    parser.add_argument(
+        "--profile", action="store_true", help="only profile the publisher and the subscribers"
+    )
     args = parser.parse_args(argv)
     count = args.events or (5000 if args.quick else 20000)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -196,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ) as federation,
     ):
         config = signed_config(federation.config, Path(tmp) / "keys")
+        if args.profile:
+            return asyncio.run(_profile(config, count, args.window))
         return asyncio.run(_bench(config, count, rounds, args.window))
 
 
