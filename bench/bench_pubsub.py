@@ -136,10 +136,17 @@ async def _bench(config: Config, count: int, rounds: int, window: int) -> dict[s
     key = SigningKey.load(key_path)
     rates: dict[str, float] = {}
     per_round: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    cpu_started = time.process_time()
 
     def best(name: str, rate: float) -> None:
+        nonlocal cpu_started
         rates[name] = max(rates.get(name, 0.0), rate)
         per_round.setdefault(name, []).append(rate)
+        # This process's CPU time over the whole run (client start-up included; the broker,
+        # another process, excluded): much less sensitive to the machine's load than rates.
+        cpu.setdefault(name, []).append((time.process_time() - cpu_started) / count * 1e6)
+        cpu_started = time.process_time()
 
     for round_ in range(rounds):
         batch = _events(count)
@@ -150,12 +157,14 @@ async def _bench(config: Config, count: int, rounds: int, window: int) -> dict[s
         await create_topic(bootstrap, raw_topic, PARTITIONS)
         await create_topic(bootstrap, bus_topic, PARTITIONS)
         load = os.getloadavg()[0]
+        cpu_started = time.process_time()
         best("raw producer", await _raw_produce(bootstrap, raw_topic, records, window))
         best("publisher", await _publish(config, bus_topic, batch, window))
         best("raw consumer", await _raw_consume(bootstrap, bus_topic, count))
         best("subscriber, no group", await _subscribe(config, bus_topic, count, group=False))
         best("subscriber, group", await _subscribe(config, bus_topic, count, group=True))
         per_round.setdefault("load average", []).append(load)
+        cpu_started = time.process_time()  # the next round's topic set-up is nobody's
         print(
             f"  round {round_ + 1} (load {load:.1f}): "
             + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in per_round.items() if k != "load average")
@@ -175,7 +184,16 @@ async def _bench(config: Config, count: int, rounds: int, window: int) -> dict[s
             f"{name + ' / ' + base:33} {statistics.median(within):5.2f} "
             f"[{min(within):.2f}-{max(within):.2f}] within rounds  (target >= {target})"
         )
-    return {"events": count, "rounds": rounds, "rates": per_round, "ratios": ratios}
+    print("client CPU time per event, this process (us; median [min-max] over rounds):")
+    for name, spent in cpu.items():
+        print(f"  {name:24} {statistics.median(spent):7.1f} [{min(spent):.1f}-{max(spent):.1f}]")
+    return {
+        "events": count,
+        "rounds": rounds,
+        "rates": per_round,
+        "ratios": ratios,
+        "cpu_us_per_event": cpu,
+    }
 
 
 async def _profile(config: Config, count: int, window: int) -> dict[str, Any]:
