@@ -28,20 +28,26 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import CollectorRegistry
 
 from bench.bench_core import realistic_event
-from bus import envelope
+from bus import envelope, events
+from bus.batch import RootCache
 from bus.config import Config
+from bus.envelope import seal_batch
 from bus.headers import event_headers
 from bus.publisher import open_publisher
 from bus.signing import SigningKey
-from bus.subscriber import open_subscriber
+from bus.subscriber import Subscriber, open_subscriber
 from bus.testing import connect, create_topic, running_federation, signed_config
+from bus.trust import TrustedKey, TrustStore
 
 __all__ = ["main"]
 
@@ -196,6 +202,64 @@ async def _bench(config: Config, count: int, rounds: int, window: int) -> dict[s
     }
 
 
+def _path_costs(rounds: int = 7) -> dict[str, float]:
+    """CPU time per event, without Kafka, of ``open_`` + ``validate`` (what a subscriber must
+    do) against the subscriber's whole per-event path (``__anext__`` over fetched records, then
+    ``done``), with and without the replay screen: the best of ``rounds`` interleaved rounds
+    over 2,560 batch-signed 1 KB records."""
+    key = SigningKey.generate()
+    now = datetime.now(UTC)
+    trust = TrustStore(
+        [TrustedKey(agency=AGENCY, public_key=key.public_key, not_before=now - timedelta(days=400))]
+    )
+    batch = _events(2560)
+    values = [v for i in range(0, len(batch), 256) for v in seal_batch(batch[i : i + 256], key)]
+    records = [
+        ConsumerRecord("t", i % 3, i, 0, 0, b"k", v, None, 1, len(v), tuple(event_headers(e)))
+        for i, (v, e) in enumerate(zip(values, batch, strict=True))
+    ]
+
+    def opened() -> None:
+        roots = RootCache()
+        for value in values:
+            events.validate(envelope.open_(value, trust, roots=roots).event)
+
+    async def subscribed(dedup: int) -> None:
+        subscriber = Subscriber(
+            cast(Any, None),  # a group-less subscriber with records fetched touches no consumer
+            agency=AGENCY,
+            group_id=None,
+            trust=trust,
+            quarantine=None,
+            dedup_capacity=dedup,
+            on_rejected=None,
+            max_records=500,
+            commit_interval_s=3600.0,
+            registry=CollectorRegistry(),
+            roots=RootCache(),
+        )
+        subscriber._buffer.extend(records)
+        for _ in records:
+            delivery = await subscriber.__anext__()
+        subscriber.done(delivery)
+
+    runs: dict[str, Callable[[], Any]] = {
+        "open_ + validate": opened,
+        "subscriber per event, no replay screen": lambda: asyncio.run(subscribed(0)),
+        "subscriber per event, replay screen": lambda: asyncio.run(subscribed(100_000)),
+    }
+    costs: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            started = time.process_time()
+            run()
+            costs[name].append((time.process_time() - started) / len(records) * 1e6)
+    print(f"CPU time per event without Kafka (us; best and median of {rounds} rounds):")
+    for name, spent in costs.items():
+        print(f"  {name:40} {min(spent):6.1f} {statistics.median(spent):6.1f}")
+    return {name: min(spent) for name, spent in costs.items()}
+
+
 async def _profile(config: Config, count: int, window: int) -> dict[str, Any]:
     """cProfile of the publisher and of each subscriber over ``count`` events: own time per
     event of the costliest functions (cProfile slows Python code, not the broker)."""
@@ -203,7 +267,7 @@ async def _profile(config: Config, count: int, window: int) -> dict[str, Any]:
     topic = "bench.profile"
     await create_topic(bootstrap, topic, PARTITIONS)
     batch = _events(count)
-    result: dict[str, Any] = {"events": count}
+    result: dict[str, Any] = {"events": count, "path": _path_costs()}
     runs: list[tuple[str, Any]] = [
         ("publisher", lambda: _publish(config, topic, batch, window)),
         ("subscriber, no group", lambda: _subscribe(config, topic, count, group=False)),
