@@ -304,8 +304,9 @@ class Publisher:
                     pending.append((sealed[0], await self._send(sealed)))
         except (EventError, PublishError) as exc:
             failure = exc
-        if pending:
-            await asyncio.wait([sent for _, sent in pending])
+        for _, sent in pending:  # in order: most are settled by the time they are reached
+            if not sent.done():
+                await asyncio.wait((sent,))
         results: list[Published | PublishError] = []
         for event_id, sent in pending:
             try:
