@@ -1,8 +1,8 @@
 """Publisher and subscriber throughput against raw aiokafka clients, on real Kafka.
 
-Run ``python -m bench.bench_pubsub [--quick] [--events N] [--rounds R] [--profile]``. Starts its own
-one-node Kafka (KRaft) federation in a temporary folder on free ports, then measures, for
-realistic ~1 KB events:
+Run ``python -m bench.bench_pubsub [--quick] [--events N] [--rounds R] [--profile]``. Starts
+its own one-node Kafka (KRaft) federation in a temporary folder on free ports, then measures,
+for realistic ~1 KB events:
 
 - publishing: a raw ``AIOKafkaProducer`` sending already-sealed values (same bytes, keys and
   headers, same producer settings: idempotent, ``acks=all``, linger 5 ms, 256 KiB batches)
@@ -12,8 +12,11 @@ realistic ~1 KB events:
 
 Each figure is the best of ``--rounds`` interleaved rounds, and each ratio the median of the
 ratios within a round (issue 12's targets: publisher >= 0.6 x the raw producer, subscriber
->= 0.4 x the raw consumer); the gap is the Ed25519 and Avro work per event, which
-``bench.bench_core`` measures alone. Figures are printed, never asserted.
+>= 0.4 x the raw consumer); beside them, this process's CPU time per event for each contender
+(the client's side only, start-up included), which moves much less with the machine's load.
+With ``--profile``: CPU time per event without Kafka of what the publisher and the subscriber
+must do against their whole per-event paths, then a cProfile of each on Kafka (what they show:
+``docs/pubsub-profile.md``). Figures are printed, never asserted.
 """
 
 from __future__ import annotations
