@@ -298,7 +298,8 @@ def _path_costs(rounds: int = 7) -> dict[str, float]:
 
 async def _profile(config: Config, count: int, window: int) -> dict[str, Any]:
     """cProfile of the publisher and of each subscriber over ``count`` events: own time per
-    event of the costliest functions (cProfile slows Python code, not the broker)."""
+    event of the costliest functions, by this process's CPU clock (cProfile slows Python code,
+    not the broker, so shares are skewed towards Python)."""
     bootstrap = ",".join(config.agency(AGENCY).bootstrap_servers)
     topic = "bench.profile"
     await create_topic(bootstrap, topic, PARTITIONS)
@@ -310,7 +311,7 @@ async def _profile(config: Config, count: int, window: int) -> dict[str, Any]:
         ("subscriber, group", lambda: _subscribe(config, topic, count, group=True)),
     ]
     for name, run in runs:
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)  # CPU time: the load adds no waits
         profiler.enable()
         rate = await run()
         profiler.disable()
