@@ -226,7 +226,7 @@ class Subscriber:
         self._on_rejected = on_rejected
         self._max_records = max_records
         self._metrics = SubscriberMetrics.on(registry)
-        self._counted: dict[tuple[str, Outcome], Any] = {}
+        self._delivered: dict[str, Any] = {}  # topic -> its bus_consumed_total child
         self._buffer: deque[Record] = deque()
         self._current: Delivery | None = None
         self._handled: dict[TopicPartition, int] = {}
@@ -301,11 +301,15 @@ class Subscriber:
         )
 
     def _count(self, topic: str, outcome: Outcome) -> None:
-        """``bus_consumed_total`` + 1, its labelled child looked up once per topic and outcome."""
-        child = self._counted.get((topic, outcome))
+        """``bus_consumed_total`` + 1; a delivery's labelled child is looked up once per topic
+        (keyed by the topic alone: hashing the enum costs a Python call)."""
+        if outcome is not Outcome.DELIVERED:
+            self._metrics.consumed.labels(self.agency, topic, outcome.value).inc()
+            return
+        child = self._delivered.get(topic)
         if child is None:
             child = self._metrics.consumed.labels(self.agency, topic, outcome.value)
-            self._counted[(topic, outcome)] = child
+            self._delivered[topic] = child
         child.inc()
 
     async def _retrying(self, stage: str, action: Callable[[], Awaitable[_T]]) -> _T:
