@@ -395,10 +395,7 @@ class Subscriber:
 
     async def commit(self) -> None:
         """Commit every handled offset now (a no-op without a consumer group)."""
-        with contextlib.suppress(TransportError):
-            # A failed background commit handed its offsets back: they are committed below,
-            # and what fails there raises.
-            await self._settled()
+        await self._settled()
         self._last_commit = time.monotonic()
         if self.group_id is None or not self._handled:
             self._handled.clear()

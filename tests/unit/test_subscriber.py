@@ -350,13 +350,3 @@ async def test_a_failed_background_commit_does_not_stop_a_revocation() -> None:
     assert consumer.committed == [{consumer.tp: 5}]
     await subscriber.commit()  # nothing left, nothing raised
     assert consumer.committed == [{consumer.tp: 5}]
-
-
-async def test_commit_retries_what_a_failed_background_commit_handed_back() -> None:
-    consumer = _Group(KafkaConnectionError("coordinator away"))
-    subscriber = _member(consumer)
-    subscriber._mark(consumer.tp, 4)
-    await subscriber._commit_in_background()
-    subscriber._mark(consumer.tp, 6)
-    await subscriber.commit()  # as when closing: the failure is not the last word
-    assert consumer.committed == [{consumer.tp: 7}]
