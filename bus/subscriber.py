@@ -10,15 +10,12 @@
 
 The commit rule (at-least-once): a delivery counts as handled when the loop asks for the next
 one (the body of ``async for`` completed), or when ``subscriber.done(delivery)`` is called
-(use it before ``break``). Handled offsets are committed in batches: at each fetch from the
-cluster (that commit runs while the fetched batch is handled, off the per-event path; the next
-fetch waits for it, and a failed one hands its offsets back to the next commit), at least every
-``commit_interval_s`` while handling, when partitions are revoked, and when the subscriber
-closes (also after an exception:
+(use it before ``break``). Handled offsets are committed in batches: before each fetch from the
+cluster, at least every ``commit_interval_s`` while handling, when partitions are revoked, and
+when the subscriber closes (also after an exception:
 everything handled before the failing delivery is committed, the failing one is not). So a
 subscriber that crashes or is killed re-delivers, at its next start, at most what it fetched
-since its last completed commit (the last two fetches), and never loses an event: only handled
-offsets are ever committed.
+since its last commit, and never loses an event.
 
 Records are read with ``read_committed`` isolation and no auto-commit. Each is verified and
 decoded by ``bus.envelope.open_`` against the trust store, with the keys judged by this host's
@@ -69,7 +66,6 @@ subscriber (a viewer) does not de-duplicate unless given ``dedup_capacity``; 0 t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import functools
 import logging
@@ -231,7 +227,6 @@ class Subscriber:
         self._current: Delivery | None = None
         self._handled: dict[TopicPartition, int] = {}
         self._commit_interval = commit_interval_s
-        self._committing: asyncio.Task[None] | None = None
         self._last_commit = time.monotonic()
         self._state = _State.OPEN
 
@@ -247,7 +242,7 @@ class Subscriber:
             await self.commit()
         while True:
             if not self._buffer:
-                await self._retrying("commit", self._commit_in_background)
+                await self._retrying("commit", self.commit)
                 if self._until_end and await self._at_end():
                     raise StopAsyncIteration
                 await self._retrying("fetch", self._fetch)
@@ -348,61 +343,27 @@ class Subscriber:
         if offset + 1 > self._handled.get(tp, -1):
             self._handled[tp] = offset + 1
 
-    async def _commit_in_background(self) -> None:
-        """Before a fetch: wait for the commit started before the previous fetch (its error
-        raises here, its offsets handed back for the next commit), then start committing what
-        is handled now while the next batch is fetched and handled."""
-        await self._settled()
+    async def commit(self) -> None:
+        """Commit every handled offset now (a no-op without a consumer group)."""
         self._last_commit = time.monotonic()
         if self.group_id is None or not self._handled:
             self._handled.clear()
             return
-        offsets = self._handled
-        self._handled = {}
-        self._committing = asyncio.create_task(
-            self._commit_offsets(offsets), name=f"bus-subscriber-{self.agency}-commit"
-        )
-
-    async def _settled(self) -> None:
-        """Wait for the commit running in the background, if any; raise what it raised."""
-        task, self._committing = self._committing, None
-        if task is not None:
-            await task
-
-    async def _commit_offsets(self, handled: dict[TopicPartition, int]) -> None:
-        """Commit ``handled`` for the partitions still assigned; on failure, hand the offsets
-        back (unless handled further meanwhile) for the next commit, and raise."""
         assigned = self._consumer.assignment()
-        offsets = {tp: offset for tp, offset in handled.items() if tp in assigned}
+        offsets = {tp: offset for tp, offset in self._handled.items() if tp in assigned}
+        self._handled.clear()
         if not offsets:
             return
         where = ", ".join(f"{tp.topic}/{tp.partition}@{o}" for tp, o in offsets.items())
-        try:
-            with translated(
-                f"group {self.group_id} on {self.agency}'s cluster could not commit {where}"
-            ):
-                try:
-                    await self._consumer.commit(offsets)
-                except CommitFailedError:
-                    # The group rebalanced under us: the partitions' new owners re-deliver
-                    # from the last commit (at-least-once); nothing is lost.
-                    return
-        except BaseException:
-            for tp, offset in offsets.items():
-                if offset > self._handled.get(tp, -1):
-                    self._handled[tp] = offset
-            raise
-
-    async def commit(self) -> None:
-        """Commit every handled offset now (a no-op without a consumer group)."""
-        await self._settled()
-        self._last_commit = time.monotonic()
-        if self.group_id is None or not self._handled:
-            self._handled.clear()
-            return
-        offsets = self._handled
-        self._handled = {}
-        await self._commit_offsets(offsets)
+        with translated(
+            f"group {self.group_id} on {self.agency}'s cluster could not commit {where}"
+        ):
+            try:
+                await self._consumer.commit(offsets)
+            except CommitFailedError:
+                # The group rebalanced under us: the partitions' new owners re-deliver from the
+                # last commit (at-least-once); nothing is lost.
+                return
 
     async def _at_end(self) -> bool:
         """Whether every assigned partition was read up to its end offset (the last stable
@@ -422,10 +383,6 @@ class Subscriber:
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Still a member with these partitions: commit what was handled of them, then forget
         # what was fetched but not handled; the next owner reads it again.
-        with contextlib.suppress(TransportError, KafkaError):
-            # A failed background commit hands its offsets back: committed just below, or
-            # re-delivered by the new owner; never lost.
-            await self._settled()
         offsets = {tp: o for tp, o in self._handled.items() if tp in revoked}
         if offsets and self.group_id is not None:
             try:

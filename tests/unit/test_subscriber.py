@@ -10,14 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
-from bus._kafka import is_transient
 from bus.config import AgencySettings, Config
 from bus.envelope import seal
-from bus.errors import TransportError, UnreadableRecord
+from bus.errors import UnreadableRecord
 from bus.signing import SigningKey
 from bus.subscriber import Delivery, Rejection, Subscriber, mirrors_of
 from bus.trust import KeyResolver, TrustedKey, TrustStore
@@ -269,84 +266,3 @@ async def test_the_receiving_checks_hold_on_a_mirror_of_a_topic_other_than_the_e
     rejection = await _accept(record, mirrors=mirrors)
     assert isinstance(rejection, Rejection)
     assert rejection.reason == "not-releasable"
-
-
-class _Group:
-    """Just enough of a group consumer for the commits: one assigned partition, and a
-    ``commit`` that fails with ``failures`` first (a coordinator away), then records."""
-
-    def __init__(self, *failures: BaseException) -> None:
-        self.tp = TopicPartition(MIRROR, 0)
-        self.failures = list(failures)
-        self.committed: list[dict[TopicPartition, int]] = []
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.release.set()
-
-    def assignment(self) -> set[TopicPartition]:
-        return {self.tp}
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.started.set()
-        await self.release.wait()
-        if self.failures:
-            raise self.failures.pop(0)
-        self.committed.append(dict(offsets))
-
-
-def _member(consumer: _Group) -> Subscriber:
-    return Subscriber(
-        cast(Any, consumer),
-        agency="europol",
-        group_id="g",
-        trust=TRUST,
-        quarantine=None,
-        dedup_capacity=0,
-        on_rejected=None,
-        max_records=10,
-        commit_interval_s=5.0,
-        registry=CollectorRegistry(),
-    )
-
-
-async def test_a_commit_runs_beside_the_next_batch_and_the_next_fetch_waits_for_it() -> None:
-    consumer = _Group()
-    consumer.release.clear()
-    subscriber = _member(consumer)
-    subscriber._mark(consumer.tp, 4)
-    await subscriber._commit_in_background()  # returns at once: the commit runs meanwhile
-    await consumer.started.wait()
-    subscriber._mark(consumer.tp, 9)  # handled while the commit of offset 5 is in flight
-    assert consumer.committed == []
-    consumer.release.set()
-    await subscriber._commit_in_background()  # waits for the first, then starts the second
-    await subscriber.commit()
-    assert consumer.committed == [{consumer.tp: 5}, {consumer.tp: 10}]
-
-
-async def test_a_failed_background_commit_raises_at_the_next_fetch_and_keeps_its_offsets() -> None:
-    consumer = _Group(KafkaConnectionError("coordinator away"))
-    consumer.release.clear()
-    subscriber = _member(consumer)
-    subscriber._mark(consumer.tp, 4)
-    await subscriber._commit_in_background()
-    await consumer.started.wait()
-    subscriber._mark(consumer.tp, 2)  # an earlier offset handled late must not win
-    consumer.release.set()
-    with pytest.raises(TransportError, match="could not commit") as raised:
-        await subscriber._commit_in_background()
-    assert is_transient(raised.value)  # so the subscriber's loop retries it
-    await subscriber._commit_in_background()  # the retry: the offsets handed back go again
-    await subscriber.commit()
-    assert consumer.committed == [{consumer.tp: 5}]
-
-
-async def test_a_failed_background_commit_does_not_stop_a_revocation() -> None:
-    consumer = _Group(KafkaConnectionError("coordinator away"))
-    subscriber = _member(consumer)
-    subscriber._mark(consumer.tp, 4)
-    await subscriber._commit_in_background()
-    await subscriber._on_revoked({consumer.tp})  # commits the handed-back offset itself
-    assert consumer.committed == [{consumer.tp: 5}]
-    await subscriber.commit()  # nothing left, nothing raised
-    assert consumer.committed == [{consumer.tp: 5}]
