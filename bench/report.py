@@ -661,7 +661,9 @@ def _reading(
         f"here (verification and a full decode, which a subscriber must do){raw_consumer}: "
         "a subscriber that verifies and decodes every event on one thread cannot reach 0.4x "
         "the raw consumer on this machine. What would: decoding lazily (verify on delivery, "
-        "decode on first access), or spreading `open_` over processes.",
+        "decode on first access), or spreading `open_` over processes. The publisher's and "
+        "the subscriber's per-event paths, profiled, with the overheads cut and what is left: "
+        "`docs/pubsub-profile.md`.",
     ]
     mm2 = _ratios(runs, 1024, "max", "throughput", "bridge", "mm2")
     txn = _ratios(runs, 1024, "max", "throughput", "bridge", "txn")

@@ -139,47 +139,48 @@ class Publisher:
             for event, value in zip(batch, values, strict=True)
         ]
 
-    async def _send(self, sealed: _Sealed) -> asyncio.Future[Published]:
-        """Send one sealed event inside the in-flight window; the future resolves on the ack."""
+    async def _send(self, sealed: _Sealed) -> asyncio.Future[Any]:
+        """Send one sealed event inside the in-flight window: the producer's future, which
+        resolves with the record's metadata on the ack (``_published`` reads it)."""
         event_id, key, value, headers = sealed
         await self._window.acquire()
         started = time.perf_counter()
         try:
-            sent = await self._producer.send(self.topic, value, key=key, headers=headers)
+            sent: asyncio.Future[Any] = await self._producer.send(
+                self.topic, value, key=key, headers=headers
+            )
         except BaseException as exc:
             self._window.release()
             if isinstance(exc, KafkaError):
                 self._failed.inc()
                 raise self._error(event_id, exc) from exc
             raise
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[Published] = loop.create_future()
+        sent.add_done_callback(functools.partial(self._acked, started))
+        return sent
 
-        def done(ack: asyncio.Future[Any]) -> None:
-            self._window.release()
-            if ack.cancelled():
-                self._failed.inc()
-                result.set_exception(PublishError(f"sending event {event_id} was cancelled"))
-                return
-            exc = ack.exception()
-            if exc is not None:
-                self._failed.inc()
-                result.set_exception(self._error(event_id, exc))
-                return
-            metadata = ack.result()
-            self._latency.observe(time.perf_counter() - started)
-            self._ok.inc()
-            result.set_result(
-                Published(
-                    event_id=event_id,
-                    topic=metadata.topic,
-                    partition=metadata.partition,
-                    offset=metadata.offset,
-                )
-            )
+    def _acked(self, started: float, ack: asyncio.Future[Any]) -> None:
+        """Frees the event's place in the window and counts it, once the cluster answered."""
+        self._window.release()
+        if ack.cancelled() or ack.exception() is not None:
+            self._failed.inc()
+            return
+        self._latency.observe(time.perf_counter() - started)
+        self._ok.inc()
 
-        sent.add_done_callback(done)
-        return result
+    def _published(self, event_id: str, ack: asyncio.Future[Any]) -> Published:
+        """What a settled producer future says of ``event_id``; ``PublishError`` if it failed."""
+        if ack.cancelled():
+            raise PublishError(f"sending event {event_id} was cancelled")
+        exc = ack.exception()
+        if exc is not None:
+            raise self._error(event_id, exc) from exc
+        metadata = ack.result()
+        return Published(
+            event_id=event_id,
+            topic=metadata.topic,
+            partition=metadata.partition,
+            offset=metadata.offset,
+        )
 
     def _error(self, event_id: str, exc: BaseException) -> TransportError:
         return PublishError(
@@ -255,7 +256,19 @@ class Publisher:
             except Exception as exc:  # the caller's to see; this loop serves the others
                 _fail(result, exc)
                 continue
-            sending.add_done_callback(functools.partial(_chain, result))
+            sending.add_done_callback(functools.partial(self._settle, result, one[0]))
+
+    def _settle(
+        self, result: asyncio.Future[Published], event_id: str, ack: asyncio.Future[Any]
+    ) -> None:
+        """Settle a ``publish`` caller's ``result`` as the producer's ``ack`` settled (the
+        caller may have given up meanwhile)."""
+        if result.done():
+            return
+        try:
+            result.set_result(self._published(event_id, ack))
+        except PublishError as exc:
+            result.set_exception(exc)
 
     async def publish_many(self, batch: Iterable[Mapping[str, Any]]) -> list[Published]:
         """Publish events in order, pipelined; return once the cluster has all of them.
@@ -269,7 +282,7 @@ class Publisher:
         """
         if self._state is not _State.OPEN:
             raise RuntimeError("this publisher is closed; open a new one with open_publisher")
-        pending: list[asyncio.Future[Published]] = []
+        pending: list[tuple[str, asyncio.Future[Any]]] = []
         failure: BaseException | None = None
         chunk: list[Mapping[str, Any]] = []
         events_left = iter(batch)
@@ -288,11 +301,19 @@ class Publisher:
                 if not chunk:
                     break
                 for sealed in self._seal(chunk):
-                    pending.append(await self._send(sealed))
+                    pending.append((sealed[0], await self._send(sealed)))
         except (EventError, PublishError) as exc:
             failure = exc
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
+        for _, sent in pending:  # in order: most are settled by the time they are reached
+            if not sent.done():
+                await asyncio.wait((sent,))
+        results: list[Published | PublishError] = []
+        for event_id, sent in pending:
+            try:
+                results.append(self._published(event_id, sent))
+            except PublishError as exc:
+                results.append(exc)
+        errors = [r for r in results if isinstance(r, PublishError)]
         if failure is not None:
             raise failure
         if errors:
@@ -322,18 +343,6 @@ class Publisher:
 def _fail(result: asyncio.Future[Published], exc: BaseException) -> None:
     if not result.done():  # a caller that gave up has a cancelled future
         result.set_exception(exc)
-
-
-def _chain(result: asyncio.Future[Published], ack: asyncio.Future[Published]) -> None:
-    """Settle ``result`` as ``ack`` settled (the caller may have given up meanwhile)."""
-    if result.done():
-        return
-    if ack.cancelled():
-        result.cancel()
-    elif (exc := ack.exception()) is not None:
-        result.set_exception(exc)
-    else:
-        result.set_result(ack.result())
 
 
 @asynccontextmanager

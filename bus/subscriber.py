@@ -222,6 +222,7 @@ class Subscriber:
         self._on_rejected = on_rejected
         self._max_records = max_records
         self._metrics = SubscriberMetrics.on(registry)
+        self._delivered: dict[str, Any] = {}  # topic -> its bus_consumed_total child
         self._buffer: deque[Record] = deque()
         self._current: Delivery | None = None
         self._handled: dict[TopicPartition, int] = {}
@@ -247,12 +248,64 @@ class Subscriber:
                 await self._retrying("fetch", self._fetch)
                 continue
             record = self._buffer[0]
-            delivery = await self._retrying("quarantine", functools.partial(self._accept, record))
-            if self._buffer and self._buffer[0] is record:
-                self._buffer.popleft()  # else revoked meanwhile: the buffer was emptied of it
+            # Judged synchronously (``_accept`` without its coroutine): no await between here
+            # and the popleft on the good path.
+            outcome, verdict = self._verifier.classify(record)
+            if isinstance(verdict, RecordRejected):
+                await self._rejected(record, verdict)
+                if self._buffer and self._buffer[0] is record:
+                    self._buffer.popleft()  # else revoked meanwhile: the buffer was emptied
+                continue
+            self._buffer.popleft()
+            delivery = self._judged(record, outcome, verdict)
             if delivery is not None:
                 self._current = delivery
                 return delivery
+
+    async def _accept(self, record: Record) -> Delivery | None:
+        """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
+        outcome, verdict = self._verifier.classify(record)
+        if isinstance(verdict, RecordRejected):
+            await self._rejected(record, verdict)
+            return None
+        return self._judged(record, outcome, verdict)
+
+    async def _rejected(self, record: Record, error: RecordRejected) -> None:
+        """Quarantine ``record`` (retrying transient errors), then report and skip it."""
+        admission = await self._retrying(
+            "quarantine",
+            functools.partial(self._verifier.quarantined, record, error, self._quarantine),
+        )
+        self._reject(record, error, admission.quarantined)
+
+    def _judged(self, record: Record, outcome: Outcome, verified: VerifiedEvent) -> Delivery | None:
+        """Count an accepted ``record``; its ``Delivery``, or ``None`` for a skipped repeat."""
+        self._count(record.topic, outcome)
+        if outcome is not Outcome.DELIVERED:  # a duplicate or a rollback: skipped
+            self._mark(TopicPartition(record.topic, record.partition), record.offset)
+            return None
+        headers = record.headers
+        return Delivery(
+            verified=verified,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            headers=headers if type(headers) is tuple else tuple(headers),
+            timestamp=record.timestamp,
+        )
+
+    def _count(self, topic: str, outcome: Outcome) -> None:
+        """``bus_consumed_total`` + 1; a delivery's labelled child is looked up once per topic
+        (keyed by the topic alone: hashing the enum costs a Python call)."""
+        if outcome is not Outcome.DELIVERED:
+            self._metrics.consumed.labels(self.agency, topic, outcome.value).inc()
+            return
+        child = self._delivered.get(topic)
+        if child is None:
+            child = self._metrics.consumed.labels(self.agency, topic, outcome.value)
+            self._delivered[topic] = child
+        child.inc()
 
     async def _retrying(self, stage: str, action: Callable[[], Awaitable[_T]]) -> _T:
         """``await action()``, retrying transient Kafka errors with backoff; others raise."""
@@ -351,31 +404,10 @@ class Subscriber:
         for records in batch.values():
             self._buffer.extend(records)
 
-    async def _accept(self, record: Record) -> Delivery | None:
-        """Verify ``record``; a ``Delivery``, or ``None`` once it is quarantined or skipped."""
-        admission = await self._verifier.admit(record, self._quarantine)
-        if admission.error is not None:
-            self._reject(record, admission.error, admission.quarantined)
-            return None
-        self._metrics.consumed.labels(self.agency, record.topic, admission.outcome.value).inc()
-        if admission.outcome is not Outcome.DELIVERED:  # a duplicate or a rollback: skipped
-            self._mark(TopicPartition(record.topic, record.partition), record.offset)
-            return None
-        assert admission.verified is not None
-        return Delivery(
-            verified=admission.verified,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            headers=tuple(record.headers),
-            timestamp=record.timestamp,
-        )
-
     def _reject(
         self, record: Record, error: RecordRejected, quarantined: Quarantined | None
     ) -> None:
-        self._metrics.consumed.labels(self.agency, record.topic, "rejected").inc()
+        self._count(record.topic, Outcome.REJECTED)
         if self._on_rejected is not None:
             self._on_rejected(
                 Rejection(

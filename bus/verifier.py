@@ -156,6 +156,7 @@ class RecordVerifier:
             if dedup_capacity
             else None
         )
+        self._last_identity: tuple[VerifiedEvent, EventIdentity] | None = None
         self._log = log or logging.getLogger("bus.verifier")
         self._role = role
 
@@ -291,7 +292,7 @@ class RecordVerifier:
         if self._seen is None:
             return Repeat.NEW
         try:
-            identity = EventIdentity.of(verified.event, verified.event_bytes)
+            identity = self._identity(verified)
         except EventError as exc:
             return EventRejected(f"{where(record)}: {exc}")
         repeat, entry = self._seen.classify(identity, now=time.time())
@@ -307,9 +308,34 @@ class RecordVerifier:
     def remember(self, verified: VerifiedEvent) -> None:
         """Enter ``verified`` as handled (a no-op without dedup): its replays are skipped."""
         if self._seen is not None:
-            self._seen.remember(
-                EventIdentity.of(verified.event, verified.event_bytes), now=time.time()
-            )
+            self._seen.remember(self._identity(verified), now=time.time())
+
+    def _identity(self, verified: VerifiedEvent) -> EventIdentity:
+        """``EventIdentity.of`` the event, computed once for the last one classified (a
+        subscriber remembers each event right after classifying it: one SHA-256, not two)."""
+        last = self._last_identity
+        if last is not None and last[0] is verified:
+            return last[1]
+        identity = EventIdentity.of(verified.event, verified.event_bytes)
+        self._last_identity = (verified, identity)
+        return identity
+
+    def classify(
+        self, record: SourceRecord, *, opened: VerifiedEvent | RecordRejected | None = None
+    ) -> tuple[Outcome, VerifiedEvent | RecordRejected]:
+        """``admit`` without the quarantine, and synchronous: judge ``record`` (``opened`` as
+        for ``judge``) and classify it against what was handled. ``(Outcome.REJECTED, the
+        rejection)``, or the outcome and the verified event. Never raises ``Exception``; a
+        rejected record must still be quarantined (``quarantined``) before it is skipped."""
+        verified = self.judge(record, opened=opened)
+        if isinstance(verified, RecordRejected):
+            return Outcome.REJECTED, verified
+        if self._seen is None:
+            return Outcome.DELIVERED, verified
+        repeat = self.repeat(record, verified)
+        if isinstance(repeat, RecordRejected):
+            return Outcome.REJECTED, repeat
+        return _OUTCOMES[repeat], verified
 
     async def admit(
         self,
@@ -325,23 +351,26 @@ class RecordVerifier:
         Raises only what ``Quarantine.put`` raises (``PublishError`` when the cluster did not
         take the copy: then the caller must not commit past the record).
         """
-        verified = self.judge(record, opened=opened)
-        if isinstance(verified, RecordRejected):
-            return await self._rejected(record, verified, quarantine)
-        repeat = self.repeat(record, verified)
-        if isinstance(repeat, RecordRejected):
-            return await self._rejected(record, repeat, quarantine)
-        if repeat is Repeat.NEW:
-            return Admission(outcome=Outcome.DELIVERED, verified=verified)
-        outcome = Outcome.DUPLICATE if repeat is Repeat.REPLAY else Outcome.ROLLBACK
-        return Admission(outcome=outcome, verified=verified)
+        outcome, verdict = self.classify(record, opened=opened)
+        if isinstance(verdict, RecordRejected):
+            return await self.quarantined(record, verdict, quarantine)
+        return Admission(outcome=outcome, verified=verdict)
 
     @staticmethod
-    async def _rejected(
+    async def quarantined(
         record: SourceRecord, error: RecordRejected, quarantine: Quarantine | None
     ) -> Admission:
+        """The ``Admission`` of a rejected ``record``, once it was quarantined (when
+        ``quarantine`` is given); raises what ``Quarantine.put`` raises."""
         quarantined = None if quarantine is None else await quarantine.put(record, error)
         return Admission(outcome=Outcome.REJECTED, error=error, quarantined=quarantined)
+
+
+_OUTCOMES: Final = {
+    Repeat.NEW: Outcome.DELIVERED,
+    Repeat.REPLAY: Outcome.DUPLICATE,
+    Repeat.ROLLBACK: Outcome.ROLLBACK,
+}
 
 
 def check_release(verified: VerifiedEvent, *, mirrored_from: str, agency: str) -> None:
