@@ -39,6 +39,7 @@ import asyncio
 import json
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -388,6 +389,10 @@ async def _interruptible(main: Coroutine[Any, Any, None]) -> None:
             task.cancel()
             loop.call_later(_RECANCEL_S, cancel)
 
+    if threading.current_thread() is not threading.main_thread():
+        # Signals reach only the main thread (a command run by a test or an embedding app).
+        await task
+        return
     loop.add_signal_handler(signal.SIGINT, cancel)
     try:
         await task

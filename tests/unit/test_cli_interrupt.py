@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 
 import pytest
 
@@ -54,3 +55,25 @@ def test_a_command_that_ends_by_itself_leaves_sigint_as_it_was() -> None:
 
     pubsub._run(main())
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_command_runs_outside_the_main_thread_too() -> None:
+    """As a test runs one with click's CliRunner in a worker thread: no signal handler there."""
+    ran: list[bool] = []
+    failed: list[BaseException] = []
+
+    async def main() -> None:
+        await asyncio.sleep(0)
+        ran.append(True)
+
+    def command() -> None:
+        try:
+            pubsub._run(main())
+        except BaseException as exc:  # reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=command)
+    thread.start()
+    thread.join(10)
+    assert failed == []
+    assert ran == [True]
