@@ -20,7 +20,6 @@ lane decides whether a checkpoint that decodes makes sense (``_lane``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -30,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from bus._fetch import Unreadable, fetch
-from bus._kafka import RETRYABLE, client_options, describe, stop_within, within
+from bus._kafka import client_options, describe, stop_within, within
 from bus.audit_chain import ChainHead
 from bus.bridge._checkpoint import Checkpoint
 from bus.bridge._outgoing import Outgoing
@@ -93,8 +92,7 @@ class TxLog:
         """Stop the producer; bounded, since a producer of an unreachable cluster may hang."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(*RETRYABLE):
-                await asyncio.wait_for(producer.stop(), 5.0)
+            await stop_within(producer)
 
     async def commit(
         self,
@@ -135,7 +133,7 @@ class TxLog:
                 key=self.checkpoint_key,
                 partition=self.partition,
             )
-            await asyncio.wait_for(producer.commit_transaction(), self._timeout_s)
+            await within(producer.commit_transaction(), self._timeout_s, "committing")
         except ProducerFenced as exc:
             raise Fenced(f"{self.where}: fenced ({exc})") from exc
         except (KafkaError, TimeoutError, TransportError) as exc:
