@@ -158,8 +158,8 @@ class Forwarded:
         ends = await reader.end_offsets(wanted)
         timeout = self.settings.operation_timeout_s
         deadline = time.monotonic() + timeout
+        reading = f"bridge {self._name}: reading the forwarded events"
         while True:
-            reading = f"bridge {self._name}: reading the forwarded events"
             behind = [
                 tp
                 for tp in wanted
