@@ -90,10 +90,6 @@ class ReplicatorService(HostedService):
     logger = log
     cancel_while_starting = True
 
-    def __init__(self, replicator: Replicator, **kwargs: Any) -> None:
-        self.replicator = replicator
-        super().__init__(replicator, **kwargs)
-
 
 def create_app(
     settings: BridgeSettings,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -32,10 +31,6 @@ class CorrelatorService(HostedService):
 
     kind = "correlator"
     logger = log
-
-    def __init__(self, correlator: Correlator, **kwargs: Any) -> None:
-        self.correlator = correlator
-        super().__init__(correlator, **kwargs)
 
 
 def create_app(
