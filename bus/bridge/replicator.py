@@ -14,9 +14,12 @@ new owner fences any zombie of the old one:
 For every fetched batch of a lane: judge each record (verify the bytes, decode, decide:
 ``_verdict.judge``), then commit, concurrently, the source log for the records not yet audited
 and the destination log for the records not yet mirrored (``_lane``; what each log writes:
-``_outgoing``). A lane reads from the lower of its two checkpoints, audits only above the
-source's and mirrors only above the destination's, so both the mirror and the audit trail hold
-each record exactly once.
+``_outgoing``). The loop is pipelined one step deep: while a step's commits are in flight, the
+next step fetches and judges, and it commits once they are all done; a lane's batch commits only
+if the one before it landed whole, else it is dropped and fetched again from the checkpoints.
+A lane reads from the lower of its two checkpoints, audits only above the source's and mirrors
+only above the destination's, so both the mirror and the audit trail hold each record exactly
+once.
 
 Errors never escape a lane: a failed or unknown commit reopens that log (never an abort after a
 commit timed out), whose re-read checkpoint tells whether the commit landed, then retries with
@@ -109,6 +112,8 @@ class Replicator:
         self._labels = (settings.source.name, settings.destination.name)
         self._lanes: dict[TopicPartition, Lane] = {}
         self._pending: set[TopicPartition] = set()
+        self._committing: dict[TopicPartition, tuple[asyncio.Task[None], int]] = {}
+        """Each lane's batch being committed, with the source offset it commits up to."""
         self._stopped: dict[TopicPartition, Lane] = {}
         """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
         self._lock = asyncio.Lock()
@@ -224,7 +229,7 @@ class Replicator:
                 failures += 1
                 self._metrics.errors.labels(*self._labels, "loop").inc()
                 log.exception("bridge %s: unexpected error in the fetch loop", self.settings.name)
-                self._rewind_lanes()
+                await self._rewind_lanes()
                 await asyncio.sleep(self.settings.backoff_s(failures))
                 continue
             failures = 0
@@ -234,9 +239,15 @@ class Replicator:
                 last_commit = time.monotonic()
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
-        """Open the lanes due, fetch once and move what came, each lane at once."""
+        """Open the lanes due, fetch once, judge what came, then commit it once the previous
+        step's commits are done: fetching and judging overlap the commits in flight."""
         self._recheck_stopped()
         await self._open_pending(consumer)
+        # Where each lane's next batch must start: after its commit in flight, if any.
+        expected = {
+            tp: self._committing[tp][1] if tp in self._committing else lane.resume_from
+            for tp, lane in self._lanes.items()
+        }
         fetching = fetch(
             consumer,
             timeout_ms=200,
@@ -244,21 +255,46 @@ class Replicator:
         )
         # Bounded: before fetching, ``fetch`` awaits each partition's position.
         batches = await within(fetching, self.settings.operation_timeout_s, "fetching")
+        started = time.monotonic()
+        moving = [
+            (lane, [r for r in records if r.offset >= expected[tp]])
+            for tp, records in batches.items()
+            if (lane := self._lanes.get(tp)) is not None and tp in expected
+        ]
+        moving = [(lane, records) for lane, records in moving if records]
+        # Every lane's batch is judged before any of them commits; the lanes' judging overlaps
+        # (``verify_threads``) and so does it the commits still in flight.
+        judged = await asyncio.gather(*(self._judged(lane, records) for lane, records in moving))
         async with self._lock:
-            # Lanes are independent (own producers, own checkpoints): move them at once, so
-            # one lane's judging overlaps the others' round trips to the clusters.
-            async with asyncio.TaskGroup() as lanes:
-                for tp, records in batches.items():
-                    lane = self._lanes.get(tp)
-                    if lane is not None and not self._stopping.is_set():
-                        lanes.create_task(self._move(lane, records))
-            for lane in [lane for lane in self._lanes.values() if lane.stopped is not None]:
-                await self._park(lane)
+            await self._settle()
+            for (lane, records), verdicts in zip(moving, judged, strict=True):
+                tp = lane.tp
+                if verdicts is None or self._stopping.is_set():
+                    continue
+                if self._lanes.get(tp) is not lane or lane.resume_from != expected[tp]:
+                    # Its previous batch did not land whole (the lane gave up, or sought back):
+                    # this one does not follow it; the lane fetches again from its checkpoints.
+                    if self._lanes.get(tp) is lane:
+                        self._seek(tp, lane.resume_from)
+                    continue
+                next_offset = records[-1].offset + 1
+                task = asyncio.create_task(self._commit(lane, verdicts, next_offset, started))
+                self._committing[tp] = (task, next_offset)
             self._observe_lag(consumer)
 
-    def _rewind_lanes(self) -> None:
-        for tp, lane in self._lanes.items():
-            self._seek(tp, lane.resume_from)
+    async def _settle(self) -> None:
+        """Wait for the commits in flight (they never raise), then park the lanes that stopped."""
+        committing, self._committing = self._committing, {}
+        if committing:
+            await asyncio.gather(*(task for task, _ in committing.values()))
+        for lane in [lane for lane in self._lanes.values() if lane.stopped is not None]:
+            await self._park(lane)
+
+    async def _rewind_lanes(self) -> None:
+        async with self._lock:
+            await self._settle()
+            for tp, lane in self._lanes.items():
+                self._seek(tp, lane.resume_from)
 
     async def _shutdown(self) -> None:
         """Commit, close the lanes, the consumer and the forwarded state: every step within one
@@ -272,6 +308,7 @@ class Replicator:
 
         async def close_lanes() -> None:
             async with self._lock:
+                await self._settle()  # the batches in flight finish
                 for lane in list(self._lanes.values()):
                     await self._close_lane(lane)
                 self._lanes.clear()
@@ -333,6 +370,7 @@ class Replicator:
         self._revoking = True  # a lane retrying a batch gives up; the new owner redoes it
         try:
             async with self._lock:
+                await self._settle()  # a lane retrying gives up: ``_revoking``
                 for tp in partitions:
                     self._pending.discard(tp)
                     lane = self._lanes.pop(tp, None) or self._stopped.pop(tp, None)
@@ -535,37 +573,47 @@ class Replicator:
         results = await asyncio.gather(*(loop.run_in_executor(self._pool, run, c) for c in chunks))
         return [v for part in results for v in part]
 
-    async def _move(self, lane: Lane, records: Sequence[Any]) -> None:
-        """Move one fetched batch of a lane; returns when done, or when the lane is lost.
-
-        Never raises but cancellation: an unexpected error is logged, counted, and the batch
-        fetched again from the lane's checkpoints after a backoff.
-        """
-        first_mirrored = lane.next_offset
-        records = [r for r in records if r.offset >= lane.resume_from]
-        if not records:
-            return
-        started = time.monotonic()
+    async def _judged(self, lane: Lane, records: Sequence[Any]) -> list[Verdict] | None:
+        """The verdicts of a lane's fetched batch after the replay screen; None (logged,
+        counted, the lane sought back to its checkpoints) if judging failed: a bug."""
         try:
-            verdicts = screen(
+            return screen(
                 await self._judge_all(records),
                 index=self._forwarded.index,
                 destination=self.settings.destination.name,
                 now=self._clock(),
             )
-            if await lane.commit(verdicts, next_offset=records[-1].offset + 1):
+        except Exception:
+            self._unexpected(lane, records[0].offset)
+            await asyncio.sleep(self.settings.max_backoff_s)
+            return None
+
+    async def _commit(
+        self, lane: Lane, verdicts: Sequence[Verdict], next_offset: int, started: float
+    ) -> None:
+        """Commit one judged batch of a lane; returns when done, or when the lane is lost.
+
+        Never raises but cancellation: an unexpected error is logged, counted, and the batch
+        fetched again from the lane's checkpoints after a backoff.
+        """
+        first_mirrored = lane.next_offset
+        try:
+            if await lane.commit(verdicts, next_offset=next_offset):
                 self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
         except Exception:
-            self._metrics.errors.labels(*self._labels, "batch").inc()
-            log.exception(
-                "bridge %s: unexpected error moving %s/%d from offset %d; retrying the batch",
-                self.settings.name,
-                lane.tp.topic,
-                lane.tp.partition,
-                records[0].offset,
-            )
-            self._seek(lane.tp, lane.resume_from)
+            self._unexpected(lane, verdicts[0].record.offset)
             await asyncio.sleep(self.settings.max_backoff_s)
+
+    def _unexpected(self, lane: Lane, offset: int) -> None:
+        self._metrics.errors.labels(*self._labels, "batch").inc()
+        log.exception(
+            "bridge %s: unexpected error moving %s/%d from offset %d; retrying the batch",
+            self.settings.name,
+            lane.tp.topic,
+            lane.tp.partition,
+            offset,
+        )
+        self._seek(lane.tp, lane.resume_from)
 
     # --- accounting ---------------------------------------------------------------------
 
