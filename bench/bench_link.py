@@ -119,7 +119,10 @@ async def _measure(setup: Setup, link: local.Link, plan: Plan) -> list[dict[str,
                         rtt_ms=rtt,
                         link=conditions.describe(),
                         packets={
-                            way: {k: after[way][k] - before[way][k] for k in ("passed", "lost")}
+                            way: {
+                                k: after[way][k] - before[way][k]
+                                for k in ("passed", "lost", "overflowed")
+                            }
                             for way in ("out", "in")
                         },
                     )
@@ -197,6 +200,8 @@ def _print_run(r: dict[str, Any]) -> None:
     if r.get("throughput"):
         line += f"  {r['throughput']:>8,.0f} events/s"
     line += f"  packets out {r['packets']['out']['passed']:,}"
+    dropped = sum(r["packets"][way][k] for way in ("out", "in") for k in ("lost", "overflowed"))
+    line += f" ({dropped:,} lost or overflowed)"
     line += f"  load {r['load_average'][0]:.1f}"
     print(line, flush=True)
 

@@ -20,7 +20,8 @@ AddPartitionsToTxn counted apart), the event loop's lag, each log's transaction 
 event. ``--code`` runs the worker of another source tree (its own copy of this module, in a
 process of its own; repeatable, the order alternated over ``--rounds``): A/B runs on one
 federation. ``PROBE_PROFILE=<file>`` writes a cProfile of each worker to ``<file>.<pid>``.
-Figures are printed only, never asserted.
+``--rtt MS`` puts the destination behind a long link of that round trip (``bus.local.Link``;
+root only). Figures are printed only, never asserted.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench._clusters import DESTINATION, PARTITIONS, SOURCE, quiet
 from bench._timing import _publisher_child
 from bench.bench_e2e import _due
+from bus import local
 from bus.headers import CE_ID
 from bus.testing import EventPlan, create_topic, federated_config, running_federation
 
@@ -383,6 +385,12 @@ def main() -> None:
         "alternated); default this one, in process",
     )
     parser.add_argument("--rounds", type=int, default=1, help="repetitions (alternated)")
+    parser.add_argument(
+        "--rtt",
+        type=float,
+        default=0.0,
+        help="put the destination behind a long link of this round trip, ms (root only)",
+    )
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     quiet()
@@ -399,7 +407,10 @@ def main() -> None:
             (SOURCE, DESTINATION),
             partitions=PARTITIONS,
             insecure_plaintext=True,
+            remote=(DESTINATION,) if args.rtt else (),
         ) as federation:
+            if args.rtt:
+                federation.links[DESTINATION].shape(local.LinkConditions(rtt_ms=args.rtt))
             federated = federated_config(federation, home / "signed")
             key = federated.config.agency(SOURCE).signing_key
             assert key is not None

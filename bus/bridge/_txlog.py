@@ -79,7 +79,7 @@ class TxLog:
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
-            max_batch_size=512 * 1024,
+            max_batch_size=960 * 1024,
             transaction_timeout_ms=self._transaction_timeout_ms,
             request_timeout_ms=int(self._timeout_s * 1000),
             **client_options(self.cluster, client_id=self._client_id),
