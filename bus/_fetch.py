@@ -21,7 +21,7 @@ just before it (markers are not records, so the next stand-in then names the rec
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,17 +57,25 @@ class Unreadable:
 
 
 async def fetch(
-    consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int | None = None
+    consumer: AIOKafkaConsumer,
+    *,
+    timeout_ms: int,
+    max_records: int | None = None,
+    partitions: Collection[TopicPartition] | None = None,
 ) -> dict[TopicPartition, Sequence[Any]]:
-    """``consumer.getmany(timeout_ms=..., max_records=...)``, past any unreadable record.
+    """``consumer.getmany(*partitions, timeout_ms=..., max_records=...)``, past any unreadable
+    record; ``partitions`` None: every assigned partition (an empty collection: none).
 
     Kafka errors and cancellation propagate as they do from ``getmany``; anything else raised
     while records are parsed is turned into ``Unreadable`` stand-ins in the partition's list, at
     the position where it was found.
     """
-    before = await _positions(consumer)
+    if partitions is not None and not partitions:
+        return {}
+    before = await _positions(consumer, partitions)
+    only = () if partitions is None else tuple(partitions)
     try:
-        return dict(await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records))
+        return dict(await consumer.getmany(*only, timeout_ms=timeout_ms, max_records=max_records))
     except KafkaError:
         raise
     except Exception as exc:  # anything the client raised while parsing records
@@ -87,11 +95,13 @@ async def fetch(
     return result
 
 
-async def _positions(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+async def _positions(
+    consumer: AIOKafkaConsumer, partitions: Collection[TopicPartition] | None
+) -> dict[TopicPartition, int]:
     paused = consumer.paused()
     positions = {}
     for tp in consumer.assignment():
-        if tp in paused:
+        if tp in paused or (partitions is not None and tp not in partitions):
             continue
         try:
             positions[tp] = await consumer.position(tp)

@@ -112,8 +112,9 @@ class Replicator:
         self._labels = (settings.source.name, settings.destination.name)
         self._lanes: dict[TopicPartition, Lane] = {}
         self._pending: set[TopicPartition] = set()
-        self._committing: dict[TopicPartition, tuple[asyncio.Task[None], int]] = {}
-        """Each lane's batch being committed, with the source offset it commits up to."""
+        self._committing: dict[TopicPartition, list[tuple[asyncio.Task[None], int]]] = {}
+        """Each lane's batches queued or committing, each with the source offset it commits up
+        to: one commits while the next waits behind it (``_commit_after``)."""
         self._stopped: dict[TopicPartition, Lane] = {}
         """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
         self._lock = asyncio.Lock()
@@ -239,19 +240,24 @@ class Replicator:
                 last_commit = time.monotonic()
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
-        """Open the lanes due, fetch once, judge what came, then commit it once the previous
-        step's commits are done: fetching and judging overlap the commits in flight."""
+        """Open the lanes due, fetch once for the lanes with room, judge what came and queue
+        each lane's batch behind its commit in flight (``_committing``)."""
         self._recheck_stopped()
         await self._open_pending(consumer)
-        # Where each lane's next batch must start: after its commit in flight, if any.
-        expected = {
-            tp: self._committing[tp][1] if tp in self._committing else lane.resume_from
-            for tp, lane in self._lanes.items()
-        }
+        await self._park_stopped()
+        room = {tp for tp in self._lanes if len(self._in_flight(tp)) < 2}
+        if self._lanes and not room:
+            # Every lane has a batch committing and one waiting: wait for one to finish.
+            tasks = [task for tp in self._lanes for task, _ in self._in_flight(tp)]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            return
+        # Where each lane's next batch must start: after its last batch queued, if any.
+        expected = {tp: self._queued_until(tp) for tp in room}
         fetching = fetch(
             consumer,
             timeout_ms=200,
-            max_records=self.settings.max_batch * max(1, len(self._lanes)),
+            max_records=self.settings.max_batch * max(1, len(room)),
+            partitions=room if self._lanes else None,
         )
         # Bounded: before fetching, ``fetch`` awaits each partition's position.
         batches = await within(fetching, self.settings.operation_timeout_s, "fetching")
@@ -262,33 +268,53 @@ class Replicator:
             if (lane := self._lanes.get(tp)) is not None and tp in expected
         ]
         moving = [(lane, records) for lane, records in moving if records]
-        # Every lane's batch is judged before any of them commits; the lanes' judging overlaps
-        # (``verify_threads``) and so does it the commits still in flight.
+        # Every lane's batch is judged before any of them is queued; the lanes' judging
+        # overlaps (``verify_threads``) and so does it the commits in flight.
         judged = await asyncio.gather(*(self._judged(lane, records) for lane, records in moving))
-        async with self._lock:
-            await self._settle()
+        async with self._lock:  # not while ``_revoked`` settles and closes lanes
             for (lane, records), verdicts in zip(moving, judged, strict=True):
-                tp = lane.tp
                 if verdicts is None or self._stopping.is_set():
                     continue
-                if self._lanes.get(tp) is not lane or lane.resume_from != expected[tp]:
-                    # Its previous batch did not land whole (the lane gave up, or sought back):
-                    # this one does not follow it; the lane fetches again from its checkpoints.
-                    if self._lanes.get(tp) is lane:
-                        self._seek(tp, lane.resume_from)
-                    continue
+                tp = lane.tp
+                previous = self._in_flight(tp)
                 next_offset = records[-1].offset + 1
-                task = asyncio.create_task(self._commit(lane, verdicts, next_offset, started))
-                self._committing[tp] = (task, next_offset)
+                task = asyncio.create_task(
+                    self._commit_after(
+                        previous[-1][0] if previous else None,
+                        lane,
+                        verdicts,
+                        after=expected[tp],
+                        next_offset=next_offset,
+                        started=started,
+                    )
+                )
+                self._committing[tp] = [*previous, (task, next_offset)]
             self._observe_lag(consumer)
 
-    async def _settle(self) -> None:
-        """Wait for the commits in flight (they never raise), then park the lanes that stopped."""
-        committing, self._committing = self._committing, {}
-        if committing:
-            await asyncio.gather(*(task for task, _ in committing.values()))
+    def _in_flight(self, tp: TopicPartition) -> list[tuple[asyncio.Task[None], int]]:
+        """The batches of ``tp`` queued or committing (at most two), oldest first."""
+        return [(task, end) for task, end in self._committing.get(tp, ()) if not task.done()]
+
+    def _queued_until(self, tp: TopicPartition) -> int:
+        """The source offset the next batch of ``tp`` starts at: after the last one queued."""
+        in_flight = self._in_flight(tp)
+        return in_flight[-1][1] if in_flight else self._lanes[tp].resume_from
+
+    async def _settle(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Wait for the batches queued or committing (of ``partitions``; None: of all lanes).
+        They never raise."""
+        tps = list(self._committing) if partitions is None else list(partitions)
+        tasks = [task for tp in tps for task, _ in self._committing.pop(tp, ())]
+        if tasks:
+            await asyncio.gather(*tasks)
+
+    async def _park_stopped(self) -> None:
+        """Park the lanes stopped by an untrusted checkpoint, once their batches are done."""
         for lane in [lane for lane in self._lanes.values() if lane.stopped is not None]:
-            await self._park(lane)
+            async with self._lock:
+                await self._settle([lane.tp])
+                if self._lanes.get(lane.tp) is lane:
+                    await self._park(lane)
 
     async def _rewind_lanes(self) -> None:
         async with self._lock:
@@ -370,7 +396,7 @@ class Replicator:
         self._revoking = True  # a lane retrying a batch gives up; the new owner redoes it
         try:
             async with self._lock:
-                await self._settle()  # a lane retrying gives up: ``_revoking``
+                await self._settle(partitions)  # a lane retrying gives up: ``_revoking``
                 for tp in partitions:
                     self._pending.discard(tp)
                     lane = self._lanes.pop(tp, None) or self._stopped.pop(tp, None)
@@ -587,6 +613,31 @@ class Replicator:
             self._unexpected(lane, records[0].offset)
             await asyncio.sleep(self.settings.max_backoff_s)
             return None
+
+    async def _commit_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        lane: Lane,
+        verdicts: Sequence[Verdict],
+        *,
+        after: int,
+        next_offset: int,
+        started: float,
+    ) -> None:
+        """Commit a lane's judged batch of source offsets ``after`` to ``next_offset - 1`` once
+        the batch before it (``previous``) is done, if that one landed whole; else drop it and
+        seek the lane back to its checkpoints."""
+        if previous is not None:
+            await previous
+        tp = lane.tp
+        if self._stopping.is_set() or self._lanes.get(tp) is not lane:
+            return
+        if lane.resume_from != after:
+            # The batch before it did not land whole (the lane gave up, or sought back): this
+            # one does not follow it; the lane fetches again from its checkpoints.
+            self._seek(tp, lane.resume_from)
+            return
+        await self._commit(lane, verdicts, next_offset, started)
 
     async def _commit(
         self, lane: Lane, verdicts: Sequence[Verdict], next_offset: int, started: float
