@@ -51,6 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,9 +113,8 @@ class Replicator:
         self._labels = (settings.source.name, settings.destination.name)
         self._lanes: dict[TopicPartition, Lane] = {}
         self._pending: set[TopicPartition] = set()
-        self._committing: dict[TopicPartition, list[tuple[asyncio.Task[None], int]]] = {}
-        """Each lane's batches queued or committing, each with the source offset it commits up
-        to: one commits while the next waits behind it (``_commit_after``)."""
+        self._committing: dict[TopicPartition, list[_Batch]] = {}
+        """Each lane's batch committing and the one collecting records behind it."""
         self._stopped: dict[TopicPartition, Lane] = {}
         """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
         self._lock = asyncio.Lock()
@@ -187,6 +187,7 @@ class Replicator:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=20,
             **client_options(s.source),
         )
         try:
@@ -240,18 +241,18 @@ class Replicator:
                 last_commit = time.monotonic()
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
-        """Open the lanes due, fetch once for the lanes with room, judge what came and queue
-        each lane's batch behind its commit in flight (``_committing``)."""
+        """Open the lanes due, fetch once for the lanes with room, judge what came and add each
+        lane's records to the batch it collects behind its commit in flight (``_Batch``)."""
         self._recheck_stopped()
         await self._open_pending(consumer)
         await self._park_stopped()
-        room = {tp for tp in self._lanes if len(self._in_flight(tp)) < 2}
+        room = {tp for tp in self._lanes if not self._full(tp)}
         if self._lanes and not room:
-            # Every lane has a batch committing and one waiting: wait for one to finish.
-            tasks = [task for tp in self._lanes for task, _ in self._in_flight(tp)]
+            # Every lane has a batch committing and a full one waiting: wait for one to finish.
+            tasks = [b.task for tp in self._lanes for b in self._in_flight(tp) if b.task]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             return
-        # Where each lane's next batch must start: after its last batch queued, if any.
+        # Where each lane's next records must start: after its last batch, if any.
         expected = {tp: self._queued_until(tp) for tp in room}
         fetching = fetch(
             consumer,
@@ -268,43 +269,53 @@ class Replicator:
             if (lane := self._lanes.get(tp)) is not None and tp in expected
         ]
         moving = [(lane, records) for lane, records in moving if records]
-        # Every lane's batch is judged before any of them is queued; the lanes' judging
+        # Every lane's records are judged before any of them is queued; the lanes' judging
         # overlaps (``verify_threads``) and so does it the commits in flight.
         judged = await asyncio.gather(*(self._judged(lane, records) for lane, records in moving))
         async with self._lock:  # not while ``_revoked`` settles and closes lanes
             for (lane, records), verdicts in zip(moving, judged, strict=True):
-                if verdicts is None or self._stopping.is_set():
-                    continue
-                tp = lane.tp
-                previous = self._in_flight(tp)
-                next_offset = records[-1].offset + 1
-                task = asyncio.create_task(
-                    self._commit_after(
-                        previous[-1][0] if previous else None,
-                        lane,
-                        verdicts,
-                        after=expected[tp],
-                        next_offset=next_offset,
-                        started=started,
-                    )
-                )
-                self._committing[tp] = [*previous, (task, next_offset)]
+                if verdicts is not None and not self._stopping.is_set():
+                    self._queue(lane, verdicts, expected[lane.tp], records[-1].offset + 1, started)
             self._observe_lag(consumer)
 
-    def _in_flight(self, tp: TopicPartition) -> list[tuple[asyncio.Task[None], int]]:
-        """The batches of ``tp`` queued or committing (at most two), oldest first."""
-        return [(task, end) for task, end in self._committing.get(tp, ()) if not task.done()]
+    def _queue(
+        self, lane: Lane, verdicts: list[Verdict], after: int, next_offset: int, started: float
+    ) -> None:
+        """Add a lane's judged records (source offsets ``after`` to ``next_offset - 1``) to the
+        batch it collects, or start one, behind its commit in flight."""
+        tp = lane.tp
+        in_flight = self._in_flight(tp)
+        last = in_flight[-1] if in_flight else None
+        if last is not None and not last.committing and last.next_offset == after:
+            last.verdicts.extend(verdicts)
+            last.next_offset = next_offset
+            return
+        batch = _Batch(after=after, next_offset=next_offset, verdicts=verdicts, started=started)
+        previous = last.task if last is not None else None
+        batch.task = asyncio.create_task(self._commit_after(previous, lane, batch))
+        self._committing[tp] = [*in_flight, batch]
+
+    def _in_flight(self, tp: TopicPartition) -> list[_Batch]:
+        """The batches of ``tp`` committing or collecting (at most one each), oldest first."""
+        return [b for b in self._committing.get(tp, ()) if b.task is None or not b.task.done()]
+
+    def _full(self, tp: TopicPartition) -> bool:
+        """True while ``tp`` has a batch committing and a whole ``max_batch`` waiting."""
+        in_flight = self._in_flight(tp)
+        return bool(in_flight) and (
+            not in_flight[-1].committing and len(in_flight[-1].verdicts) >= self.settings.max_batch
+        )
 
     def _queued_until(self, tp: TopicPartition) -> int:
-        """The source offset the next batch of ``tp`` starts at: after the last one queued."""
+        """The source offset the next records of ``tp`` start at: after the last batch."""
         in_flight = self._in_flight(tp)
-        return in_flight[-1][1] if in_flight else self._lanes[tp].resume_from
+        return in_flight[-1].next_offset if in_flight else self._lanes[tp].resume_from
 
     async def _settle(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Wait for the batches queued or committing (of ``partitions``; None: of all lanes).
         They never raise."""
         tps = list(self._committing) if partitions is None else list(partitions)
-        tasks = [task for tp in tps for task, _ in self._committing.pop(tp, ())]
+        tasks = [b.task for tp in tps for b in self._committing.pop(tp, ()) if b.task]
         if tasks:
             await asyncio.gather(*tasks)
 
@@ -615,29 +626,22 @@ class Replicator:
             return None
 
     async def _commit_after(
-        self,
-        previous: asyncio.Task[None] | None,
-        lane: Lane,
-        verdicts: Sequence[Verdict],
-        *,
-        after: int,
-        next_offset: int,
-        started: float,
+        self, previous: asyncio.Task[None] | None, lane: Lane, batch: _Batch
     ) -> None:
-        """Commit a lane's judged batch of source offsets ``after`` to ``next_offset - 1`` once
-        the batch before it (``previous``) is done, if that one landed whole; else drop it and
-        seek the lane back to its checkpoints."""
+        """Commit ``batch`` once the one before it (``previous``) is done, if that one landed
+        whole; else drop it and seek the lane back to its checkpoints."""
         if previous is not None:
             await previous
+        batch.committing = True  # from here on it takes no more records
         tp = lane.tp
         if self._stopping.is_set() or self._lanes.get(tp) is not lane:
             return
-        if lane.resume_from != after:
+        if lane.resume_from != batch.after:
             # The batch before it did not land whole (the lane gave up, or sought back): this
             # one does not follow it; the lane fetches again from its checkpoints.
             self._seek(tp, lane.resume_from)
             return
-        await self._commit(lane, verdicts, next_offset, started)
+        await self._commit(lane, batch.verdicts, batch.next_offset, batch.started)
 
     async def _commit(
         self, lane: Lane, verdicts: Sequence[Verdict], next_offset: int, started: float
@@ -720,6 +724,19 @@ class Replicator:
                 # Waits for the group coordinator with no limit of its own.
                 timeout = self.settings.operation_timeout_s
                 await within(consumer.commit(offsets), timeout, "committing the source offsets")
+
+
+@dataclass(slots=True, eq=False, kw_only=True)
+class _Batch:
+    """A lane's judged records of source offsets ``after`` to ``next_offset - 1``: collecting
+    more while the lane's previous batch commits, then committing (``task``)."""
+
+    after: int
+    next_offset: int
+    verdicts: list[Verdict]
+    started: float
+    committing: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's base is untyped

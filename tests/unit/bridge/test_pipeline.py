@@ -1,0 +1,148 @@
+"""The replicator's pipeline: a lane's batch collects records behind the one committing, and
+commits only if that one landed whole (``Replicator._queue``, ``_commit_after``); no broker: a
+lane that records its commits."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from bus.bridge.replicator import Replicator, _Batch
+from bus.policy import Policy
+from bus.trust import TrustStore
+from tests.unit.bridge.fakes import bridge_settings
+
+TP = TopicPartition("bus.events", 0)
+
+
+@dataclass
+class _Lane:
+    """What ``_commit_after`` uses of a lane: its partition, where it resumes, ``commit``."""
+
+    tp: TopicPartition = TP
+    next_offset: int = 0
+    audited_until: int = 0
+    lands: bool = True
+    commits: list[int] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def resume_from(self) -> int:
+        return min(self.next_offset, self.audited_until)
+
+    async def commit(self, verdicts: Any, *, next_offset: int) -> bool:
+        await self.release.wait()
+        self.commits.append(next_offset)
+        if self.lands:
+            self.next_offset = self.audited_until = next_offset
+        return self.lands
+
+
+def _replicator(lane: _Lane) -> tuple[Replicator, list[int]]:
+    replicator = Replicator(
+        bridge_settings(),
+        trust=TrustStore([]),
+        policy=Policy(agencies=frozenset()),
+        registry=CollectorRegistry(),
+    )
+    replicator._lanes[TP] = lane  # type: ignore[assignment]
+    sought: list[int] = []
+    replicator._seek = lambda tp, offset: sought.append(offset)  # type: ignore[method-assign]
+    return replicator, sought
+
+
+async def _queue(replicator: Replicator, lane: _Lane, after: int, end: int) -> _Batch:
+    """Queue judged records ``after``..``end - 1`` as the step does; the lane's last batch."""
+    verdicts = [
+        SimpleNamespace(record=SimpleNamespace(offset=o), outcome=None, decision=None, error=None)
+        for o in range(after, end)
+    ]
+    replicator._queue(lane, verdicts, after, end, 0.0)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    return replicator._in_flight(TP)[-1]
+
+
+async def test_a_batch_commits_only_after_the_one_before_it_landed() -> None:
+    lane = _Lane(next_offset=10, audited_until=10)
+    replicator, sought = _replicator(lane)
+    first = await _queue(replicator, lane, after=10, end=20)
+    second = await _queue(replicator, lane, after=20, end=35)
+    await asyncio.sleep(0.01)
+    assert lane.commits == []  # the first is committing; the second waits behind it
+    assert replicator._in_flight(TP) == [first, second]
+    lane.release.set()
+    await replicator._settle()
+    assert lane.commits == [20, 35]
+    assert lane.resume_from == 35
+    assert sought == []
+
+
+async def test_a_batch_behind_one_that_did_not_land_is_dropped_and_the_lane_sought_back() -> None:
+    lane = _Lane(next_offset=10, audited_until=10, lands=False)
+    replicator, sought = _replicator(lane)
+    await _queue(replicator, lane, after=10, end=20)
+    await _queue(replicator, lane, after=20, end=35)
+    lane.release.set()
+    await replicator._settle()
+    assert lane.commits == [20]  # records 20..34 were not written over the gap 10..19
+    assert sought == [10]  # fetched again from the lane's checkpoints
+
+
+async def test_a_batch_of_a_lane_revoked_meanwhile_is_dropped() -> None:
+    lane = _Lane(next_offset=10, audited_until=10)
+    replicator, sought = _replicator(lane)
+    await _queue(replicator, lane, after=10, end=20)
+    await _queue(replicator, lane, after=20, end=35)
+    del replicator._lanes[TP]  # revoked while the first committed
+    lane.release.set()
+    await replicator._settle()
+    assert lane.commits == [20]
+    assert sought == []  # the partition is no longer this worker's to seek
+
+
+async def test_nothing_more_commits_once_the_worker_stops() -> None:
+    lane = _Lane(next_offset=10, audited_until=10)
+    replicator, _ = _replicator(lane)
+    await _queue(replicator, lane, after=10, end=20)
+    await _queue(replicator, lane, after=20, end=35)
+    replicator.stop()
+    lane.release.set()
+    await replicator._settle()
+    assert lane.commits == [20]  # the batch in flight finishes; the waiting one does not start
+
+
+async def test_records_fetched_while_a_batch_commits_join_the_batch_waiting_behind_it() -> None:
+    lane = _Lane(next_offset=10, audited_until=10)
+    replicator, _ = _replicator(lane)
+    await _queue(replicator, lane, after=10, end=20)
+    second = await _queue(replicator, lane, after=20, end=25)
+    third = await _queue(replicator, lane, after=25, end=31)
+    assert third is second  # one batch collects while the first commits
+    assert (second.after, second.next_offset, len(second.verdicts)) == (20, 31, 11)
+    assert replicator._queued_until(TP) == 31
+    lane.release.set()
+    await replicator._settle()
+    assert lane.commits == [20, 31]  # two transactions for three fetches
+    assert replicator._in_flight(TP) == []
+    assert replicator._queued_until(TP) == 31  # from the lane itself now
+
+
+async def test_a_lane_takes_no_more_records_once_a_whole_batch_waits() -> None:
+    lane = _Lane(next_offset=0, audited_until=0)
+    replicator, _ = _replicator(lane)
+    size = replicator.settings.max_batch
+    await _queue(replicator, lane, after=0, end=5)
+    assert not replicator._full(TP)  # committing, nothing waiting
+    await _queue(replicator, lane, after=5, end=5 + size - 1)
+    assert not replicator._full(TP)
+    await _queue(replicator, lane, after=5 + size - 1, end=5 + size)
+    assert replicator._full(TP)  # fetched no more until the commit in flight ends
+    lane.release.set()
+    await replicator._settle()
+    assert lane.commits == [5, 5 + size]
+    assert not replicator._full(TP)
