@@ -264,7 +264,7 @@ class Replicator:
         batches = await within(fetching, self.settings.operation_timeout_s, "fetching")
         started = time.monotonic()
         moving = [
-            (lane, [r for r in records if r.offset >= expected[tp]])
+            (lane, self._take(lane, [r for r in records if r.offset >= expected[tp]]))
             for tp, records in batches.items()
             if (lane := self._lanes.get(tp)) is not None and tp in expected
         ]
@@ -277,6 +277,17 @@ class Replicator:
                 if verdicts is not None and not self._stopping.is_set():
                     self._queue(lane, verdicts, expected[lane.tp], records[-1].offset + 1, started)
             self._observe_lag(consumer)
+
+    def _take(self, lane: Lane, records: list[Any]) -> list[Any]:
+        """As many of a lane's fetched records as its batch has room for (``max_batch`` a
+        batch: one Produce request, a bounded transaction); the rest is fetched again."""
+        in_flight = self._in_flight(lane.tp)
+        collecting = in_flight[-1] if in_flight and not in_flight[-1].committing else None
+        room = self.settings.max_batch - (len(collecting.verdicts) if collecting else 0)
+        if len(records) > room > 0:
+            self._seek(lane.tp, records[room].offset)
+            return records[:room]
+        return records
 
     def _queue(
         self, lane: Lane, verdicts: list[Verdict], after: int, next_offset: int, started: float

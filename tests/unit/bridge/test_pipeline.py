@@ -146,3 +146,19 @@ async def test_a_lane_takes_no_more_records_once_a_whole_batch_waits() -> None:
     await replicator._settle()
     assert lane.commits == [5, 5 + size]
     assert not replicator._full(TP)
+
+
+async def test_a_batch_never_holds_more_than_max_batch_the_rest_is_fetched_again() -> None:
+    lane = _Lane(next_offset=0, audited_until=0)
+    replicator, sought = _replicator(lane)
+    size = replicator.settings.max_batch
+    fetched = [SimpleNamespace(offset=o) for o in range(size + 7)]
+    assert len(replicator._take(lane, fetched)) == size  # type: ignore[arg-type]
+    assert sought == [size]  # the consumer reads from the first record not taken
+    await _queue(replicator, lane, after=0, end=5)  # committing
+    await _queue(replicator, lane, after=5, end=size)  # collecting, 5 short of a batch
+    taken = replicator._take(lane, fetched[size:])  # type: ignore[arg-type]
+    assert [r.offset for r in taken] == list(range(size, size + 5))
+    assert sought == [size, size + 5]
+    lane.release.set()
+    await replicator._settle()
