@@ -145,15 +145,6 @@ async def test_delay_jitter_and_loss_change_no_count(
     assert await bridge.terminate() == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="failed in about half the runs of an earlier tree: after a partition early in the "
-    "bridge's life, the bridge sat alive and silent and nothing reached the mirror. A task dump "
-    "showed a lane opening, stuck in an aiokafka wait with no limit; every such wait is now "
-    "bounded and a watchdog logs where the tasks wait should a stall remain (docs/bridge.md). "
-    "Not reproduced since, with or without the bounds (33 targeted runs): kept non-strict "
-    "until CI runs confirm it",
-)
 async def test_a_partition_then_heal_changes_no_count(
     far: Federation,
     federated: Federated,
