@@ -647,15 +647,13 @@ def _reading(
         per_event = 1e6 / statistics.median(pubsub["rates"]["raw consumer"])
         raw_consumer = f", while the raw consumer spent {per_event:.0f} us per event in all"
     lines += [
-        "- Latency: the bridge moves a fetch in one cycle (judge, then the audit transaction "
-        "on the source and the mirror transaction on the destination, committed "
-        "concurrently), and fetches again only when the cycle is over, so a record that "
-        "arrives mid-cycle waits for the rest of it, then a whole cycle of its own. Its "
-        "latency is of the order of the transactional pass-through's (the same loop without "
-        "the judge and the audit transaction), not of MirrorMaker 2's, whose producer is not "
-        "transactional. Lanes that move independently (fetching the next batch while the "
-        "previous one commits) were tried and measured no better on a loaded 2-core host, "
-        "at more CPU per event: decision 0022 has the stage-by-stage breakdown "
+        "- Latency: each lane commits its batch in two transactions (the audit on the "
+        "source, the mirror on the destination, concurrently), one batch at a time; records "
+        "that arrive meanwhile are judged at once and commit with the lane's next batch, "
+        "as soon as its commit in flight ends (decision 0024). A record therefore waits for "
+        "the rest of its lane's transaction, then one of its own: the bridge's latency is of "
+        "the order of the transactional pass-through's, not of MirrorMaker 2's, whose "
+        "producer is not transactional. Decision 0022 has the stage-by-stage breakdown "
         "(`python -m bench.probe_latency`) and the levers left.",
         f"- Subscriber: `open_` alone costs {best('open_ (the four above)'):.0f} us per event "
         f"here (verification and a full decode, which a subscriber must do){raw_consumer}: "
