@@ -114,6 +114,9 @@ class Replicator:
         self._lanes: dict[TopicPartition, Lane] = {}
         self._pending: set[TopicPartition] = set()
         self._committing: dict[TopicPartition, list[_Batch]] = {}
+        self._carried: dict[TopicPartition, list[Any]] = {}
+        """Records a lane fetched beyond its batch's room, in order; its partition's consumer
+        position is past them, so they are its next records (dropped whenever it seeks)."""
         """Each lane's batch committing and the one collecting records behind it."""
         self._stopped: dict[TopicPartition, Lane] = {}
         """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
@@ -254,14 +257,16 @@ class Replicator:
             return
         # Where each lane's next records must start: after its last batch, if any.
         expected = {tp: self._queued_until(tp) for tp in room}
+        carried = {tp: self._carried.pop(tp) for tp in room if tp in self._carried}
         fetching = fetch(
             consumer,
-            timeout_ms=200,
+            timeout_ms=0 if carried else 200,
             max_records=self.settings.max_batch * max(1, len(room)),
-            partitions=room if self._lanes else None,
+            partitions=room - carried.keys() if self._lanes else None,
         )
         # Bounded: before fetching, ``fetch`` awaits each partition's position.
         batches = await within(fetching, self.settings.operation_timeout_s, "fetching")
+        batches.update(carried)
         started = time.monotonic()
         moving = [
             (lane, self._take(lane, [r for r in records if r.offset >= expected[tp]]))
@@ -280,12 +285,13 @@ class Replicator:
 
     def _take(self, lane: Lane, records: list[Any]) -> list[Any]:
         """As many of a lane's fetched records as its batch has room for (``max_batch`` a
-        batch: one Produce request, a bounded transaction); the rest is fetched again."""
+        batch: one Produce request, a bounded transaction); the rest is carried to the lane's
+        next batch (``_carried``), in place of a fetch of its partition."""
         in_flight = self._in_flight(lane.tp)
         collecting = in_flight[-1] if in_flight and not in_flight[-1].committing else None
         room = self.settings.max_batch - (len(collecting.verdicts) if collecting else 0)
         if len(records) > room > 0:
-            self._seek(lane.tp, records[room].offset)
+            self._carried[lane.tp] = records[room:]
             return records[:room]
         return records
 
@@ -470,7 +476,7 @@ class Replicator:
                 return
             self._stopped.pop(tp, None)
             self._lanes[tp] = lane
-            consumer.seek(tp, lane.resume_from)
+            self._seek(tp, lane.resume_from)
             consumer.resume(tp)
             self._metrics.assigned.labels(*self._labels).set(len(self._lanes))
         log.info(
@@ -539,6 +545,7 @@ class Replicator:
         return self._revoking or self._stopping.is_set()
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
+        self._carried.pop(tp, None)
         if self._consumer is not None:
             self._consumer.seek(tp, offset)
 
@@ -580,6 +587,7 @@ class Replicator:
         return None
 
     async def _close_lane(self, lane: Lane) -> None:
+        self._carried.pop(lane.tp, None)
         await lane.close()
         lane.forget_metrics()
         labels = (*self._labels, lane.tp.topic, str(lane.tp.partition))

@@ -52,7 +52,8 @@ def _replicator(lane: _Lane) -> tuple[Replicator, list[int]]:
     )
     replicator._lanes[TP] = lane  # type: ignore[assignment]
     sought: list[int] = []
-    replicator._seek = lambda tp, offset: sought.append(offset)  # type: ignore[method-assign]
+    # What the replicator's seeks reach: its consumer.
+    replicator._consumer = SimpleNamespace(seek=lambda tp, offset: sought.append(offset))
     return replicator, sought
 
 
@@ -148,17 +149,21 @@ async def test_a_lane_takes_no_more_records_once_a_whole_batch_waits() -> None:
     assert not replicator._full(TP)
 
 
-async def test_a_batch_never_holds_more_than_max_batch_the_rest_is_fetched_again() -> None:
+async def test_a_batch_never_holds_more_than_max_batch_the_rest_is_carried() -> None:
     lane = _Lane(next_offset=0, audited_until=0)
     replicator, sought = _replicator(lane)
     size = replicator.settings.max_batch
     fetched = [SimpleNamespace(offset=o) for o in range(size + 7)]
     assert len(replicator._take(lane, fetched)) == size  # type: ignore[arg-type]
-    assert sought == [size]  # the consumer reads from the first record not taken
+    assert replicator._carried[TP] == fetched[size:]  # its next records, not fetched again
     await _queue(replicator, lane, after=0, end=5)  # committing
     await _queue(replicator, lane, after=5, end=size)  # collecting, 5 short of a batch
-    taken = replicator._take(lane, fetched[size:])  # type: ignore[arg-type]
+    carried = replicator._carried.pop(TP)
+    taken = replicator._take(lane, carried)  # type: ignore[arg-type]
     assert [r.offset for r in taken] == list(range(size, size + 5))
-    assert sought == [size, size + 5]
+    assert [r.offset for r in replicator._carried[TP]] == [size + 5, size + 6]
+    replicator._seek(TP, 0)  # the lane starts over from its checkpoints: nothing is carried
+    assert TP not in replicator._carried
+    assert sought == [0]
     lane.release.set()
     await replicator._settle()
