@@ -14,9 +14,11 @@ new owner fences any zombie of the old one:
 For every fetched batch of a lane: judge each record (verify the bytes, decode, decide:
 ``_verdict.judge``), then commit, concurrently, the source log for the records not yet audited
 and the destination log for the records not yet mirrored (``_lane``; what each log writes:
-``_outgoing``). The loop is pipelined one step deep: while a step's commits are in flight, the
-next step fetches and judges, and it commits once they are all done; a lane's batch commits only
-if the one before it landed whole, else it is dropped and fetched again from the checkpoints.
+``_outgoing``). Each lane has at most one batch committing and one collecting behind it
+(``_batches``): records fetched while a lane commits are judged at once and commit with its next
+batch, as soon as its commit in flight ends, whatever the other lanes do; the fetch reads only
+the lanes with room. A lane's batch commits only if the one before it landed whole, else it is
+dropped and fetched again from the checkpoints (decision 0024).
 A lane reads from the lower of its two checkpoints, audits only above the source's and mirrors
 only above the destination's, so both the mirror and the audit trail hold each record exactly
 once.
@@ -46,12 +48,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +64,7 @@ from bus._fetch import fetch
 from bus._kafka import RETRYABLE, client_options, within
 from bus._quote import bounded
 from bus.audit_chain import chain_id
+from bus.bridge._batches import Batch, Batches
 from bus.bridge._checkpoint import (
     audit_checkpoint_topic,
     checkpoint_key,
@@ -113,10 +116,8 @@ class Replicator:
         self._labels = (settings.source.name, settings.destination.name)
         self._lanes: dict[TopicPartition, Lane] = {}
         self._pending: set[TopicPartition] = set()
-        self._committing: dict[TopicPartition, list[_Batch]] = {}
-        self._carried: dict[TopicPartition, list[Any]] = {}
-        """Records a lane fetched beyond its batch's room, in order; its partition's consumer
-        position is past them, so they are its next records (dropped whenever it seeks)."""
+        self._batches = Batches(settings.max_batch)
+        """Each lane's batch committing and the one collecting behind it (``_batches``)."""
         """Each lane's batch committing and the one collecting records behind it."""
         self._stopped: dict[TopicPartition, Lane] = {}
         """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
@@ -245,19 +246,20 @@ class Replicator:
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
         """Open the lanes due, fetch once for the lanes with room, judge what came and add each
-        lane's records to the batch it collects behind its commit in flight (``_Batch``)."""
+        lane's records to the batch it collects behind its commit in flight (``_batches``)."""
         self._recheck_stopped()
         await self._open_pending(consumer)
         await self._park_stopped()
-        room = {tp for tp in self._lanes if not self._full(tp)}
+        batches = self._batches
+        room = {tp for tp in self._lanes if not batches.full(tp)}
         if self._lanes and not room:
             # Every lane has a batch committing and a full one waiting: wait for one to finish.
-            tasks = [b.task for tp in self._lanes for b in self._in_flight(tp) if b.task]
+            tasks = batches.tasks(list(self._lanes))
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             return
         # Where each lane's next records must start: after its last batch, if any.
-        expected = {tp: self._queued_until(tp) for tp in room}
-        carried = {tp: self._carried.pop(tp) for tp in room if tp in self._carried}
+        expected = {tp: batches.queued_until(tp, self._lanes[tp].resume_from) for tp in room}
+        carried = batches.carried(room)
         fetching = fetch(
             consumer,
             timeout_ms=0 if carried else 200,
@@ -265,12 +267,12 @@ class Replicator:
             partitions=room - carried.keys() if self._lanes else None,
         )
         # Bounded: before fetching, ``fetch`` awaits each partition's position.
-        batches = await within(fetching, self.settings.operation_timeout_s, "fetching")
-        batches.update(carried)
+        fetched = await within(fetching, self.settings.operation_timeout_s, "fetching")
+        fetched.update(carried)
         started = time.monotonic()
         moving = [
-            (lane, self._take(lane, [r for r in records if r.offset >= expected[tp]]))
-            for tp, records in batches.items()
+            (lane, batches.take(tp, [r for r in records if r.offset >= expected[tp]]))
+            for tp, records in fetched.items()
             if (lane := self._lanes.get(tp)) is not None and tp in expected
         ]
         moving = [(lane, records) for lane, records in moving if records]
@@ -280,73 +282,27 @@ class Replicator:
         async with self._lock:  # not while ``_revoked`` settles and closes lanes
             for (lane, records), verdicts in zip(moving, judged, strict=True):
                 if verdicts is not None and not self._stopping.is_set():
-                    self._queue(lane, verdicts, expected[lane.tp], records[-1].offset + 1, started)
+                    batches.add(
+                        lane.tp,
+                        verdicts,
+                        after=expected[lane.tp],
+                        next_offset=records[-1].offset + 1,
+                        started=started,
+                        commit=functools.partial(self._commit_after, lane=lane),
+                    )
             self._observe_lag(consumer)
-
-    def _take(self, lane: Lane, records: list[Any]) -> list[Any]:
-        """As many of a lane's fetched records as its batch has room for (``max_batch`` a
-        batch: one Produce request, a bounded transaction); the rest is carried to the lane's
-        next batch (``_carried``), in place of a fetch of its partition."""
-        in_flight = self._in_flight(lane.tp)
-        collecting = in_flight[-1] if in_flight and not in_flight[-1].committing else None
-        room = self.settings.max_batch - (len(collecting.verdicts) if collecting else 0)
-        if len(records) > room > 0:
-            self._carried[lane.tp] = records[room:]
-            return records[:room]
-        return records
-
-    def _queue(
-        self, lane: Lane, verdicts: list[Verdict], after: int, next_offset: int, started: float
-    ) -> None:
-        """Add a lane's judged records (source offsets ``after`` to ``next_offset - 1``) to the
-        batch it collects, or start one, behind its commit in flight."""
-        tp = lane.tp
-        in_flight = self._in_flight(tp)
-        last = in_flight[-1] if in_flight else None
-        if last is not None and not last.committing and last.next_offset == after:
-            last.verdicts.extend(verdicts)
-            last.next_offset = next_offset
-            return
-        batch = _Batch(after=after, next_offset=next_offset, verdicts=verdicts, started=started)
-        previous = last.task if last is not None else None
-        batch.task = asyncio.create_task(self._commit_after(previous, lane, batch))
-        self._committing[tp] = [*in_flight, batch]
-
-    def _in_flight(self, tp: TopicPartition) -> list[_Batch]:
-        """The batches of ``tp`` committing or collecting (at most one each), oldest first."""
-        return [b for b in self._committing.get(tp, ()) if b.task is None or not b.task.done()]
-
-    def _full(self, tp: TopicPartition) -> bool:
-        """True while ``tp`` has a batch committing and a whole ``max_batch`` waiting."""
-        in_flight = self._in_flight(tp)
-        return bool(in_flight) and (
-            not in_flight[-1].committing and len(in_flight[-1].verdicts) >= self.settings.max_batch
-        )
-
-    def _queued_until(self, tp: TopicPartition) -> int:
-        """The source offset the next records of ``tp`` start at: after the last batch."""
-        in_flight = self._in_flight(tp)
-        return in_flight[-1].next_offset if in_flight else self._lanes[tp].resume_from
-
-    async def _settle(self, partitions: Iterable[TopicPartition] | None = None) -> None:
-        """Wait for the batches queued or committing (of ``partitions``; None: of all lanes).
-        They never raise."""
-        tps = list(self._committing) if partitions is None else list(partitions)
-        tasks = [b.task for tp in tps for b in self._committing.pop(tp, ()) if b.task]
-        if tasks:
-            await asyncio.gather(*tasks)
 
     async def _park_stopped(self) -> None:
         """Park the lanes stopped by an untrusted checkpoint, once their batches are done."""
         for lane in [lane for lane in self._lanes.values() if lane.stopped is not None]:
             async with self._lock:
-                await self._settle([lane.tp])
+                await self._batches.settle([lane.tp])
                 if self._lanes.get(lane.tp) is lane:
                     await self._park(lane)
 
     async def _rewind_lanes(self) -> None:
         async with self._lock:
-            await self._settle()
+            await self._batches.settle()
             for tp, lane in self._lanes.items():
                 self._seek(tp, lane.resume_from)
 
@@ -362,7 +318,7 @@ class Replicator:
 
         async def close_lanes() -> None:
             async with self._lock:
-                await self._settle()  # the batches in flight finish
+                await self._batches.settle()  # the batches in flight finish
                 for lane in list(self._lanes.values()):
                     await self._close_lane(lane)
                 self._lanes.clear()
@@ -422,10 +378,11 @@ class Replicator:
 
     async def _revoked(self, partitions: Iterable[TopicPartition]) -> None:
         self._revoking = True  # a lane retrying a batch gives up; the new owner redoes it
+        revoked = list(partitions)
         try:
             async with self._lock:
-                await self._settle(partitions)  # a lane retrying gives up: ``_revoking``
-                for tp in partitions:
+                await self._batches.settle(revoked)  # a lane retrying gives up: ``_revoking``
+                for tp in revoked:
                     self._pending.discard(tp)
                     lane = self._lanes.pop(tp, None) or self._stopped.pop(tp, None)
                     if lane is not None:
@@ -545,7 +502,7 @@ class Replicator:
         return self._revoking or self._stopping.is_set()
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
-        self._carried.pop(tp, None)
+        self._batches.drop_carried(tp)
         if self._consumer is not None:
             self._consumer.seek(tp, offset)
 
@@ -587,7 +544,7 @@ class Replicator:
         return None
 
     async def _close_lane(self, lane: Lane) -> None:
-        self._carried.pop(lane.tp, None)
+        self._batches.drop_carried(lane.tp)
         await lane.close()
         lane.forget_metrics()
         labels = (*self._labels, lane.tp.topic, str(lane.tp.partition))
@@ -645,7 +602,7 @@ class Replicator:
             return None
 
     async def _commit_after(
-        self, previous: asyncio.Task[None] | None, lane: Lane, batch: _Batch
+        self, previous: asyncio.Task[None] | None, batch: Batch, *, lane: Lane
     ) -> None:
         """Commit ``batch`` once the one before it (``previous``) is done, if that one landed
         whole; else drop it and seek the lane back to its checkpoints."""
@@ -743,19 +700,6 @@ class Replicator:
                 # Waits for the group coordinator with no limit of its own.
                 timeout = self.settings.operation_timeout_s
                 await within(consumer.commit(offsets), timeout, "committing the source offsets")
-
-
-@dataclass(slots=True, eq=False, kw_only=True)
-class _Batch:
-    """A lane's judged records of source offsets ``after`` to ``next_offset - 1``: collecting
-    more while the lane's previous batch commits, then committing (``task``)."""
-
-    after: int
-    next_offset: int
-    verdicts: list[Verdict]
-    started: float
-    committing: bool = False
-    task: asyncio.Task[None] | None = None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's base is untyped

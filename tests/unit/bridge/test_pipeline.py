@@ -1,10 +1,11 @@
-"""The replicator's pipeline: a lane's batch collects records behind the one committing, and
-commits only if that one landed whole (``Replicator._queue``, ``_commit_after``); no broker: a
-lane that records its commits."""
+"""The replicator's pipeline: a lane's batch collects records behind the one committing
+(``bus.bridge._batches``), and commits only if that one landed whole
+(``Replicator._commit_after``); no broker: a lane that records its commits."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from bus.bridge.replicator import Replicator, _Batch
+from bus.bridge._batches import Batch
+from bus.bridge.replicator import Replicator
 from bus.policy import Policy
 from bus.trust import TrustStore
 from tests.unit.bridge.fakes import bridge_settings
@@ -57,15 +59,22 @@ def _replicator(lane: _Lane) -> tuple[Replicator, list[int]]:
     return replicator, sought
 
 
-async def _queue(replicator: Replicator, lane: _Lane, after: int, end: int) -> _Batch:
+async def _queue(replicator: Replicator, lane: _Lane, after: int, end: int) -> Batch:
     """Queue judged records ``after``..``end - 1`` as the step does; the lane's last batch."""
     verdicts = [
         SimpleNamespace(record=SimpleNamespace(offset=o), outcome=None, decision=None, error=None)
         for o in range(after, end)
     ]
-    replicator._queue(lane, verdicts, after, end, 0.0)  # type: ignore[arg-type]
+    replicator._batches.add(
+        TP,
+        verdicts,  # type: ignore[arg-type]
+        after=after,
+        next_offset=end,
+        started=0.0,
+        commit=functools.partial(replicator._commit_after, lane=lane),  # type: ignore[arg-type]
+    )
     await asyncio.sleep(0)
-    return replicator._in_flight(TP)[-1]
+    return replicator._batches.in_flight(TP)[-1]
 
 
 async def test_a_batch_commits_only_after_the_one_before_it_landed() -> None:
@@ -75,9 +84,9 @@ async def test_a_batch_commits_only_after_the_one_before_it_landed() -> None:
     second = await _queue(replicator, lane, after=20, end=35)
     await asyncio.sleep(0.01)
     assert lane.commits == []  # the first is committing; the second waits behind it
-    assert replicator._in_flight(TP) == [first, second]
+    assert replicator._batches.in_flight(TP) == [first, second]
     lane.release.set()
-    await replicator._settle()
+    await replicator._batches.settle()
     assert lane.commits == [20, 35]
     assert lane.resume_from == 35
     assert sought == []
@@ -89,7 +98,7 @@ async def test_a_batch_behind_one_that_did_not_land_is_dropped_and_the_lane_soug
     await _queue(replicator, lane, after=10, end=20)
     await _queue(replicator, lane, after=20, end=35)
     lane.release.set()
-    await replicator._settle()
+    await replicator._batches.settle()
     assert lane.commits == [20]  # records 20..34 were not written over the gap 10..19
     assert sought == [10]  # fetched again from the lane's checkpoints
 
@@ -101,7 +110,7 @@ async def test_a_batch_of_a_lane_revoked_meanwhile_is_dropped() -> None:
     await _queue(replicator, lane, after=20, end=35)
     del replicator._lanes[TP]  # revoked while the first committed
     lane.release.set()
-    await replicator._settle()
+    await replicator._batches.settle()
     assert lane.commits == [20]
     assert sought == []  # the partition is no longer this worker's to seek
 
@@ -113,7 +122,7 @@ async def test_nothing_more_commits_once_the_worker_stops() -> None:
     await _queue(replicator, lane, after=20, end=35)
     replicator.stop()
     lane.release.set()
-    await replicator._settle()
+    await replicator._batches.settle()
     assert lane.commits == [20]  # the batch in flight finishes; the waiting one does not start
 
 
@@ -125,12 +134,12 @@ async def test_records_fetched_while_a_batch_commits_join_the_batch_waiting_behi
     third = await _queue(replicator, lane, after=25, end=31)
     assert third is second  # one batch collects while the first commits
     assert (second.after, second.next_offset, len(second.verdicts)) == (20, 31, 11)
-    assert replicator._queued_until(TP) == 31
+    assert replicator._batches.queued_until(TP, lane.resume_from) == 31
     lane.release.set()
-    await replicator._settle()
+    await replicator._batches.settle()
     assert lane.commits == [20, 31]  # two transactions for three fetches
-    assert replicator._in_flight(TP) == []
-    assert replicator._queued_until(TP) == 31  # from the lane itself now
+    assert replicator._batches.in_flight(TP) == []
+    assert replicator._batches.queued_until(TP, lane.resume_from) == 31  # from the lane itself now
 
 
 async def test_a_lane_takes_no_more_records_once_a_whole_batch_waits() -> None:
@@ -138,32 +147,33 @@ async def test_a_lane_takes_no_more_records_once_a_whole_batch_waits() -> None:
     replicator, _ = _replicator(lane)
     size = replicator.settings.max_batch
     await _queue(replicator, lane, after=0, end=5)
-    assert not replicator._full(TP)  # committing, nothing waiting
+    assert not replicator._batches.full(TP)  # committing, nothing waiting
     await _queue(replicator, lane, after=5, end=5 + size - 1)
-    assert not replicator._full(TP)
+    assert not replicator._batches.full(TP)
     await _queue(replicator, lane, after=5 + size - 1, end=5 + size)
-    assert replicator._full(TP)  # fetched no more until the commit in flight ends
+    assert replicator._batches.full(TP)  # fetched no more until the commit in flight ends
     lane.release.set()
-    await replicator._settle()
+    await replicator._batches.settle()
     assert lane.commits == [5, 5 + size]
-    assert not replicator._full(TP)
+    assert not replicator._batches.full(TP)
 
 
 async def test_a_batch_never_holds_more_than_max_batch_the_rest_is_carried() -> None:
     lane = _Lane(next_offset=0, audited_until=0)
     replicator, sought = _replicator(lane)
+    batches = replicator._batches
     size = replicator.settings.max_batch
     fetched = [SimpleNamespace(offset=o) for o in range(size + 7)]
-    assert len(replicator._take(lane, fetched)) == size  # type: ignore[arg-type]
-    assert replicator._carried[TP] == fetched[size:]  # its next records, not fetched again
+    assert len(batches.take(TP, fetched)) == size
+    carried = batches.carried([TP])[TP]
+    assert carried == fetched[size:]  # its next records, not fetched again
+    assert batches.carried([TP]) == {}  # handed out once
     await _queue(replicator, lane, after=0, end=5)  # committing
     await _queue(replicator, lane, after=5, end=size)  # collecting, 5 short of a batch
-    carried = replicator._carried.pop(TP)
-    taken = replicator._take(lane, carried)  # type: ignore[arg-type]
+    taken = batches.take(TP, carried)
     assert [r.offset for r in taken] == list(range(size, size + 5))
-    assert [r.offset for r in replicator._carried[TP]] == [size + 5, size + 6]
-    replicator._seek(TP, 0)  # the lane starts over from its checkpoints: nothing is carried
-    assert TP not in replicator._carried
+    replicator._seek(TP, 0)  # the lane starts over from its checkpoints
+    assert batches.carried([TP]) == {}  # what it carried (size + 5, size + 6) is dropped
     assert sought == [0]
     lane.release.set()
-    await replicator._settle()
+    await batches.settle()
