@@ -78,6 +78,10 @@ class Batches:
             return records[:room]
         return records
 
+    def carries(self, tp: TopicPartition) -> bool:
+        """True while ``tp`` has records carried to its next batch."""
+        return tp in self._carried
+
     def carried(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, list[Any]]:
         """The carried records of ``partitions`` (taken out): they are fetched no more."""
         return {tp: self._carried.pop(tp) for tp in partitions if tp in self._carried}

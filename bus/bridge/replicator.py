@@ -259,16 +259,18 @@ class Replicator:
             return
         # Where each lane's next records must start: after its last batch, if any.
         expected = {tp: batches.queued_until(tp, self._lanes[tp].resume_from) for tp in room}
-        carried = batches.carried(room)
+        # A lane that carries records takes those instead of a fetch of its partition; they are
+        # taken out only once the fetch succeeded (a failed fetch is retried, nothing rewound).
+        carrying = {tp for tp in room if batches.carries(tp)}
         fetching = fetch(
             consumer,
-            timeout_ms=0 if carried else 200,
+            timeout_ms=0 if carrying else 200,
             max_records=self.settings.max_batch * max(1, len(room)),
-            partitions=room - carried.keys() if self._lanes else None,
+            partitions=room - carrying if self._lanes else None,
         )
         # Bounded: before fetching, ``fetch`` awaits each partition's position.
         fetched = await within(fetching, self.settings.operation_timeout_s, "fetching")
-        fetched.update(carried)
+        fetched.update(batches.carried(carrying))
         started = time.monotonic()
         moving = [
             (lane, batches.take(tp, [r for r in records if r.offset >= expected[tp]]))

@@ -165,9 +165,11 @@ async def test_a_batch_never_holds_more_than_max_batch_the_rest_is_carried() -> 
     size = replicator.settings.max_batch
     fetched = [SimpleNamespace(offset=o) for o in range(size + 7)]
     assert len(batches.take(TP, fetched)) == size
+    assert batches.carries(TP)
     carried = batches.carried([TP])[TP]
     assert carried == fetched[size:]  # its next records, not fetched again
     assert batches.carried([TP]) == {}  # handed out once
+    assert not batches.carries(TP)
     await _queue(replicator, lane, after=0, end=5)  # committing
     await _queue(replicator, lane, after=5, end=size)  # collecting, 5 short of a batch
     taken = batches.take(TP, carried)
