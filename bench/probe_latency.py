@@ -31,6 +31,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -244,62 +245,65 @@ async def _probe(
     await create_topic(src, topic, PARTITIONS)
     ctx = multiprocessing.get_context("spawn")
     folder = Path(tempfile.mkdtemp(prefix="probe-"))
-    trace = folder / "trace.json"
-    bridge: Any
-    ready: Any
-    stop: Any
-    if code is None:
-        ready, stop = ctx.Event(), ctx.Event()
-        bridge = ctx.Process(
-            target=_bridge_child, args=(str(config), topic, str(trace), ready, stop)
+    try:
+        trace = folder / "trace.json"
+        bridge: Any
+        ready: Any
+        stop: Any
+        if code is None:
+            ready, stop = ctx.Event(), ctx.Event()
+            bridge = ctx.Process(
+                target=_bridge_child, args=(str(config), topic, str(trace), ready, stop)
+            )
+            bridge.start()
+        else:
+            # The bridge of another source tree (its own ``bench.probe_latency``), for A/B runs on
+            # one federation.
+            ready, stop = _Flag(folder / "ready"), _Flag(folder / "stop")
+            command = [sys.executable, "-m", "bench.probe_latency", "--child", str(config), topic]
+            command += [str(trace), str(folder / "ready"), str(folder / "stop")]
+            env = {**os.environ, "PYTHONPATH": str(code)}
+            bridge = subprocess.Popen(command, cwd=code, env=env)  # noqa: ASYNC220  # returns at once
+        await asyncio.to_thread(ready.wait, 180)
+        first_sent = ctx.Value("d", 0.0)
+        publisher = ctx.Process(
+            target=_publisher_child,
+            args=(src, topic, str(key), rate, count, 1024, PARTITIONS, first_sent),
         )
-        bridge.start()
-    else:
-        # The bridge of another source tree (its own ``bench.probe_latency``), for A/B runs on
-        # one federation.
-        ready, stop = _Flag(folder / "ready"), _Flag(folder / "stop")
-        command = [sys.executable, "-m", "bench.probe_latency", "--child", str(config), topic]
-        command += [str(trace), str(folder / "ready"), str(folder / "stop")]
-        env = {**os.environ, "PYTHONPATH": str(code)}
-        bridge = subprocess.Popen(command, cwd=code, env=env)  # noqa: ASYNC220  # returns at once
-    await asyncio.to_thread(ready.wait, 180)
-    first_sent = ctx.Value("d", 0.0)
-    publisher = ctx.Process(
-        target=_publisher_child,
-        args=(src, topic, str(key), rate, count, 1024, PARTITIONS, first_sent),
-    )
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=dst,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await reader.start()
-    publisher.start()
-    while mirror not in await reader.topics():  # noqa: ASYNC110  # polled
-        await asyncio.sleep(0.1)
-    reader.assign([TopicPartition(mirror, p) for p in range(PARTITIONS)])
-    expected = sum(1 for i in range(count) if EventPlan.is_released(i))
-    read: dict[str, float] = {}
-    due: dict[str, float] = {}
-    until = time.monotonic() + count / rate * 3 + 120
-    while len(read) < expected and time.monotonic() < until:
-        for records in (await reader.getmany(timeout_ms=100)).values():
-            now = time.time()
-            for r in records:
-                got = _id(r)
-                assert got is not None
-                read[got] = now
-                due[got] = _due(r.headers)
-    await reader.stop()
-    await asyncio.to_thread(publisher.join, 60)
-    stop.set()
-    if code is None:
-        await asyncio.to_thread(bridge.join, 90)
-    else:
-        await asyncio.to_thread(bridge.wait, 90)
-    data = json.loads(trace.read_text(encoding="utf-8"))
-    return report(data, read, due, rate)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=dst,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        publisher.start()
+        while mirror not in await reader.topics():  # noqa: ASYNC110  # polled
+            await asyncio.sleep(0.1)
+        reader.assign([TopicPartition(mirror, p) for p in range(PARTITIONS)])
+        expected = sum(1 for i in range(count) if EventPlan.is_released(i))
+        read: dict[str, float] = {}
+        due: dict[str, float] = {}
+        until = time.monotonic() + count / rate * 3 + 120
+        while len(read) < expected and time.monotonic() < until:
+            for records in (await reader.getmany(timeout_ms=100)).values():
+                now = time.time()
+                for r in records:
+                    got = _id(r)
+                    assert got is not None
+                    read[got] = now
+                    due[got] = _due(r.headers)
+        await reader.stop()
+        await asyncio.to_thread(publisher.join, 60)
+        stop.set()
+        if code is None:
+            await asyncio.to_thread(bridge.join, 90)
+        else:
+            await asyncio.to_thread(bridge.wait, 90)
+        data = json.loads(trace.read_text(encoding="utf-8"))
+        return report(data, read, due, rate)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the flags and the trace
 
 
 def report(
