@@ -518,14 +518,13 @@ def _link(results: dict[str, Any]) -> Iterator[Section]:
     rows = []
     for name in plan["contenders"]:
         for rtt in rtts:
-            values = [
-                r["throughput"] for r in runs if r["contender"] == name and r["rtt_ms"] == rtt
-            ]
-            if not values:
+            these = [r for r in runs if r["contender"] == name and r["rtt_ms"] == rtt]
+            if not these:
                 continue
             ratio = ratios.get(f"{name} at {rtt:g} ms / at {rtts[0]:g} ms")
             shown = f"{ratio['median']:.2f}" if ratio else "1"
-            rows.append(f"{name} | {rtt:g} ms | {statistics.median(values):,.0f} | {shown}")
+            tput = statistics.median(r["throughput"] for r in these)
+            rows.append(f"{name} | {rtt:g} ms | {tput:,.0f} | {shown} | {_dropped(these)}")
     commits = link.get("commits") or []
     yield Section(
         "Across a long link",
@@ -535,7 +534,11 @@ def _link(results: dict[str, Any]) -> Iterator[Section]:
             f"B as fast as the publisher could send, {plan['reps']} repetition(s), load average "
             f"{_loads(runs)}. Each ratio is against the same contender at {rtts[0]:g} ms in the "
             "same repetition; the issue's target is 0.8 for the bridge at 100 ms.",
-            Table("contender | link | events/s (median) | ratio", rows),
+            Table(
+                "contender | link | events/s (median) | ratio | packets lost or overflowed "
+                "on the wire (median)",
+                rows,
+            ),
             [
                 f"- {r['contender']} rep {r['rep']} failed: {r['error']}"
                 for r in link["runs"]
@@ -562,6 +565,17 @@ def _link(results: dict[str, Any]) -> Iterator[Section]:
             else None,
         ],
     )
+
+
+def _dropped(runs: list[dict[str, Any]]) -> str:
+    """The median number of packets a run lost or overflowed on the wire, both ways ("?" for
+    results written before the wire's overflows were recorded)."""
+    counts = [
+        sum(way.get("lost", 0) + way.get("overflowed", 0) for way in r["packets"].values())
+        for r in runs
+        if "packets" in r and all("overflowed" in way for way in r["packets"].values())
+    ]
+    return f"{statistics.median(counts):,.0f}" if counts else "?"
 
 
 _SECTIONS: tuple[Callable[[dict[str, Any]], Iterable[Section]], ...] = (
