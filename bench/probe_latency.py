@@ -31,7 +31,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -244,8 +243,8 @@ async def _probe(
     mirror = f"{SOURCE}.{topic}"
     await create_topic(src, topic, PARTITIONS)
     ctx = multiprocessing.get_context("spawn")
-    folder = Path(tempfile.mkdtemp(prefix="probe-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="probe-") as tmp:  # the flags and the trace
+        folder = Path(tmp)
         trace = folder / "trace.json"
         bridge: Any
         ready: Any
@@ -302,8 +301,6 @@ async def _probe(
             await asyncio.to_thread(bridge.wait, 90)
         data = json.loads(trace.read_text(encoding="utf-8"))
         return report(data, read, due, rate)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the flags and the trace
 
 
 def report(

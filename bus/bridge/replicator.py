@@ -118,7 +118,6 @@ class Replicator:
         self._pending: set[TopicPartition] = set()
         self._batches = Batches(settings.max_batch)
         """Each lane's batch committing and the one collecting behind it (``_batches``)."""
-        """Each lane's batch committing and the one collecting records behind it."""
         self._stopped: dict[TopicPartition, Lane] = {}
         """Lanes stopped by an untrusted checkpoint: their partitions stay paused."""
         self._lock = asyncio.Lock()
@@ -599,8 +598,7 @@ class Replicator:
                 now=self._clock(),
             )
         except Exception:
-            self._unexpected(lane, records[0].offset)
-            await asyncio.sleep(self.settings.max_backoff_s)
+            await self._unexpected(lane, records[0].offset)
             return None
 
     async def _commit_after(
@@ -634,10 +632,11 @@ class Replicator:
             if await lane.commit(verdicts, next_offset=next_offset):
                 self._account([v for v in verdicts if v.record.offset >= first_mirrored], started)
         except Exception:
-            self._unexpected(lane, verdicts[0].record.offset)
-            await asyncio.sleep(self.settings.max_backoff_s)
+            await self._unexpected(lane, verdicts[0].record.offset)
 
-    def _unexpected(self, lane: Lane, offset: int) -> None:
+    async def _unexpected(self, lane: Lane, offset: int) -> None:
+        """A bug while moving a lane's records from ``offset``: logged with its traceback,
+        counted, the lane sought back to its checkpoints, then a backoff."""
         self._metrics.errors.labels(*self._labels, "batch").inc()
         log.exception(
             "bridge %s: unexpected error moving %s/%d from offset %d; retrying the batch",
@@ -647,6 +646,7 @@ class Replicator:
             offset,
         )
         self._seek(lane.tp, lane.resume_from)
+        await asyncio.sleep(self.settings.max_backoff_s)
 
     # --- accounting ---------------------------------------------------------------------
 
