@@ -89,6 +89,10 @@ __all__ = ["Replicator"]
 
 log = logging.getLogger("bus.bridge")
 
+_JUDGE_SLICE = 64
+"""Records judged on the event loop between two yields to it (a few milliseconds); fewer are
+judged there even with verify threads."""
+
 
 class Replicator:
     """Moves released events of one direction; ``run()`` until cancelled or ``stop()``."""
@@ -579,8 +583,15 @@ class Replicator:
                 for r in chunk
             ]
 
-        if self._pool is None or len(records) < 64:
-            return run(records)
+        if self._pool is None or len(records) <= _JUDGE_SLICE:
+            # On the loop, in slices, yielding between them: the commits in flight send their
+            # next request as soon as the last one is answered, not after a whole fetch.
+            verdicts: list[Verdict] = []
+            for start in range(0, len(records), _JUDGE_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                verdicts += run(records[start : start + _JUDGE_SLICE])
+            return verdicts
         size = -(-len(records) // s.verify_threads)
         loop = asyncio.get_running_loop()
         chunks = [records[i : i + size] for i in range(0, len(records), size)]

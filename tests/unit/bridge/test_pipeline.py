@@ -179,3 +179,30 @@ async def test_a_batch_never_holds_more_than_max_batch_the_rest_is_carried() -> 
     assert sought == [0]
     lane.release.set()
     await batches.settle()
+
+
+async def test_judging_a_large_fetch_on_the_loop_lets_the_commits_in_flight_move(
+    monkeypatch: Any,
+) -> None:
+    # Without verify threads the records are judged on the event loop: a whole fetch (up to
+    # max_batch for every lane) at once would hold every commit's next request until its end.
+    replicator, _ = _replicator(_Lane())
+    assert replicator._pool is None
+    seen: list[object] = []
+
+    def judging(record: Any, **_: Any) -> Any:
+        seen.append(record.offset)
+        return SimpleNamespace(record=record)
+
+    async def a_commit_in_flight() -> None:
+        await asyncio.sleep(0)
+        seen.append("commit moved")
+
+    monkeypatch.setattr("bus.bridge.replicator.judge", judging)
+    records = [SimpleNamespace(offset=o) for o in range(500)]
+    moving = asyncio.create_task(a_commit_in_flight())
+    verdicts = await replicator._judge_all(records)
+    await moving
+    assert [v.record.offset for v in verdicts] == list(range(500))  # all, in order
+    # The other task ran while the batch was judged, not after it.
+    assert 0 < seen.index("commit moved") < 500
