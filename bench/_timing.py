@@ -224,7 +224,9 @@ class Arrivals:
         records to that of the ninth tenth. The whole run's figure (``count / seconds``) also
         holds what the first record's way through and the last one's cost, once each; across
         a long link that is a transaction's round trips or more, a large share of a short run.
-        This one leaves them out: the rate the contender keeps. None if too few arrived."""
+        This one leaves them out. Records arrive in clumps (a transaction's at once, more when
+        the reader fell behind), so a few large clumps can swing it: read it beside the whole
+        run's. None if too few arrived."""
         n = len(self.times)
         first, last = n // 10, n - 1 - n // 10
         if n < 20 or self.times[last] <= self.times[first]:
