@@ -208,8 +208,6 @@ class Arrivals:
     """When the last record arrived (epoch seconds)."""
     load_average: list[float]
     """The 1-minute load average before and after the run."""
-    times: tuple[float, ...] = ()
-    """When each record arrived (epoch seconds), in order."""
 
     @property
     def seconds(self) -> float:
@@ -217,21 +215,6 @@ class Arrivals:
         if self.arrived and self.first_sent:
             return self.last - self.first_sent
         return float("nan")
-
-    def steady(self, count: int) -> float | None:
-        """Source events per second while the middle of the run arrived: ``count`` (the
-        source events of the run) x 0.8 / the time from the arrival of the first tenth of the
-        records to that of the ninth tenth. The whole run's figure (``count / seconds``) also
-        holds what the first record's way through and the last one's cost, once each; across
-        a long link that is a transaction's round trips or more, a large share of a short run.
-        This one leaves them out. Records arrive in clumps (a transaction's at once, more when
-        the reader fell behind), so a few large clumps can swing it: read it beside the whole
-        run's. None if too few arrived."""
-        n = len(self.times)
-        first, last = n // 10, n - 1 - n // 10
-        if n < 20 or self.times[last] <= self.times[first]:
-            return None
-        return count * (last - first) / n / (self.times[last] - self.times[first])
 
 
 async def timed(
@@ -261,7 +244,6 @@ async def timed(
     load_before = os.getloadavg()[0]
     publisher.start()
     arrived, last = 0, 0.0
-    times: list[float] = []
     until = time.monotonic() + budget_s
     try:
         while arrived < expected and time.monotonic() < until:
@@ -273,7 +255,6 @@ async def timed(
                     continue
                 arrived += len(records)
                 last = now
-                times.extend(itertools.repeat(now, len(records)))
                 if each is not None:
                     for r in records:
                         each(now, r)
@@ -284,5 +265,4 @@ async def timed(
         arrived=arrived,
         last=last,
         load_average=[load_before, os.getloadavg()[0]],
-        times=tuple(times),
     )

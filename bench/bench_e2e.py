@@ -195,7 +195,6 @@ class Contender:
             "arrived": arrivals.arrived,
             "seconds": elapsed,
             "throughput": count / elapsed if elapsed and elapsed > 0 else None,
-            "steady_throughput": arrivals.steady(count),
             "load_average": arrivals.load_average,
             "peak_rss_mib": peak_rss_mib(self.pid),
         }

@@ -23,25 +23,17 @@ figures).
 Then each contender is started and warmed up once per repetition (``bench.bench_e2e.Contender``: one
 released event per partition through before any clock starts), then, for each round trip in
 turn, the link is shaped and N pre-signed 1 KB events are published as fast as the publisher
-can. Two figures per run, for every contender alike:
+can; throughput is source events / (last record committed on the destination - first record
+sent), as in ``bench.bench_e2e``. The destination is read by a ``read_committed`` consumer
+across the link, so each figure includes about one round trip of reading. Across a long link a
+run also holds, once, the first record's way through a contender and the last one's: at 100
+ms, a second or more, which weighs on a short run. Runs are 30,000 events by default, and
+``--quick`` runs (3,000) are too short to tell anything at 100 ms (decision 0025).
 
-- the whole run's, as in ``bench.bench_e2e``: source events / (last record committed on the
-  destination - first record sent). Across a long link it also holds the first record's way
-  through and the last one's, a transaction's round trips or more each, once per run: at 100
-  ms, a second or more, which weighs on a short run (decision 0025);
-- the steady throughput: source events per second while the middle 80% of the records arrived
-  (``bench._timing.Arrivals.steady``), without those two. The reader sees records in clumps (a
-  transaction's at once, more when it fell behind), and a few large clumps can swing it:
-  read it beside the whole run's, never alone.
-
-The destination is read by a ``read_committed`` consumer across the link, so each arrival is
-about one round trip after its commit, for the first and the last record alike.
-
-The headline is each contender's whole-run throughput at each round trip over its own at 0 ms
-in the same repetition (the wire without delay, so the link's own cost is in both figures and
-only the delay differs); the steady ratio is printed beside it. The issue's target: the bridge
-keeps at least 0.8 of its throughput at 100 ms. Figures are printed and returned, never
-asserted.
+The headline is each contender's throughput at each round trip over its own at 0 ms in the
+same repetition (the wire without delay, so the link's own cost is in both figures and only the
+delay differs). The issue's target: the bridge keeps at least 0.8 of it at 100 ms. Figures are
+printed and returned, never asserted.
 """
 
 from __future__ import annotations
@@ -211,8 +203,6 @@ def _print_run(r: dict[str, Any]) -> None:
     )
     if r.get("throughput"):
         line += f"  {r['throughput']:>8,.0f} events/s"
-    if r.get("steady_throughput"):
-        line += f" (steady {r['steady_throughput']:,.0f})"
     line += f"  packets out {r['packets']['out']['passed']:,}"
     dropped = sum(r["packets"][way][k] for way in ("out", "in") for k in ("lost", "overflowed"))
     line += f" ({dropped:,} lost or overflowed)"
@@ -221,25 +211,21 @@ def _print_run(r: dict[str, Any]) -> None:
 
 
 def summarise(runs: list[dict[str, Any]], baseline: float) -> dict[str, Any]:
-    """Per contender and round trip: its whole run's throughput / its own at ``baseline`` in
-    the same repetition (``... (whole run)``), the same of the steady throughput, and bridge /
-    MirrorMaker 2 at each round trip (whole run)."""
+    """Per contender and round trip: throughput / the same contender's at ``baseline`` in the
+    same repetition; and bridge / MirrorMaker 2 at each round trip."""
+    ok = {
+        (r["rep"], r["contender"], r["rtt_ms"]): r["throughput"]
+        for r in runs
+        if "error" not in r and r.get("throughput")
+    }
     ratios: dict[str, list[float]] = {}
-    for figure, suffix in (("throughput", " (whole run)"), ("steady_throughput", " (steady)")):
-        ok = {
-            (r["rep"], r["contender"], r["rtt_ms"]): r[figure]
-            for r in runs
-            if "error" not in r and r.get(figure)
-        }
-        for (rep, name, rtt), value in ok.items():
-            base = ok.get((rep, name, baseline))
-            if base and rtt != baseline:
-                ratios.setdefault(f"{name} at {rtt:g} ms / at {baseline:g} ms{suffix}", []).append(
-                    value / base
-                )
-            mm2 = ok.get((rep, "mm2", rtt))
-            if name == "bridge" and mm2 and figure == "throughput":
-                ratios.setdefault(f"bridge / mm2 at {rtt:g} ms{suffix}", []).append(value / mm2)
+    for (rep, name, rtt), value in ok.items():
+        base = ok.get((rep, name, baseline))
+        if base and rtt != baseline:
+            ratios.setdefault(f"{name} at {rtt:g} ms / at {baseline:g} ms", []).append(value / base)
+        mm2 = ok.get((rep, "mm2", rtt))
+        if name == "bridge" and mm2:
+            ratios.setdefault(f"bridge / mm2 at {rtt:g} ms", []).append(value / mm2)
     return spread(ratios)
 
 

@@ -521,13 +521,10 @@ def _link(results: dict[str, Any]) -> Iterator[Section]:
             these = [r for r in runs if r["contender"] == name and r["rtt_ms"] == rtt]
             if not these:
                 continue
-            cells = []
-            for figure, suffix in (("throughput", "whole run"), ("steady_throughput", "steady")):
-                ratio = ratios.get(f"{name} at {rtt:g} ms / at {rtts[0]:g} ms ({suffix})")
-                values = [r[figure] for r in these if r.get(figure)]
-                cells.append(f"{statistics.median(values):,.0f}" if values else "-")
-                cells.append(f"{ratio['median']:.2f}" if ratio else "1" if rtt == rtts[0] else "-")
-            rows.append(f"{name} | {rtt:g} ms | {' | '.join(cells)} | {_dropped(these)}")
+            ratio = ratios.get(f"{name} at {rtt:g} ms / at {rtts[0]:g} ms")
+            shown = f"{ratio['median']:.2f}" if ratio else "1"
+            tput = statistics.median(r["throughput"] for r in these)
+            rows.append(f"{name} | {rtt:g} ms | {tput:,.0f} | {shown} | {_dropped(these)}")
     commits = link.get("commits") or []
     yield Section(
         "Across a long link",
@@ -536,15 +533,10 @@ def _link(results: dict[str, Any]) -> Iterator[Section]:
             f"behind a long link (`bus.local.Link`), {plan['events']:,} events of {plan['size']} "
             f"B as fast as the publisher could send, {plan['reps']} repetition(s), load average "
             f"{_loads(runs)}. Each ratio is against the same contender at {rtts[0]:g} ms in the "
-            "same repetition; the issue's target is 0.8 for the bridge at 100 ms. *Whole run*: "
-            "from the first record sent to the last committed, which also holds the first and "
-            "the last record's way across the link, once each; *steady*: source events per "
-            "second while the middle 80% of the records arrived, which leaves those out but "
-            "swings with how the reader's arrivals clump (decision 0025).",
+            "same repetition; the issue's target is 0.8 for the bridge at 100 ms.",
             Table(
-                "contender | link | whole-run events/s (median) | whole-run ratio | steady "
-                "events/s (median) | steady ratio | packets lost or overflowed on the wire "
-                "(median)",
+                "contender | link | events/s (median) | ratio | packets lost or overflowed "
+                "on the wire (median)",
                 rows,
             ),
             [
